@@ -1,0 +1,152 @@
+// The engine's public contract. Nothing here knows about chats, queues or the bot:
+// the engine can be used alone (CLI, benchmark, a worker on another machine).
+
+/** Sampler names as AUTOMATIC1111 users know them. */
+export const SAMPLERS = ['Euler', 'Euler a', 'DPM++ 2M Karras', 'DDIM', 'Turbo'] as const;
+export type SamplerName = (typeof SAMPLERS)[number];
+
+export type ExecutionProviderName = 'cuda' | 'webgpu' | 'cpu';
+
+/** sd1: 768-dim conditioning; sd2: 1024-dim; sd-turbo: 1024-dim with trailing Euler in its scheduler config. */
+export type ModelFamily = 'sd1' | 'sd2' | 'sd-turbo';
+
+/** Which exporter wrote the folder; decides input dtypes and the VAE encoder output. */
+export type ExportGeneration = 'diffusers-legacy' | 'optimum-old' | 'optimum-new';
+
+export interface ModelInfo {
+  /** Folder name under the models directory; what members type after --model. */
+  name: string;
+  dir: string;
+  family: ModelFamily;
+  predictionType: 'epsilon' | 'v_prediction';
+  nativeWidth: number;
+  nativeHeight: number;
+  /** Suggested defaults for this model (Turbo: 1–4 steps, guidance off). */
+  defaultSampler: SamplerName;
+  defaultSteps: number;
+  defaultGuidance: number;
+  hasVaeEncoder: boolean;
+  generation: ExportGeneration;
+  dtype: 'float32' | 'float16';
+}
+
+/** A folder that looked like a model but cannot be used, with a reason that names the file. */
+export interface ModelProblem {
+  name: string;
+  dir: string;
+  reason: string;
+}
+
+export interface ModelScan {
+  models: ModelInfo[];
+  problems: ModelProblem[];
+}
+
+/** An init image for img2img, already sized to the requested width and height. */
+export interface InitImage {
+  /** Packed RGB, 8 bits per channel, row-major, width*height*3 bytes. */
+  rgb: Uint8Array;
+  width: number;
+  height: number;
+  /** 0..1, diffusers semantics: the share of the schedule that is re-run. */
+  strength: number;
+}
+
+export interface GenerateRequest {
+  model: string;
+  prompt: string;
+  negativePrompt: string;
+  width: number;
+  height: number;
+  steps: number;
+  /** Classifier-free guidance scale; ≤ 1 turns guidance off (UNet batch 1). */
+  guidance: number;
+  sampler: SamplerName;
+  /** uint32. Image i of the batch uses seed + i (mod 2^32). */
+  seed: number;
+  count: number;
+  /** AUTOMATIC1111's "variation seed": noise = slerp(noise(seed+i), noise(variation.seed+i), strength). */
+  variation?: { seed: number; strength: number };
+  init?: InitImage;
+  /** Ask for cheap preview images in step progress. */
+  previews?: boolean;
+}
+
+export interface PromptTruncation {
+  /** The text that reached the model. */
+  kept: string;
+  /** The words that were cut off (beyond 75 tokens). */
+  dropped: string;
+}
+
+export interface EngineImage {
+  rgb: Uint8Array;
+  width: number;
+  height: number;
+  seed: number;
+  /** AUTOMATIC1111-style info text for this picture (what goes into the PNG `parameters` chunk). */
+  infoText: string;
+}
+
+export interface GenerateResult {
+  images: EngineImage[];
+  model: string;
+  provider: ExecutionProviderName;
+  truncation: { prompt?: PromptTruncation; negativePrompt?: PromptTruncation };
+  timing: {
+    totalMs: number;
+    /** Wall time spent in the denoising loop, summed over steps. */
+    denoiseMs: number;
+    /** UNet steps actually run (img2img runs fewer than `steps`). */
+    stepsRun: number;
+  };
+}
+
+export interface StepProgress {
+  step: number;
+  total: number;
+  preview?: { rgb: Uint8Array; width: number; height: number };
+}
+
+export interface GenerateOptions {
+  signal?: AbortSignal;
+  onStep?: (progress: StepProgress) => void;
+}
+
+export type EngineErrorCode = 'cancelled' | 'bad_request' | 'model' | 'internal';
+
+/** Errors the engine reports. `message` is safe to show to a member. */
+export class EngineError extends Error {
+  readonly code: EngineErrorCode;
+  constructor(code: EngineErrorCode, message: string) {
+    super(message);
+    this.name = 'EngineError';
+    this.code = code;
+  }
+}
+
+export interface EngineOptions {
+  modelsDir: string;
+  /** Tried in order; one that cannot load falls back to the next with one warning. */
+  providers: ExecutionProviderName[];
+  /** onnxruntime intra-op threads for the CPU provider; 0 lets onnxruntime decide. */
+  threads?: number;
+  /** Run one tiny generation when a model is first loaded. */
+  warmup?: boolean;
+  /** Where warnings and info go (the bot passes a pino logger's methods). */
+  log?: EngineLog;
+}
+
+export interface EngineLog {
+  info(obj: Record<string, unknown>, msg: string): void;
+  warn(obj: Record<string, unknown>, msg: string): void;
+}
+
+export interface Engine {
+  /** Scan the models directory (cheap; no sessions are created). */
+  scanModels(): Promise<ModelScan>;
+  /** The provider in use, once a model has been loaded. */
+  provider(): ExecutionProviderName | undefined;
+  generate(request: GenerateRequest, options?: GenerateOptions): Promise<GenerateResult>;
+  close(): Promise<void>;
+}

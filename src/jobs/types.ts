@@ -1,0 +1,207 @@
+import type { PromptTruncation, SamplerName } from '../../engine/types.js';
+
+/**
+ * What to draw. Built only by the parser (src/jobs/parse.ts), which validates and clamps it
+ * against the configured limits, or derived from a stored spec by reroll/vary/upscale.
+ */
+export interface JobSpec {
+  prompt: string;
+  negativePrompt: string;
+  width: number;
+  height: number;
+  steps: number;
+  guidance: number;
+  sampler: SamplerName;
+  /** uint32; image i uses seed + i. */
+  seed: number;
+  count: number;
+  model: string;
+  variation?: { seed: number; strength: number };
+  /** img2img from one stored picture of an earlier job (upscale). */
+  init?: { jobId: string; index: number; strength: number };
+}
+
+export type Platform = 'discord' | 'telegram' | 'cli';
+
+/** Who asked. Roles are platform role ids (Discord) — used for tiers and admin checks. */
+export interface Requester {
+  platform: Platform;
+  userId: string;
+  name: string;
+  roles: string[];
+}
+
+/**
+ * Where to answer. `handle` is opaque to everything but the adapter that wrote it
+ * (Discord: interaction id/token/application id; Telegram: chat id and status message id).
+ */
+export interface ReplyTarget {
+  platform: Platform;
+  chatId: string;
+  guildId?: string;
+  handle: Record<string, string | number | boolean | null>;
+}
+
+export type JobKind = 'imagine' | 'reroll' | 'vary' | 'upscale';
+
+/**
+ * queued → running → done → delivered, or → failed / cancelled.
+ * `done` means the images are on disk and the job waits for its adapter to deliver them;
+ * after a restart, `done` jobs are delivered again, never rendered again.
+ */
+export type JobStatus = 'queued' | 'running' | 'done' | 'delivered' | 'failed' | 'cancelled';
+
+export interface JobImage {
+  /** Path relative to the data directory. */
+  file: string;
+  seed: number;
+  width: number;
+  height: number;
+  infoText: string;
+}
+
+export interface JobResult {
+  images: JobImage[];
+  /** Path relative to the data directory; present when there is more than one image. */
+  grid?: string;
+  model: string;
+  provider: string;
+  durationMs: number;
+  truncation: { prompt?: PromptTruncation; negativePrompt?: PromptTruncation };
+}
+
+export interface Job {
+  /** Short, URL- and button-safe id ([0-9a-z], 8 chars). */
+  id: string;
+  /** Monotonic submission order; recovery resumes in this order. */
+  seq: number;
+  kind: JobKind;
+  parentId?: string;
+  spec: JobSpec;
+  requester: Requester;
+  target: ReplyTarget;
+  /** Priority tier from config (0 = default). */
+  tier: number;
+  status: JobStatus;
+  createdAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+  /** How many times the engine started this job (restarts count). */
+  attempts: number;
+  /** Messages for the member about how the request was read (clamps, defaults). */
+  notes: string[];
+  result?: JobResult;
+  /** User-facing failure reason. */
+  error?: string;
+  cancelledBy?: string;
+  delivery?: { at: number; ref?: Record<string, string>; undeliverable?: string };
+  /** Platform idempotency key (a Telegram update, a Discord interaction) to drop re-deliveries. */
+  idempotencyKey?: string;
+}
+
+export interface QueuePosition {
+  /** 1-based; 0 means running. */
+  position: number;
+  etaSeconds: number;
+}
+
+export type JobEvent =
+  | { type: 'queued'; job: Job; position: number; etaSeconds: number }
+  /** Position or ETA of a waiting job changed. */
+  | { type: 'moved'; job: Job; position: number; etaSeconds: number }
+  /** The job was recovered from the store after a restart and is waiting again. */
+  | { type: 'resumed'; job: Job; position: number; etaSeconds: number }
+  | { type: 'started'; job: Job }
+  | {
+      type: 'progress';
+      job: Job;
+      step: number;
+      total: number;
+      preview?: { png: Buffer; width: number; height: number };
+    }
+  | { type: 'done'; job: Job }
+  | { type: 'failed'; job: Job; reason: string }
+  | { type: 'cancelled'; job: Job; by: string };
+
+export type JobEventListener = (event: JobEvent) => void;
+
+/** Per-member defaults set with /settings; every field optional. */
+export interface MemberSettings {
+  aspect?: string;
+  negativePrompt?: string;
+  steps?: number;
+  guidance?: number;
+  sampler?: SamplerName;
+  images?: number;
+  model?: string;
+}
+
+// ---- persistence (implemented in src/store/, the only module that touches keyv) ----
+
+export interface JobRepo {
+  /** Durable write; rejects when the store cannot write (a job is never acknowledged unsaved). */
+  put(job: Job): Promise<void>;
+  get(id: string): Promise<Job | undefined>;
+  /** Jobs that are queued, running or done-but-undelivered, in seq order. */
+  active(): Promise<Job[]>;
+  byIdempotencyKey(key: string): Promise<Job | undefined>;
+  nextSeq(): Promise<number>;
+  /** Finished jobs (delivered, failed, cancelled) whose finishedAt is before `before`. */
+  finishedBefore(before: number): Promise<Job[]>;
+  delete(id: string): Promise<void>;
+}
+
+export interface SettingsRepo {
+  get(platform: Platform, userId: string): Promise<MemberSettings>;
+  set(platform: Platform, userId: string, settings: MemberSettings): Promise<void>;
+}
+
+export interface Store {
+  jobs: JobRepo;
+  settings: SettingsRepo;
+  close(): Promise<void>;
+}
+
+// ---- the job service (src/jobs/service.ts): queue + store + engine worker + rendering ----
+
+export interface SubmitInput {
+  kind: JobKind;
+  spec: JobSpec;
+  requester: Requester;
+  target: ReplyTarget;
+  parentId?: string;
+  notes: string[];
+  idempotencyKey?: string;
+}
+
+export type SubmitOutcome =
+  | { ok: true; job: Job; position: number; etaSeconds: number; duplicate: boolean }
+  | { ok: false; reason: string };
+
+export type CancelOutcome = { ok: true; job: Job; wasRunning: boolean } | { ok: false; reason: string };
+
+export interface QueueSnapshot {
+  running?: { job: Job; step: number; total: number };
+  waiting: { job: Job; position: number; etaSeconds: number }[];
+}
+
+export interface JobService {
+  submit(input: SubmitInput): Promise<SubmitOutcome>;
+  /** `asAdmin` lets an admin cancel any job; otherwise only the owner's own. */
+  cancel(jobId: string, by: Requester, asAdmin: boolean): Promise<CancelOutcome>;
+  get(jobId: string): Promise<Job | undefined>;
+  position(jobId: string): QueuePosition | undefined;
+  snapshot(): QueueSnapshot;
+  on(listener: JobEventListener): () => void;
+  markDelivered(jobId: string, ref?: Record<string, string>): Promise<void>;
+  /** Delivery is impossible (member blocked the bot, channel gone): never retried. */
+  markUndeliverable(jobId: string, reason: string): Promise<void>;
+  /** Jobs of this platform that are done but not delivered (after a restart, or a failed upload). */
+  pendingDeliveries(platform: Platform): Promise<Job[]>;
+  /** Absolute path of a stored file (a JobImage.file or JobResult.grid). */
+  filePath(relative: string): string;
+  /** Recover queued/running jobs from the store, then start feeding the engine. */
+  start(): Promise<void>;
+  /** Stop intake; let the running job finish within `graceMs`, else put it back as queued. */
+  stop(graceMs: number): Promise<void>;
+}
