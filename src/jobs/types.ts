@@ -145,6 +145,8 @@ export interface JobRepo {
   /** Jobs that are queued, running or done-but-undelivered, in seq order. */
   active(): Promise<Job[]>;
   byIdempotencyKey(key: string): Promise<Job | undefined>;
+  /** The job whose result was delivered as this message (indexed when delivery.ref has chatId + messageId). */
+  byMessage(platform: Platform, chatId: string, messageId: string): Promise<Job | undefined>;
   nextSeq(): Promise<number>;
   /** Finished jobs (delivered, failed, cancelled) whose finishedAt is before `before`. */
   finishedBefore(before: number): Promise<Job[]>;
@@ -193,7 +195,10 @@ export interface JobService {
   position(jobId: string): QueuePosition | undefined;
   snapshot(): QueueSnapshot;
   on(listener: JobEventListener): () => void;
+  /** ref: { chatId, messageId } of the result message, so reactions on it can find the job after a restart. */
   markDelivered(jobId: string, ref?: Record<string, string>): Promise<void>;
+  /** The job whose result is this message (for 🔁 reactions), across restarts. */
+  findByMessage(platform: Platform, chatId: string, messageId: string): Promise<Job | undefined>;
   /** Delivery is impossible (member blocked the bot, channel gone): never retried. */
   markUndeliverable(jobId: string, reason: string): Promise<void>;
   /** Jobs of this platform that are done but not delivered (after a restart, or a failed upload). */
