@@ -1,0 +1,134 @@
+// The composition root: config → logger → store → engine worker → job service → adapters.
+import type { CommandContext } from '../commands/types.js';
+import { createEngine } from '../engine/index.js';
+import type { ModelScan } from '../engine/types.js';
+import { startDiscord } from './adapters/discord/index.js';
+import { startTelegram } from './adapters/telegram/index.js';
+import type { AdapterDeps, AdapterHandle } from './adapters/types.js';
+import { ConfigError, loadConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { createJobService } from './jobs/service.js';
+import { createLogger } from './logging.js';
+import { createStore } from './store/index.js';
+
+const MODEL_RESCAN_MS = 5 * 60_000;
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`${message}\n`);
+  process.exit(code);
+}
+
+function readConfig(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message, 1);
+    fail(`config: could not be read (${err instanceof Error ? err.message : String(err)})`, 1);
+  }
+}
+
+async function main(): Promise<void> {
+  const config = readConfig();
+  const { discordToken, telegramToken } = config.secrets;
+  if (!discordToken && !telegramToken) {
+    fail(
+      [
+        'No chat platform is configured, so there is nothing to start.',
+        'Set at least one of these environment variables:',
+        '  DISCORD_TOKEN=<bot token from https://discord.com/developers/applications>',
+        '  TELEGRAM_TOKEN=<token from @BotFather>',
+        'for example:  DISCORD_TOKEN=... npm start   (a .env file is not read; export the variable)',
+      ].join('\n'),
+      2,
+    );
+  }
+
+  const log = createLogger(config);
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection'));
+  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
+
+  const store = await createStore(config, log);
+  const engine = createEngine({
+    modelsDir: config.models.dir,
+    providers: [...config.engine.providers],
+    threads: config.engine.threads,
+    warmup: config.engine.warmup,
+    log: { info: (o, m) => log.info(o, m), warn: (o, m) => log.warn(o, m) },
+  });
+
+  let scan: ModelScan = await engine.scanModels();
+  const reportScan = () => {
+    for (const problem of scan.problems) log.warn({ model: problem.name, dir: problem.dir }, problem.reason);
+    if (scan.models.length === 0) {
+      log.warn({ dir: config.models.dir }, 'no usable model found; members will be told. See README "Models".');
+    } else {
+      log.info({ models: scan.models.map((m) => m.name) }, 'models found');
+    }
+  };
+  reportScan();
+  // Admins drop new model folders in while the bot runs; pick them up without a restart.
+  const rescan = setInterval(() => {
+    engine
+      .scanModels()
+      .then((next) => {
+        const before = scan.models.map((m) => m.name).join(',');
+        scan = next;
+        if (next.models.map((m) => m.name).join(',') !== before) reportScan();
+      })
+      .catch((err: unknown) => log.warn({ err }, 'model rescan failed'));
+  }, MODEL_RESCAN_MS);
+  rescan.unref();
+
+  const jobs = createJobService({ config, store, engine, log });
+  const commands: CommandContext = { config, jobs, settings: store.settings, models: () => scan.models, log };
+  await jobs.start();
+
+  const adapters: AdapterHandle[] = [];
+  const deps = (token: string): AdapterDeps => ({ config, jobs, commands, log, token });
+  const starters: [string, string | undefined, (d: AdapterDeps) => Promise<AdapterHandle>][] = [
+    ['discord', discordToken, startDiscord],
+    ['telegram', telegramToken, startTelegram],
+  ];
+  for (const [platform, token, start] of starters) {
+    if (!token) continue;
+    try {
+      adapters.push(await start(deps(token)));
+      log.info({ platform }, 'adapter started');
+    } catch (err) {
+      log.error({ err, platform }, 'adapter could not start');
+    }
+  }
+  if (adapters.length === 0) {
+    log.fatal('no adapter could start; exiting');
+    await jobs.stop(0);
+    await engine.close();
+    await store.close();
+    process.exit(1);
+  }
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    clearInterval(rescan);
+    log.info({ signal, graceSeconds: config.queue.shutdownGraceSeconds }, 'shutting down');
+    // The job service refuses new work first, so the adapters stay up long enough to deliver
+    // the job that finishes inside the grace period; a job that does not is put back in the queue.
+    await jobs.stop(config.queue.shutdownGraceSeconds * 1000);
+    await Promise.allSettled(adapters.map((a) => a.stop()));
+    await engine.close();
+    await store.close();
+    log.info('stopped');
+    log.flush();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  fail(`could not start: ${err instanceof Error ? err.message : String(err)}`, 1);
+});

@@ -1,0 +1,132 @@
+// Builds the whole bot core for end-to-end tests: a temp data dir, a tiny fixture model in
+// the real ONNX layout, the SQLite store, the real engine (worker thread), the job service
+// and the command context. Adapter tests add their platform on top.
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { CommandContext } from '../../commands/types.js';
+import { createEngine } from '../../engine/index.js';
+import type { Engine, ModelInfo } from '../../engine/types.js';
+import { defaultConfig, type DeepPartial } from '../../src/config/load.js';
+import type { Config, FileConfig } from '../../src/config/schema.js';
+import { createJobService } from '../../src/jobs/service.js';
+import type { JobService, Store } from '../../src/jobs/types.js';
+import { createLogger } from '../../src/logging.js';
+import { createStore } from '../../src/store/index.js';
+import { writeTinyModel, type TinyModelOptions } from '../fixtures/tiny-models.js';
+
+export interface HarnessOptions {
+  config?: DeepPartial<FileConfig>;
+  model?: Partial<TinyModelOptions>;
+  secrets?: Config['secrets'];
+}
+
+export interface Harness {
+  config: Config;
+  store: Store;
+  engine: Engine;
+  jobs: JobService;
+  commands: CommandContext;
+  models: ModelInfo[];
+  log: Logger;
+  /** Every JSON log line written so far (for redaction and job-id assertions). */
+  logLines: string[];
+  root: string;
+  dataDir: string;
+  /** Simulates a bot restart: stops everything and starts it again on the same data directory. */
+  restart(): Promise<Harness>;
+  close(): Promise<void>;
+}
+
+export const TINY_MODEL = 'tiny';
+
+function mergeOverrides(root: string, options: HarnessOptions): DeepPartial<FileConfig> {
+  const base: DeepPartial<FileConfig> = {
+    dataDir: path.join(root, 'data'),
+    logLevel: 'debug',
+    storage: { url: `sqlite://${path.join(root, 'data', 'bot.sqlite')}` },
+    models: { dir: path.join(root, 'models'), default: TINY_MODEL },
+    engine: { providers: ['cpu'], threads: 1, warmup: false, previews: false },
+    defaults: { steps: 3, images: 4, sampler: 'Euler' },
+  };
+  const extra = options.config ?? {};
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(extra)) {
+    const prior = out[key];
+    out[key] =
+      prior && typeof prior === 'object' && !Array.isArray(prior) && value && typeof value === 'object' && !Array.isArray(value)
+        ? { ...prior, ...value }
+        : value;
+  }
+  return out as DeepPartial<FileConfig>;
+}
+
+async function boot(root: string, options: HarnessOptions, logLines: string[]): Promise<Harness> {
+  const fileConfig = defaultConfig(mergeOverrides(root, options));
+  const config: Config = Object.freeze({ ...fileConfig, secrets: options.secrets ?? {} });
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) logLines.push(line);
+      done();
+    },
+  });
+  const log = createLogger(config, sink);
+  const store = await createStore(config, log);
+  const engine = createEngine({
+    modelsDir: config.models.dir,
+    providers: [...config.engine.providers],
+    threads: config.engine.threads,
+    warmup: config.engine.warmup,
+    log: { info: (o, m) => log.info(o, m), warn: (o, m) => log.warn(o, m) },
+  });
+  const scan = await engine.scanModels();
+  const jobs = createJobService({ config, store, engine, log });
+  const commands: CommandContext = { config, jobs, settings: store.settings, models: () => scan.models, log };
+  await jobs.start();
+
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await jobs.stop(0);
+    await engine.close();
+    await store.close();
+  };
+  return {
+    config,
+    store,
+    engine,
+    jobs,
+    commands,
+    models: scan.models,
+    log,
+    logLines,
+    root,
+    dataDir: config.dataDir,
+    close,
+    restart: async () => {
+      await close();
+      return boot(root, options, logLines);
+    },
+  };
+}
+
+export async function createHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const root = await mkdtemp(path.join(tmpdir(), 'imagine-harness-'));
+  await mkdir(path.join(root, 'models'), { recursive: true });
+  await writeTinyModel(path.join(root, 'models', TINY_MODEL), {
+    generation: 'optimum-new',
+    unet: 'oracle',
+    vaeEncoder: true,
+    ...options.model,
+  } as TinyModelOptions);
+  const harness = await boot(root, options, []);
+  const close = harness.close;
+  harness.close = async () => {
+    await close();
+    await rm(root, { recursive: true, force: true });
+  };
+  return harness;
+}
