@@ -1,0 +1,77 @@
+// IEEE-754 half <-> single conversion for float16 ONNX sessions. Node 20 has no Float16Array,
+// so onnxruntime hands float16 tensors over as Uint16Array bit patterns. This runs at the session
+// boundary on every denoising step, hence bit twiddling on integer views instead of Math calls.
+
+/** Single-precision bit patterns that bound the half-precision ranges (all on |x|). */
+const F32_INF = 0x7f800000;
+/** 65520: the tie between 65504 (largest half) and 65536 rounds to even, i.e. to infinity. */
+const F32_HALF_OVERFLOW = 0x477ff000;
+/** 2^-14: the smallest normal half. */
+const F32_HALF_MIN_NORMAL = 0x38800000;
+/** Rebias the exponent from 127 to 15: (127 − 15) << 23. */
+const EXPONENT_REBIAS = 0x38000000;
+const HALF_SUBNORMAL_UNIT = 2 ** -24;
+
+function u32View(a: Float32Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length);
+}
+
+/** float32 → float16 bits, rounding to nearest even; overflow → ±Inf, NaN stays NaN (quiet). */
+export function float32ToFloat16Bits(src: Float32Array, dst?: Uint16Array): Uint16Array {
+  const out = dst ?? new Uint16Array(src.length);
+  if (out.length < src.length) throw new RangeError(`float16 buffer holds ${out.length} values, need ${src.length}`);
+  const bits = u32View(src);
+  for (let i = 0; i < bits.length; i++) {
+    const f = bits[i]!;
+    const sign = (f >>> 16) & 0x8000;
+    const abs = f & 0x7fffffff;
+    let h: number;
+    if (abs >= F32_HALF_OVERFLOW) {
+      // NaN keeps its top payload bits and is forced quiet so it cannot turn into Inf.
+      h = abs > F32_INF ? 0x7e00 | ((abs >>> 13) & 0x3ff) : 0x7c00;
+    } else if (abs >= F32_HALF_MIN_NORMAL) {
+      // Add just under half an ulp, plus one if the kept lsb is odd: ties go to even. A carry
+      // into the exponent is the correct result (e.g. 2047.9 → 2048).
+      h = (abs + 0xfff + ((abs >>> 13) & 1) - EXPONENT_REBIAS) >>> 13;
+    } else {
+      // Subnormal half (or zero): the value is q · 2^-24 with q = m >> shift, rounded to even.
+      const exp = abs >>> 23;
+      const shift = 126 - exp;
+      if (shift > 24) {
+        h = 0;
+      } else {
+        const m = (abs & 0x7fffff) | 0x800000;
+        let q = m >>> shift;
+        const rem = m & ((1 << shift) - 1);
+        const halfway = 1 << (shift - 1);
+        if (rem > halfway || (rem === halfway && q & 1)) q++;
+        h = q;
+      }
+    }
+    out[i] = sign | h;
+  }
+  return out;
+}
+
+/** float16 bits → float32 (exact: every half is representable as a float). */
+export function float16BitsToFloat32(src: Uint16Array, dst?: Float32Array): Float32Array {
+  const out = dst ?? new Float32Array(src.length);
+  if (out.length < src.length) throw new RangeError(`float32 buffer holds ${out.length} values, need ${src.length}`);
+  const bits = u32View(out);
+  for (let i = 0; i < src.length; i++) {
+    const h = src[i]!;
+    const sign = (h & 0x8000) << 16;
+    const exp = (h >>> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    if (exp === 0) {
+      // Zero or subnormal: cheaper to scale than to normalise the mantissa by hand.
+      out[i] = (sign ? -mant : mant) * HALF_SUBNORMAL_UNIT;
+      if (mant === 0) bits[i] = sign >>> 0;
+    } else if (exp === 0x1f) {
+      bits[i] = (sign | F32_INF | (mant << 13)) >>> 0;
+    } else {
+      bits[i] = (sign | ((exp << 23) + EXPONENT_REBIAS) | (mant << 13)) >>> 0;
+    }
+  }
+  return out;
+}
