@@ -1,0 +1,208 @@
+/**
+ * The order in which waiting jobs get the GPU: weighted fair queueing between members.
+ *
+ * Policy (virtual-time fair queueing, "virtual clock" flavour):
+ * - Every job costs one turn. A member whose tier has weight w pays 1/w of a turn per job
+ *   (integer arithmetic: TURN / w with TURN = 2520, divisible by every weight 1…10).
+ * - The queue keeps a virtual time V: the finish tag of the last job handed out by next().
+ * - A job arriving for member m starts at S = max(V, finish tag of m's previous job still
+ *   waiting or last served) and finishes at F = S + TURN / w.
+ * - Jobs run in order of F; equal F goes to the earlier arrival (lower seq).
+ *
+ * Consequences, which the tests pin down:
+ * - Weight 1 everywhere is plain round-robin: a member's second waiting job (F = V + 2 turns)
+ *   runs after every other member's first (F = V + 1 turn). A,A,A,B,C runs A,B,C,A,A.
+ * - A member with weight 2 gets two turns per turn of a weight-1 member, and the weight-1 member
+ *   still runs every round: boost without starvation.
+ * - A member who arrives late starts at the current V, not at zero, so a member with a hundred
+ *   jobs waiting cannot push them back by more than one round; an idle member earns no credit.
+ * - Removing a waiting job (cancel) re-chains that member's later jobs as if it had never been
+ *   queued, so cancelling never costs the member their place.
+ *
+ * The order depends only on arrival order (seq), member and weight, plus how far the queue has
+ * moved (V). After a restart the waiting jobs are added again in seq order with V = 0, which
+ * gives the plain fair order of what is left; no clock, no randomness.
+ *
+ * Pure and synchronous: no I/O, no timers; the job service drives it.
+ */
+
+export interface FairEntry {
+  jobId: string;
+  /** One member across jobs, e.g. `discord:1234`. */
+  memberKey: string;
+  /** Tier weight, 1 = normal. */
+  weight: number;
+  /** Arrival order; unique. */
+  seq: number;
+}
+
+interface Slot extends FairEntry {
+  /** V when the job arrived; re-chaining never starts a job before it arrived. */
+  arrivalV: number;
+  start: number;
+  finish: number;
+}
+
+interface MemberState {
+  /** This member's waiting jobs in seq order. */
+  waiting: Slot[];
+  /** Finish tag of this member's last job handed out by next(). */
+  servedFinish: number;
+}
+
+const TURN = 2520;
+
+function costOf(weight: number): number {
+  const w = Number.isFinite(weight) ? Math.min(10, Math.max(1, Math.round(weight))) : 1;
+  return TURN / w;
+}
+
+function runsBefore(a: Slot, b: Slot): boolean {
+  return a.finish < b.finish || (a.finish === b.finish && a.seq < b.seq);
+}
+
+export class FairQueue {
+  /** All waiting slots in the order they will run. */
+  private readonly ordered: Slot[] = [];
+  private readonly byId = new Map<string, Slot>();
+  private readonly members = new Map<string, MemberState>();
+  private virtualTime = 0;
+
+  get size(): number {
+    return this.ordered.length;
+  }
+
+  has(jobId: string): boolean {
+    return this.byId.has(jobId);
+  }
+
+  /** Adds a waiting job; false when the id is already waiting. */
+  add(entry: FairEntry): boolean {
+    if (this.byId.has(entry.jobId)) return false;
+    let member = this.members.get(entry.memberKey);
+    if (!member) {
+      member = { waiting: [], servedFinish: 0 };
+      this.members.set(entry.memberKey, member);
+    }
+    const slot: Slot = { ...entry, arrivalV: this.virtualTime, start: 0, finish: 0 };
+    this.byId.set(slot.jobId, slot);
+    const last = member.waiting[member.waiting.length - 1];
+    if (!last || last.seq < slot.seq) {
+      slot.start = Math.max(this.virtualTime, last ? last.finish : member.servedFinish);
+      slot.finish = slot.start + costOf(slot.weight);
+      member.waiting.push(slot);
+      this.insertOrdered(slot);
+    } else {
+      // Out-of-order arrival (only if a caller re-adds older jobs late): rebuild the chain.
+      const at = member.waiting.findIndex((s) => s.seq > slot.seq);
+      member.waiting.splice(at, 0, slot);
+      slot.finish = Number.NEGATIVE_INFINITY;
+      this.insertOrdered(slot);
+      this.rechain(member);
+    }
+    return true;
+  }
+
+  /** Removes a waiting job (cancelled); returns it, or undefined when it was not waiting. */
+  remove(jobId: string): FairEntry | undefined {
+    const slot = this.byId.get(jobId);
+    if (!slot) return undefined;
+    this.removeOrdered(slot);
+    this.byId.delete(jobId);
+    const member = this.members.get(slot.memberKey);
+    if (member) {
+      member.waiting.splice(member.waiting.indexOf(slot), 1);
+      if (member.waiting.length === 0) this.members.delete(slot.memberKey);
+      else this.rechain(member);
+    }
+    return toEntry(slot);
+  }
+
+  /** Hands out the job that runs next and removes it from the queue. */
+  next(): FairEntry | undefined {
+    const slot = this.ordered.shift();
+    if (!slot) return undefined;
+    this.byId.delete(slot.jobId);
+    this.virtualTime = Math.max(this.virtualTime, slot.finish);
+    const member = this.members.get(slot.memberKey);
+    if (member) {
+      member.waiting.splice(member.waiting.indexOf(slot), 1);
+      member.servedFinish = slot.finish;
+      // With nothing waiting, the member's history no longer matters: its next job starts at
+      // V, which is already past servedFinish. Dropping the state keeps memory bounded.
+      if (member.waiting.length === 0) this.members.delete(slot.memberKey);
+    }
+    return toEntry(slot);
+  }
+
+  peek(): FairEntry | undefined {
+    const slot = this.ordered[0];
+    return slot ? toEntry(slot) : undefined;
+  }
+
+  /** Waiting jobs in the order they will run. */
+  order(): FairEntry[] {
+    return this.ordered.map(toEntry);
+  }
+
+  /** 1-based place in the run order, or undefined when not waiting. */
+  positionOf(jobId: string): number | undefined {
+    const slot = this.byId.get(jobId);
+    if (!slot) return undefined;
+    return this.indexOf(slot) + 1;
+  }
+
+  /** How many jobs this member has waiting. */
+  pendingOf(memberKey: string): number {
+    return this.members.get(memberKey)?.waiting.length ?? 0;
+  }
+
+  /** Recomputes a member's tags as if only its current waiting jobs had ever been queued. */
+  private rechain(member: MemberState): void {
+    let previousFinish = member.servedFinish;
+    for (const slot of member.waiting) {
+      const start = Math.max(slot.arrivalV, previousFinish);
+      const finish = start + costOf(slot.weight);
+      if (finish !== slot.finish || start !== slot.start) {
+        this.removeOrdered(slot);
+        slot.start = start;
+        slot.finish = finish;
+        this.insertOrdered(slot);
+      }
+      previousFinish = finish;
+    }
+  }
+
+  /** First index whose slot does not run before `slot`. */
+  private lowerBound(slot: Slot): number {
+    let lo = 0;
+    let hi = this.ordered.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const probe = this.ordered[mid]!;
+      if (runsBefore(probe, slot)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private indexOf(slot: Slot): number {
+    const at = this.lowerBound(slot);
+    if (this.ordered[at] === slot) return at;
+    // Only reachable if two slots share seq and finish; fall back to a scan.
+    return this.ordered.indexOf(slot);
+  }
+
+  private insertOrdered(slot: Slot): void {
+    this.ordered.splice(this.lowerBound(slot), 0, slot);
+  }
+
+  private removeOrdered(slot: Slot): void {
+    const at = this.indexOf(slot);
+    if (at >= 0) this.ordered.splice(at, 1);
+  }
+}
+
+function toEntry(slot: Slot): FairEntry {
+  return { jobId: slot.jobId, memberKey: slot.memberKey, weight: slot.weight, seq: slot.seq };
+}
