@@ -1,0 +1,280 @@
+// The model registry: finds Stable Diffusion ONNX folders under the models directory and
+// describes each one (family, export generation, dtype, native size, suggested defaults) — or
+// says exactly which file is wrong. It never creates a session and never throws for a bad
+// folder.
+//
+// Generation and dtype are detected here, at scan time, from the UNet's declared graph inputs
+// (read straight from unet/model.onnx by ./onnx-header.ts, skipping the weights):
+//   timestep int64 → 'optimum-old' (Optimum ≤ 1.23), float rank 0 → 'optimum-new' (≥ 1.24),
+//   float [batch] → 'diffusers-legacy'; `sample` float16 → dtype float16.
+// The loader (./model.ts) does not depend on this label: it feeds whatever each session's
+// inputMetadata declares, so a mislabelled folder still runs.
+import { constants as fsConstants } from 'node:fs';
+import { access, readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { OnnxElemType, readOnnxSignature, type OnnxSignature, type OnnxValueDecl } from './onnx-header.js';
+import type { ExportGeneration, ModelFamily, ModelInfo, ModelProblem, ModelScan, SamplerName } from './types.js';
+
+/** Files every usable folder needs, relative to the model folder. */
+const REQUIRED_FILES = [
+  'model_index.json',
+  'scheduler/scheduler_config.json',
+  'tokenizer/vocab.json',
+  'tokenizer/merges.txt',
+  'text_encoder/model.onnx',
+  'unet/model.onnx',
+  'vae_decoder/model.onnx',
+] as const;
+
+const SD_PIPELINE_CLASSES = new Set([
+  'OnnxStableDiffusionPipeline',
+  'OnnxStableDiffusionImg2ImgPipeline',
+  'ORTStableDiffusionPipeline',
+  'ORTStableDiffusionImg2ImgPipeline',
+  'StableDiffusionPipeline',
+  'StableDiffusionImg2ImgPipeline',
+]);
+
+class FolderProblem extends Error {}
+
+function problem(reason: string): never {
+  throw new FolderProblem(reason);
+}
+
+async function isReadable(file: string): Promise<boolean> {
+  try {
+    await access(file, fsConstants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function isDirectory(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+async function readJsonObject(dir: string, rel: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(path.join(dir, rel), 'utf8');
+  } catch {
+    return problem(`${rel} is missing or unreadable`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return problem(`${rel} is not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return problem(`${rel} should hold a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** A JSON object that may legitimately be absent (per-part config.json); unreadable or invalid ones are problems. */
+async function readOptionalJson(dir: string, rel: string): Promise<Record<string, unknown> | undefined> {
+  if (!(await isReadable(path.join(dir, rel)))) return undefined;
+  return readJsonObject(dir, rel);
+}
+
+async function readSignature(dir: string, rel: string): Promise<OnnxSignature> {
+  let sig: OnnxSignature;
+  try {
+    sig = await readOnnxSignature(path.join(dir, rel));
+  } catch (err) {
+    return problem(`${rel} is not a readable ONNX model (${(err as Error).message})`);
+  }
+  const partDir = path.dirname(rel);
+  for (const location of sig.externalFiles) {
+    const relData = path.posix.join(partDir, location);
+    if (!(await isReadable(path.join(dir, relData)))) {
+      problem(`${relData} is missing (${rel} keeps its weights there)`);
+    }
+  }
+  return sig;
+}
+
+function findInput(sig: OnnxSignature, name: string): OnnxValueDecl | undefined {
+  return sig.inputs.find((v) => v.name === name);
+}
+
+function numberField(obj: Record<string, unknown> | undefined, key: string): number | undefined {
+  const v = obj?.[key];
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}
+
+function refuseUnsupportedPipelines(index: Record<string, unknown>, className: string): void {
+  if (/XL/i.test(className) || 'text_encoder_2' in index) {
+    problem(`SDXL models are not supported yet (model_index.json says ${className})`);
+  }
+  if (/LatentConsistency|LCM/i.test(className)) {
+    problem(`LCM (latent consistency) models are not supported yet (model_index.json says ${className})`);
+  }
+  if (/Inpaint/i.test(className)) problem(`inpainting models are not supported (model_index.json says ${className})`);
+  if (!SD_PIPELINE_CLASSES.has(className)) {
+    problem(`model_index.json says ${className || 'no _class_name'}; only Stable Diffusion 1.x/2.x ONNX pipelines are supported`);
+  }
+}
+
+function detectGeneration(timestep: OnnxValueDecl): ExportGeneration {
+  if (timestep.elemType === OnnxElemType.INT64 || timestep.elemType === OnnxElemType.INT32) return 'optimum-old';
+  if (timestep.dims !== undefined && timestep.dims.length === 0) return 'optimum-new';
+  return 'diffusers-legacy';
+}
+
+function floatDtype(decl: OnnxValueDecl, rel: string): 'float32' | 'float16' {
+  if (decl.elemType === OnnxElemType.FLOAT) return 'float32';
+  if (decl.elemType === OnnxElemType.FLOAT16) return 'float16';
+  return problem(`${rel} input "${decl.name}" has element type ${decl.elemType}; only float32 and float16 models are supported`);
+}
+
+function lastDim(decl: OnnxValueDecl | undefined): number | undefined {
+  const d = decl?.dims?.[decl.dims.length - 1];
+  return typeof d === 'number' && d > 0 ? d : undefined;
+}
+
+function isTurbo(name: string, scheduler: Record<string, unknown>): boolean {
+  if (/turbo/i.test(name)) return true;
+  return scheduler['_class_name'] === 'EulerDiscreteScheduler' && scheduler['timestep_spacing'] === 'trailing';
+}
+
+function defaultsFor(family: ModelFamily): { defaultSampler: SamplerName; defaultSteps: number; defaultGuidance: number } {
+  // Turbo models are distilled for 1–4 steps without guidance; the rest take A1111's usual settings.
+  if (family === 'sd-turbo') return { defaultSampler: 'Turbo', defaultSteps: 1, defaultGuidance: 0 };
+  return { defaultSampler: 'DPM++ 2M Karras', defaultSteps: 20, defaultGuidance: 7 };
+}
+
+async function inspectModel(name: string, dir: string): Promise<ModelInfo> {
+  const index = await readJsonObject(dir, 'model_index.json');
+  const className = typeof index['_class_name'] === 'string' ? index['_class_name'] : '';
+  if (await isDirectory(path.join(dir, 'text_encoder_2'))) {
+    problem(`SDXL models are not supported yet (the folder has text_encoder_2/)`);
+  }
+  refuseUnsupportedPipelines(index, className);
+  const scheduler = await readJsonObject(dir, 'scheduler/scheduler_config.json');
+  if (scheduler['_class_name'] === 'LCMScheduler') {
+    problem('LCM (latent consistency) models are not supported yet (scheduler/scheduler_config.json says LCMScheduler)');
+  }
+
+  for (const rel of REQUIRED_FILES) {
+    if (!(await isReadable(path.join(dir, rel)))) problem(`${rel} is missing`);
+  }
+  const hasVaeEncoder = await isReadable(path.join(dir, 'vae_encoder/model.onnx'));
+
+  const [unetSig] = await Promise.all([
+    readSignature(dir, 'unet/model.onnx'),
+    readSignature(dir, 'text_encoder/model.onnx'),
+    readSignature(dir, 'vae_decoder/model.onnx'),
+    hasVaeEncoder ? readSignature(dir, 'vae_encoder/model.onnx') : Promise.resolve(undefined),
+  ]);
+  if (findInput(unetSig, 'text_embeds') || findInput(unetSig, 'time_ids')) {
+    problem('SDXL models are not supported yet (unet/model.onnx takes text_embeds and time_ids)');
+  }
+  if (findInput(unetSig, 'timestep_cond')) {
+    problem('LCM (latent consistency) models are not supported yet (unet/model.onnx takes timestep_cond)');
+  }
+  const sample = findInput(unetSig, 'sample');
+  const timestep = findInput(unetSig, 'timestep');
+  const cond = findInput(unetSig, 'encoder_hidden_states');
+  for (const [decl, inputName] of [[sample, 'sample'], [timestep, 'timestep'], [cond, 'encoder_hidden_states']] as const) {
+    if (!decl) problem(`unet/model.onnx has no "${inputName}" input; this export layout is not supported`);
+  }
+
+  const unetConfig = await readOptionalJson(dir, 'unet/config.json');
+  const textConfig = await readOptionalJson(dir, 'text_encoder/config.json');
+  const hiddenDim =
+    lastDim(cond) ?? numberField(unetConfig, 'cross_attention_dim') ?? numberField(textConfig, 'hidden_size');
+  if (hiddenDim === undefined) {
+    problem('cannot tell the conditioning width: unet/model.onnx declares no fixed encoder_hidden_states size and unet/config.json has no cross_attention_dim');
+  }
+  if (hiddenDim === 2048) problem('SDXL models are not supported yet (2048-wide conditioning in unet/model.onnx)');
+  if (hiddenDim !== 768 && hiddenDim !== 1024) {
+    problem(`unet/model.onnx expects ${hiddenDim}-wide conditioning; only SD 1.x (768) and SD 2.x (1024) are supported`);
+  }
+  if (numberField(unetConfig, 'in_channels') === 9) problem('inpainting models are not supported (unet/config.json in_channels is 9)');
+
+  const predictionType = scheduler['prediction_type'] === 'v_prediction' ? 'v_prediction' : 'epsilon';
+  if (scheduler['prediction_type'] !== undefined && scheduler['prediction_type'] !== 'epsilon' && predictionType !== 'v_prediction') {
+    problem(`scheduler/scheduler_config.json has prediction_type ${JSON.stringify(scheduler['prediction_type'])}; expected "epsilon" or "v_prediction"`);
+  }
+  const family: ModelFamily = hiddenDim === 768 ? 'sd1' : isTurbo(name, scheduler) ? 'sd-turbo' : 'sd2';
+
+  const staticSide = (i: number): number | undefined => {
+    const d = sample?.dims?.[i];
+    return typeof d === 'number' && d > 0 ? d * 8 : undefined;
+  };
+  const configSize = numberField(unetConfig, 'sample_size');
+  const fallback = family === 'sd2' && predictionType === 'v_prediction' ? 768 : 512;
+  const nativeHeight = configSize !== undefined ? configSize * 8 : staticSide(2) ?? fallback;
+  const nativeWidth = configSize !== undefined ? configSize * 8 : staticSide(3) ?? fallback;
+
+  return {
+    name,
+    dir,
+    family,
+    predictionType,
+    nativeWidth,
+    nativeHeight,
+    ...defaultsFor(family),
+    hasVaeEncoder,
+    generation: detectGeneration(timestep!),
+    dtype: floatDtype(sample!, 'unet/model.onnx'),
+  };
+}
+
+/** Describe one folder; a problem names the file at fault. Exported for the CLI's `--model DIR`. */
+export async function inspectModelFolder(dir: string, name = path.basename(dir)): Promise<ModelInfo | ModelProblem> {
+  try {
+    return await inspectModel(name, dir);
+  } catch (err) {
+    const reason = err instanceof FolderProblem ? err.message : `could not read the folder (${(err as Error).message})`;
+    return { name, dir, reason };
+  }
+}
+
+function isProblem(x: ModelInfo | ModelProblem): x is ModelProblem {
+  return 'reason' in x;
+}
+
+/** Scans `modelsDir` for model folders (subfolders holding model_index.json). Never throws. */
+export async function scanModels(modelsDir: string): Promise<ModelScan> {
+  const scan: ModelScan = { models: [], problems: [] };
+  let entries: string[];
+  try {
+    entries = (await readdir(modelsDir)).sort();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'ENOENT'
+        ? `the models directory ${modelsDir} does not exist; create it and put model folders inside`
+        : code === 'ENOTDIR'
+          ? `${modelsDir} is not a directory`
+          : `the models directory ${modelsDir} cannot be read (${code ?? (err as Error).message})`;
+    scan.problems.push({ name: path.basename(modelsDir), dir: modelsDir, reason });
+    return scan;
+  }
+  const results = await Promise.all(
+    entries.map(async (entry): Promise<ModelInfo | ModelProblem | undefined> => {
+      const dir = path.join(modelsDir, entry);
+      if (entry.startsWith('.') || !(await isDirectory(dir))) return undefined;
+      if (!(await isReadable(path.join(dir, 'model_index.json')))) {
+        // Only folders that look like a model export deserve a complaint; others are ignored.
+        const looksLikeModel = (await isDirectory(path.join(dir, 'unet'))) || (await isDirectory(path.join(dir, 'text_encoder')));
+        return looksLikeModel ? { name: entry, dir, reason: 'model_index.json is missing' } : undefined;
+      }
+      return inspectModelFolder(dir, entry);
+    }),
+  );
+  for (const r of results) {
+    if (r === undefined) continue;
+    if (isProblem(r)) scan.problems.push(r);
+    else scan.models.push(r);
+  }
+  return scan;
+}
