@@ -1,0 +1,140 @@
+// Structured logs (pino NDJSON) that never carry a token. pino's `redact` only removes values at
+// known paths; tokens also hide inside strings — Telegram puts the bot token in every URL,
+// Discord puts interaction and webhook tokens in URLs and error messages. So every string is
+// scrubbed as well, at four places: the message, the logged object (errors included), child
+// bindings, and finally each written line, so that nothing slips past one of the others.
+import { pino, type DestinationStream, type Logger } from 'pino';
+import type { Config } from './config/schema.js';
+
+export type { Logger } from 'pino';
+
+const CENSOR = '[redacted]';
+
+const TOKEN_PATTERNS: readonly [RegExp, string][] = [
+  // Telegram bot token "123456789:AA…" (also inside /bot<token>/ and /file/bot<token>/ URLs).
+  [/\d{5,}:[A-Za-z0-9_-]{30,}/g, CENSOR],
+  // Discord bot token: three base64url parts separated by dots (id . timestamp . hmac).
+  [/[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{20,}/g, CENSOR],
+  // Interaction and webhook tokens are the path segment after the id.
+  [/((?:webhooks|interactions)\/\d+\/)[^/?#\s"'\\]+/g, `$1${CENSOR}`],
+  // An Authorization header that was turned into text.
+  [/((?:Bot|Bearer)\s+)[A-Za-z0-9._~+/-]{20,}=*/g, `$1${CENSOR}`],
+];
+
+/** Exact secret values known to this process (the configured tokens), longest first. */
+const knownSecrets = new Set<string>();
+
+/** Also scrub this exact value from all later logs and redactSecrets() calls (≥ 6 characters). */
+export function registerSecret(value: string | undefined): void {
+  if (value && value.length >= 6) knownSecrets.add(value);
+}
+
+/** Replace every token-looking substring and every registered secret with "[redacted]". */
+export function redactSecrets(text: string): string {
+  let out = text;
+  for (const secret of [...knownSecrets].sort((a, b) => b.length - a.length)) {
+    if (out.includes(secret)) out = out.split(secret).join(CENSOR);
+  }
+  for (const [pattern, replacement] of TOKEN_PATTERNS) out = out.replace(pattern, replacement);
+  return out;
+}
+
+const REDACT_PATHS = [
+  'token',
+  '*.token',
+  'secrets',
+  '*.secrets',
+  'config.secrets',
+  'headers.authorization',
+  '*.headers.authorization',
+  'headers.Authorization',
+  '*.headers.Authorization',
+  'err.requestBody',
+  '*.requestBody',
+];
+
+export function createLogger(config: Config, destination?: DestinationStream): Logger {
+  registerSecret(config.secrets.discordToken);
+  registerSecret(config.secrets.telegramToken);
+
+  const sink = destination ?? pino.destination({ dest: 1, sync: true });
+  return pino(
+    {
+      level: config.logLevel,
+      redact: { paths: REDACT_PATHS, censor: CENSOR },
+      serializers: {
+        // Errors were already turned into scrubbed plain objects by formatters.log; anything
+        // else under `err` (a string, a plain object) is scrubbed here.
+        err: (value: unknown) => scrub(value),
+        msg: (value: unknown) => (typeof value === 'string' ? redactSecrets(value) : value),
+      },
+      formatters: {
+        log: (object) => scrub(object) as Record<string, unknown>,
+        bindings: (bindings) => scrub(bindings) as Record<string, unknown>,
+      },
+      hooks: {
+        logMethod(args, method) {
+          const clean = args.map((a: unknown) => (typeof a === 'string' ? redactSecrets(a) : a));
+          return method.apply(this, clean as Parameters<typeof method>);
+        },
+      },
+    },
+    scrubbingStream(sink),
+  );
+}
+
+/** The last line of defence: scrub each serialized line before it is written. */
+function scrubbingStream(inner: DestinationStream): DestinationStream {
+  const flushable = inner as DestinationStream & { flush?: (cb?: (err?: Error) => void) => void; flushSync?: () => void };
+  const outer: DestinationStream & { flush?: (cb?: (err?: Error) => void) => void; flushSync?: () => void } = {
+    write: (line: string) => inner.write(redactSecrets(line)),
+  };
+  if (typeof flushable.flush === 'function') outer.flush = (cb) => flushable.flush?.(cb);
+  if (typeof flushable.flushSync === 'function') outer.flushSync = () => flushable.flushSync?.();
+  return outer;
+}
+
+const MAX_DEPTH = 8;
+
+/**
+ * A copy of `value` with every string scrubbed, errors turned into plain objects (message, stack,
+ * code, url … and cause), binary data summarized instead of dumped, and cycles cut.
+ */
+export function scrub(value: unknown, depth = 0, seen = new WeakSet<object>()): unknown {
+  if (typeof value === 'string') return redactSecrets(value);
+  if (value === null || typeof value !== 'object') {
+    return typeof value === 'function' ? `[function ${value.name || 'anonymous'}]` : value;
+  }
+  if (seen.has(value)) return '[circular]';
+  if (depth >= MAX_DEPTH) return '[too deep]';
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return `[${value.byteLength} bytes]`;
+  seen.add(value);
+  try {
+    if (value instanceof Error) return serializeError(value, depth, seen);
+    if (value instanceof Date) return value.toISOString();
+    if (value instanceof Map) return scrub(Object.fromEntries(value), depth + 1, seen);
+    if (value instanceof Set) return scrub([...value], depth + 1, seen);
+    if (Array.isArray(value)) return value.slice(0, 100).map((v) => scrub(v, depth + 1, seen));
+    const out: Record<string, unknown> = {};
+    for (const [key, child] of Object.entries(value)) out[key] = scrub(child, depth + 1, seen);
+    return out;
+  } finally {
+    seen.delete(value);
+  }
+}
+
+function serializeError(err: Error, depth: number, seen: WeakSet<object>): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    type: err.constructor?.name || err.name,
+    message: redactSecrets(err.message),
+    stack: redactSecrets(err.stack ?? ''),
+  };
+  for (const [key, child] of Object.entries(err)) {
+    // Discord's DiscordAPIError carries the whole request body, uploaded images included.
+    if (key === 'requestBody') out[key] = CENSOR;
+    else if (!(key in out)) out[key] = scrub(child, depth + 1, seen);
+  }
+  if (err.cause !== undefined) out.cause = scrub(err.cause, depth + 1, seen);
+  if (err instanceof AggregateError) out.errors = scrub(err.errors, depth + 1, seen);
+  return out;
+}
