@@ -1,0 +1,334 @@
+// Loads one model folder into onnxruntime sessions (created once and kept: onnxruntime-node
+// grows memory on every create/release) and exposes typed calls that feed each session exactly
+// what its inputMetadata declares — int32 or int64 ids, timestep as int64 [n], float [batch] or
+// a float scalar, float32 or float16 tensors — so every export generation runs unconverted.
+// All latent math stays float32; float16 exists only at the session boundary.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { float16BitsToFloat32, float32ToFloat16Bits } from './fp16.js';
+import { createSession } from './providers.js';
+import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
+import { ClipTokenizer } from './tokenizer.js';
+import { EngineError, type EngineLog, type ExecutionProviderName, type ModelInfo } from './types.js';
+
+/** diffusers' AutoencoderKL default for SD 1.x/2.x when vae_decoder/config.json does not say. */
+export const DEFAULT_VAE_SCALING_FACTOR = 0.18215;
+const LATENT_CHANNELS = 4;
+
+export interface LoadedModel {
+  info: ModelInfo;
+  /** The provider the UNet (the part that matters for speed) runs on. */
+  provider: ExecutionProviderName;
+  tokenizer: ClipTokenizer;
+  scheduler: SchedulerConfig;
+  /** vae_decoder/config.json scaling_factor, or 0.18215. */
+  vaeScalingFactor: number;
+  hiddenDim: number;
+  /** Token ids (77 each) → last_hidden_state [B,77,D] as float32. */
+  encodeText(ids: Int32Array[]): Promise<Float32Array>;
+  /** One UNet call on model-input latents [B,4,h,w] at `timestep` (a float from the sampler; cast as the model declares). */
+  unet(sample: Float32Array, batch: number, latentH: number, latentW: number, timestep: number, cond: Float32Array): Promise<Float32Array>;
+  /** Diffusion latents (scaled, as the sampler produces them) → image [B,3,8h,8w], roughly in [-1,1]; divides by the scaling factor itself. */
+  vaeDecode(latent: Float32Array, batch: number, latentH: number, latentW: number): Promise<Float32Array>;
+  /**
+   * Image [B,3,H,W] in [-1,1] → scaled diffusion latents [B,4,H/8,W/8]. For `latent_parameters`
+   * exports the posterior is sampled with `noise()` (unit noise for the whole batch, [B,4,h,w]);
+   * `latent_sample` exports sample inside the graph and `noise` is not called.
+   */
+  vaeEncode?(image: Float32Array, batch: number, height: number, width: number, noise: () => Float32Array): Promise<Float32Array>;
+  release(): Promise<void>;
+}
+
+export interface LoadModelOptions {
+  providers: ExecutionProviderName[];
+  threads?: number;
+  log?: EngineLog;
+}
+
+type TensorMeta = ort.InferenceSession.TensorValueMetadata;
+
+interface Part {
+  rel: string;
+  session: ort.InferenceSession;
+  inputs: Map<string, TensorMeta>;
+  outputs: string[];
+}
+
+function modelError(info: ModelInfo, message: string): EngineError {
+  return new EngineError('model', `model "${info.name}": ${message}`);
+}
+
+function describeError(err: unknown): string {
+  return ((err as Error)?.message ?? String(err)).split('\n')[0]!.slice(0, 500);
+}
+
+function toPart(rel: string, session: ort.InferenceSession): Part {
+  const inputs = new Map<string, TensorMeta>();
+  for (const m of session.inputMetadata) if (m.isTensor) inputs.set(m.name, m);
+  return { rel, session, inputs, outputs: session.outputMetadata.map((m) => m.name) };
+}
+
+function requireInput(info: ModelInfo, part: Part, name: string): TensorMeta {
+  const meta = part.inputs.get(name);
+  if (!meta) throw modelError(info, `${part.rel} has no "${name}" input (it declares ${[...part.inputs.keys()].join(', ')})`);
+  return meta;
+}
+
+function pickOutput(info: ModelInfo, part: Part, preferred: readonly string[]): string {
+  const found = preferred.find((n) => part.outputs.includes(n)) ?? (preferred.length === 0 ? part.outputs[0] : undefined);
+  if (!found) throw modelError(info, `${part.rel} has none of the outputs ${preferred.join(', ')} (it declares ${part.outputs.join(', ')})`);
+  return found;
+}
+
+function checkFloat(info: ModelInfo, part: Part, meta: TensorMeta): 'float32' | 'float16' {
+  if (meta.type === 'float32' || meta.type === 'float16') return meta.type;
+  throw modelError(info, `${part.rel} input "${meta.name}" is ${meta.type}; expected float32 or float16`);
+}
+
+/** A float32 array as a tensor of the declared float type (float16 as raw half bits). */
+function floatTensor(type: 'float32' | 'float16', data: Float32Array, dims: number[]): ort.Tensor {
+  if (type === 'float32') return new ort.Tensor('float32', data, dims);
+  return new ort.Tensor('float16', float32ToFloat16Bits(data), dims);
+}
+
+/** A float output as float32, whatever the export's float type. */
+function readFloat(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined, name: string): Float32Array {
+  if (!(value instanceof ort.Tensor)) throw modelError(info, `${part.rel} returned no "${name}"`);
+  const data = value.data;
+  if (value.type === 'float32' && data instanceof Float32Array) return data;
+  if (value.type === 'float16') {
+    if (data instanceof Uint16Array) return float16BitsToFloat32(data);
+    // Node ≥ 24 has Float16Array, and onnxruntime returns it there.
+    return Float32Array.from(data as ArrayLike<number>);
+  }
+  throw modelError(info, `${part.rel} output "${name}" is ${value.type}; expected float32 or float16`);
+}
+
+async function run(info: ModelInfo, part: Part, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
+  try {
+    return await part.session.run(feeds);
+  } catch (err) {
+    throw modelError(info, `${part.rel} failed to run: ${describeError(err)}`);
+  }
+}
+
+async function readScheduler(info: ModelInfo): Promise<SchedulerConfig> {
+  const rel = 'scheduler/scheduler_config.json';
+  try {
+    return parseSchedulerConfig(JSON.parse(await readFile(path.join(info.dir, rel), 'utf8')));
+  } catch (err) {
+    throw modelError(info, `${rel}: ${describeError(err)}`);
+  }
+}
+
+async function readScalingFactor(info: ModelInfo): Promise<number> {
+  const rel = 'vae_decoder/config.json';
+  let text: string;
+  try {
+    text = await readFile(path.join(info.dir, rel), 'utf8');
+  } catch {
+    return DEFAULT_VAE_SCALING_FACTOR; // the legacy script writes no per-part config
+  }
+  try {
+    const value = (JSON.parse(text) as Record<string, unknown>)['scaling_factor'];
+    if (value === undefined) return DEFAULT_VAE_SCALING_FACTOR;
+    if (typeof value !== 'number' || !(value > 0)) throw new Error(`scaling_factor ${JSON.stringify(value)} is not a positive number`);
+    return value;
+  } catch (err) {
+    throw modelError(info, `${rel}: ${describeError(err)}`);
+  }
+}
+
+/**
+ * Loads the tokenizer, scheduler config and the ONNX sessions of a scanned model. Every failure
+ * is an EngineError('model') naming the part or file. Sessions are released again if a later
+ * part fails, so a failed load leaves nothing behind.
+ */
+export async function loadModel(info: ModelInfo, opts: LoadModelOptions): Promise<LoadedModel> {
+  let tokenizer: ClipTokenizer;
+  try {
+    tokenizer = await ClipTokenizer.load(path.join(info.dir, 'tokenizer'));
+  } catch (err) {
+    throw modelError(info, describeError(err));
+  }
+  const scheduler = await readScheduler(info);
+  const vaeScalingFactor = await readScalingFactor(info);
+
+  const parts: Part[] = [];
+  let provider: ExecutionProviderName | undefined;
+  const open = async (rel: string): Promise<Part> => {
+    // After the UNet picked a provider, the other parts start from it: no point retrying a GPU
+    // provider that already failed, and all parts should live on the same device.
+    const order = provider ? opts.providers.slice(Math.max(0, opts.providers.indexOf(provider))) : opts.providers;
+    try {
+      const created = await createSession(path.join(info.dir, rel), order, { threads: opts.threads, log: opts.log });
+      provider ??= created.provider;
+      const part = toPart(rel, created.session);
+      parts.push(part);
+      return part;
+    } catch (err) {
+      throw modelError(info, `cannot load ${rel}: ${describeError(err)}`);
+    }
+  };
+
+  try {
+    const unetPart = await open('unet/model.onnx');
+    const textPart = await open('text_encoder/model.onnx');
+    const decoderPart = await open('vae_decoder/model.onnx');
+    const encoderPart = info.hasVaeEncoder ? await open('vae_encoder/model.onnx') : undefined;
+    return assemble(info, { unetPart, textPart, decoderPart, encoderPart }, {
+      provider: provider ?? 'cpu',
+      tokenizer,
+      scheduler,
+      vaeScalingFactor,
+    });
+  } catch (err) {
+    await Promise.allSettled(parts.map((p) => p.session.release()));
+    throw err instanceof EngineError ? err : modelError(info, describeError(err));
+  }
+}
+
+function assemble(
+  info: ModelInfo,
+  p: { unetPart: Part; textPart: Part; decoderPart: Part; encoderPart: Part | undefined },
+  base: { provider: ExecutionProviderName; tokenizer: ClipTokenizer; scheduler: SchedulerConfig; vaeScalingFactor: number },
+): LoadedModel {
+  const { unetPart, textPart, decoderPart, encoderPart } = p;
+  const idsMeta = requireInput(info, textPart, 'input_ids');
+  if (idsMeta.type !== 'int32' && idsMeta.type !== 'int64') {
+    throw modelError(info, `text_encoder/model.onnx input_ids is ${idsMeta.type}; expected int32 or int64`);
+  }
+  const hiddenOut = pickOutput(info, textPart, ['last_hidden_state']);
+
+  const sampleMeta = requireInput(info, unetPart, 'sample');
+  const timestepMeta = requireInput(info, unetPart, 'timestep');
+  const condMeta = requireInput(info, unetPart, 'encoder_hidden_states');
+  const sampleType = checkFloat(info, unetPart, sampleMeta);
+  const condType = checkFloat(info, unetPart, condMeta);
+  const timestepType = timestepMeta.type;
+  if (!['int64', 'int32', 'float32', 'float16', 'float64'].includes(timestepType)) {
+    throw modelError(info, `unet/model.onnx timestep is ${timestepType}; expected an integer or float type`);
+  }
+  const unetOut = pickOutput(info, unetPart, ['out_sample']);
+  const declaredDim = condMeta.shape[condMeta.shape.length - 1];
+  const hiddenDim = typeof declaredDim === 'number' && declaredDim > 0 ? declaredDim : info.family === 'sd1' ? 768 : 1024;
+
+  const latentMeta = requireInput(info, decoderPart, 'latent_sample');
+  const latentType = checkFloat(info, decoderPart, latentMeta);
+  const imageOut = pickOutput(info, decoderPart, ['sample']);
+
+  const sf = base.vaeScalingFactor;
+  let released = false;
+  const live = (): void => {
+    if (released) throw new EngineError('internal', `model "${info.name}" was released`);
+  };
+
+  /** Timestep as declared: rank 0 → scalar; rank 1 → one entry per batch item when the dim is the batch dim, else [1]. */
+  const timestepTensor = (t: number, batch: number): ort.Tensor => {
+    const shape = timestepMeta.shape;
+    let dims: number[] = [];
+    if (shape.length >= 1) {
+      const d = shape[0];
+      const batchDim = sampleMeta.shape[0];
+      dims = [typeof d === 'number' && d > 0 ? d : d === batchDim ? batch : 1];
+    }
+    const n = dims.length === 0 ? 1 : dims[0]!;
+    switch (timestepType) {
+      case 'int64':
+        // numpy astype semantics (what diffusers does): truncate toward zero.
+        return new ort.Tensor('int64', new BigInt64Array(n).fill(BigInt(Math.trunc(t))), dims);
+      case 'int32':
+        return new ort.Tensor('int32', new Int32Array(n).fill(Math.trunc(t)), dims);
+      case 'float64':
+        return new ort.Tensor('float64', new Float64Array(n).fill(t), dims);
+      default:
+        return floatTensor(timestepType as 'float32' | 'float16', new Float32Array(n).fill(t), dims);
+    }
+  };
+
+  const model: LoadedModel = {
+    info,
+    ...base,
+    hiddenDim,
+
+    async encodeText(ids) {
+      live();
+      const batch = ids.length;
+      const seq = ids[0]?.length ?? 0;
+      let tensor: ort.Tensor;
+      if (idsMeta.type === 'int64') {
+        const data = new BigInt64Array(batch * seq);
+        ids.forEach((row, b) => row.forEach((id, s) => (data[b * seq + s] = BigInt(id))));
+        tensor = new ort.Tensor('int64', data, [batch, seq]);
+      } else {
+        const data = new Int32Array(batch * seq);
+        ids.forEach((row, b) => data.set(row, b * seq));
+        tensor = new ort.Tensor('int32', data, [batch, seq]);
+      }
+      const out = await run(info, textPart, { input_ids: tensor });
+      return readFloat(info, textPart, out[hiddenOut], hiddenOut);
+    },
+
+    async unet(sample, batch, latentH, latentW, timestep, cond) {
+      live();
+      const seq = cond.length / (batch * hiddenDim);
+      const out = await run(info, unetPart, {
+        sample: floatTensor(sampleType, sample, [batch, LATENT_CHANNELS, latentH, latentW]),
+        timestep: timestepTensor(timestep, batch),
+        encoder_hidden_states: floatTensor(condType, cond, [batch, seq, hiddenDim]),
+      });
+      return readFloat(info, unetPart, out[unetOut], unetOut);
+    },
+
+    async vaeDecode(latent, batch, latentH, latentW) {
+      live();
+      const scaled = new Float32Array(latent.length);
+      for (let i = 0; i < latent.length; i++) scaled[i] = latent[i]! / sf;
+      const out = await run(info, decoderPart, {
+        latent_sample: floatTensor(latentType, scaled, [batch, LATENT_CHANNELS, latentH, latentW]),
+      });
+      return readFloat(info, decoderPart, out[imageOut], imageOut);
+    },
+
+    async release() {
+      if (released) return;
+      released = true;
+      const sessions = [unetPart, textPart, decoderPart, encoderPart].filter((x): x is Part => x !== undefined);
+      await Promise.allSettled(sessions.map((s) => s.session.release()));
+    },
+  };
+
+  if (encoderPart) {
+    const imageMeta = requireInput(info, encoderPart, 'sample');
+    const imageType = checkFloat(info, encoderPart, imageMeta);
+    const latentOut = pickOutput(info, encoderPart, ['latent_parameters', 'latent_sample']);
+    model.vaeEncode = async (image, batch, height, width, noise) => {
+      live();
+      const out = await run(info, encoderPart, { sample: floatTensor(imageType, image, [batch, 3, height, width]) });
+      const raw = readFloat(info, encoderPart, out[latentOut], latentOut);
+      const plane = (height / 8) * (width / 8);
+      const size = batch * LATENT_CHANNELS * plane;
+      const latent = new Float32Array(size);
+      if (latentOut === 'latent_sample') {
+        for (let i = 0; i < size; i++) latent[i] = raw[i]! * sf;
+        return latent;
+      }
+      // latent_parameters = mean ‖ logvar on the channel axis: sample the posterior like diffusers'
+      // DiagonalGaussianDistribution (logvar clamped to [-30, 20]).
+      if (raw.length !== 2 * size) throw modelError(info, `vae_encoder/model.onnx returned ${raw.length} values; expected ${2 * size}`);
+      const z = noise();
+      if (z.length !== size) throw new EngineError('internal', `vaeEncode noise has ${z.length} values; expected ${size}`);
+      const perItem = LATENT_CHANNELS * plane;
+      for (let b = 0; b < batch; b++) {
+        const meanBase = b * 2 * perItem;
+        for (let i = 0; i < perItem; i++) {
+          const logvar = Math.min(20, Math.max(-30, raw[meanBase + perItem + i]!));
+          latent[b * perItem + i] = (raw[meanBase + i]! + Math.exp(0.5 * logvar) * z[b * perItem + i]!) * sf;
+        }
+      }
+      return latent;
+    };
+  }
+  return model;
+}
