@@ -1,0 +1,171 @@
+// Puts a finished job's picture in the chat: the grid as a photo with a short caption and the
+// action keyboard, the rest of the details as a follow-up message, then the status message
+// goes away and the job is marked delivered (with the message, so 🔁 reactions find it).
+import { readFile } from 'node:fs/promises';
+import { GrammyError, InputFile, type Api } from 'grammy';
+import type { Message } from 'grammy/types';
+import type { Logger } from 'pino';
+import { resultView } from '../../../commands/result.js';
+import type { Config } from '../../config/schema.js';
+import type { Job, JobService } from '../../jobs/types.js';
+import { encodeForDelivery } from '../../render/index.js';
+import { classifyFailure, describeFailure, unreachableReason } from './errors.js';
+import { readHandle, replyOptions } from './handle.js';
+import { inlineKeyboard } from './keyboard.js';
+import { fitCaption, splitMessage } from './text.js';
+
+/** sendPhoto: "at most 10 MB", "width and height must not exceed 10000 in total", "ratio at most 20". */
+export const PHOTO_LIMITS = { bytes: 10_000_000, maxSideSum: 10_000, maxAspect: 20 } as const;
+/** sendDocument: up to 50 MB through the public Bot API. */
+export const DOCUMENT_BYTES = 50_000_000;
+/** When a delivery fails for a reason that may pass (network, Telegram trouble): wait, then try again. */
+const RETRY_DELAYS_MS = [15_000, 60_000, 300_000];
+
+export interface DeliveryDeps {
+  api: Api;
+  jobs: JobService;
+  config: Config;
+  log: Logger;
+}
+
+export class Deliveries {
+  private readonly inflight = new Map<string, Promise<void>>();
+  private readonly attempts = new Map<string, number>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private closed = false;
+
+  constructor(private readonly deps: DeliveryDeps) {}
+
+  /** Delivers once even if asked twice (a done event and the start-up sweep can overlap). */
+  deliver(job: Job, statusMessageId: number | null): Promise<void> {
+    const running = this.inflight.get(job.id);
+    if (running) return running;
+    const task = this.run(job, statusMessageId).finally(() => this.inflight.delete(job.id));
+    this.inflight.set(job.id, task);
+    return task;
+  }
+
+  /** Resolves when every delivery under way has finished. */
+  async idle(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight.values()]);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+  }
+
+  private async run(job: Job, statusMessageId: number | null): Promise<void> {
+    const { jobs, log: rootLog } = this.deps;
+    const log = rootLog.child({ jobId: job.id, platform: 'telegram' });
+    const fresh = (await jobs.get(job.id)) ?? job;
+    if (fresh.status !== 'done' || !fresh.result) return;
+    try {
+      const ref = await this.send(fresh, log);
+      await this.removeStatus(fresh, statusMessageId ?? readHandle(fresh).statusMessageId, log);
+      await jobs.markDelivered(fresh.id, ref);
+      this.attempts.delete(fresh.id);
+      log.info({ messageId: ref.messageId }, 'telegram: result delivered');
+    } catch (err) {
+      await this.failed(fresh, statusMessageId, err, log);
+    }
+  }
+
+  private async send(job: Job, log: Logger): Promise<Record<string, string>> {
+    const { api, jobs, config } = this.deps;
+    const result = job.result;
+    const file = result?.grid ?? result?.images[0]?.file;
+    if (!file) throw new MissingPicture();
+    const png = await readFile(jobs.filePath(file)).catch(() => {
+      throw new MissingPicture();
+    });
+    const handle = readHandle(job);
+    const view = resultView(job, config);
+    const { caption, overflow } = fitCaption(view.caption);
+    const keyboard = inlineKeyboard(view.buttons, (label) => log.warn({ label }, 'telegram: button data over 64 bytes, left out'));
+    const common = { caption, ...(keyboard ? { reply_markup: keyboard } : {}), ...replyOptions(handle.replyTo, handle.threadId) };
+
+    let message: Message;
+    try {
+      const photo = await encodeForDelivery(png, PHOTO_LIMITS.bytes, {
+        maxSideSum: PHOTO_LIMITS.maxSideSum,
+        maxAspect: PHOTO_LIMITS.maxAspect,
+        // Telegram recompresses photos to JPEG anyway; WebP would arrive as a sticker-like file.
+        formats: ['png', 'jpeg'],
+        prefer: 'jpeg',
+      });
+      message = await api.sendPhoto(handle.chatId, new InputFile(photo.data, `${job.id}.${photo.ext}`), common);
+    } catch (err) {
+      // Telegram refused the picture as a photo (dimensions, processing): the PNG as a file still works.
+      if (!(err instanceof GrammyError) || err.error_code !== 400 || classifyFailure(err) !== 'transient') throw err;
+      log.warn(describeFailure(err), 'telegram: photo refused, sending the picture as a document');
+      const doc = await encodeForDelivery(png, DOCUMENT_BYTES, { formats: ['png', 'jpeg'], prefer: 'jpeg' });
+      message = await api.sendDocument(handle.chatId, new InputFile(doc.data, `${job.id}.${doc.ext}`), common);
+    }
+
+    const ref: Record<string, string> = { chatId: String(handle.chatId), messageId: String(message.message_id) };
+    const details = [overflow, ...view.details].filter((t) => t.trim().length > 0).join('\n');
+    const detailIds: string[] = [];
+    for (const piece of details ? splitMessage(details) : []) {
+      try {
+        const sent = await api.sendMessage(handle.chatId, piece, replyOptions(message.message_id, handle.threadId));
+        detailIds.push(String(sent.message_id));
+      } catch (err) {
+        // The picture is already up; missing details are not worth a second photo.
+        log.warn(describeFailure(err), 'telegram: details message failed');
+        break;
+      }
+    }
+    if (detailIds.length > 0) ref.detailMessageIds = detailIds.join(',');
+    return ref;
+  }
+
+  private async removeStatus(job: Job, statusMessageId: number | null, log: Logger): Promise<void> {
+    if (statusMessageId === null) return;
+    const { chatId } = readHandle(job);
+    try {
+      await this.deps.api.deleteMessage(chatId, statusMessageId);
+    } catch (err) {
+      if (classifyFailure(err) === 'message-gone') return;
+      log.debug(describeFailure(err), 'telegram: status message not deleted; marking it done instead');
+      await this.deps.api.editMessageText(chatId, statusMessageId, '✅ Done.').catch(() => undefined);
+    }
+  }
+
+  private async failed(job: Job, statusMessageId: number | null, err: unknown, log: Logger): Promise<void> {
+    const { jobs } = this.deps;
+    if (err instanceof MissingPicture) {
+      log.warn('telegram: the picture files are gone; the result cannot be delivered');
+      await jobs.markUndeliverable(job.id, 'the picture files are gone').catch(() => undefined);
+      return;
+    }
+    if (classifyFailure(err) === 'unreachable') {
+      // The member blocked the bot or the bot left the chat: retrying only earns more 403s.
+      log.warn(describeFailure(err), 'telegram: chat unreachable; job marked undeliverable');
+      await jobs.markUndeliverable(job.id, unreachableReason(err)).catch((e: unknown) => log.error({ err: e }, 'markUndeliverable failed'));
+      return;
+    }
+    const attempt = (this.attempts.get(job.id) ?? 0) + 1;
+    this.attempts.set(job.id, attempt);
+    const delay = RETRY_DELAYS_MS[attempt - 1];
+    if (delay === undefined || this.closed) {
+      this.attempts.delete(job.id);
+      log.error(describeFailure(err), 'telegram: delivery failed; it is tried again at the next start');
+      return;
+    }
+    log.warn({ ...describeFailure(err), attempt, retryInMs: delay }, 'telegram: delivery failed; will retry');
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      void this.deliver(job, statusMessageId);
+    }, delay);
+    timer.unref();
+    this.timers.add(timer);
+  }
+}
+
+class MissingPicture extends Error {
+  constructor() {
+    super('picture file missing');
+  }
+}

@@ -1,0 +1,116 @@
+// The Telegram adapter's pure parts: which messages are requests, length limits, button data.
+import { GrammyError } from 'grammy';
+import type { Message } from 'grammy/types';
+import { describe, expect, it } from 'vitest';
+import { decodeAction } from '../commands/codec.js';
+import { classifyFailure, describeFailure } from '../src/adapters/telegram/errors.js';
+import { CALLBACK_DATA_LIMIT, inlineKeyboard } from '../src/adapters/telegram/keyboard.js';
+import { readMessage } from '../src/adapters/telegram/requests.js';
+import { clip, fitCaption, splitMessage } from '../src/adapters/telegram/text.js';
+import { textEntities } from './fakes/telegram/server.js';
+
+const BOT = 'club_imagine_bot';
+
+function msg(text: string, chatType: 'private' | 'supergroup'): Parameters<typeof readMessage>[0] {
+  return { text, entities: textEntities(text) as unknown as Message['entities'], chat: { type: chatType } };
+}
+
+describe('readMessage', () => {
+  it('treats any private text as a prompt, keeping inline flags and line breaks for the parser', () => {
+    const pasted = 'a fox\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 512x512';
+    expect(readMessage(msg('a red fox --ar 3:2', 'private'), BOT)).toEqual({ kind: 'command', command: 'imagine', text: 'a red fox --ar 3:2', via: 'text' });
+    expect(readMessage(msg(pasted, 'private'), BOT)).toMatchObject({ command: 'imagine', text: pasted });
+  });
+
+  it('in groups takes /imagine, /imagine@thisbot and mentions, and ignores plain text and other bots', () => {
+    expect(readMessage(msg('/imagine a fox', 'supergroup'), BOT)).toEqual({ kind: 'command', command: 'imagine', text: 'a fox', via: 'slash' });
+    expect(readMessage(msg('/imagine@Club_Imagine_Bot a fox', 'supergroup'), BOT)).toMatchObject({ command: 'imagine', text: 'a fox' });
+    expect(readMessage(msg('@club_imagine_bot a fox  in snow', 'supergroup'), BOT)).toMatchObject({ command: 'imagine', text: 'a fox in snow', via: 'text' });
+    expect(readMessage(msg('a fox in the snow', 'supergroup'), BOT)).toEqual({ kind: 'ignore' });
+    expect(readMessage(msg('/imagine@other_bot a fox', 'supergroup'), BOT)).toEqual({ kind: 'ignore' });
+    expect(readMessage(msg('hey @someone_else look', 'supergroup'), BOT)).toEqual({ kind: 'ignore' });
+    expect(readMessage(msg('/stats', 'supergroup'), BOT)).toEqual({ kind: 'ignore' });
+  });
+
+  it('maps the menu commands, /start to help, and reports unknown commands where they were meant for us', () => {
+    expect(readMessage(msg('/start', 'private'), BOT)).toMatchObject({ command: 'help' });
+    expect(readMessage(msg('/settings steps 30', 'private'), BOT)).toMatchObject({ command: 'settings', text: 'steps 30' });
+    expect(readMessage(msg('/cancel ab12cd34', 'supergroup'), BOT)).toMatchObject({ command: 'cancel', text: 'ab12cd34' });
+    expect(readMessage(msg('/queue', 'private'), BOT)).toMatchObject({ command: 'queue' });
+    expect(readMessage(msg('/draw a fox', 'private'), BOT)).toEqual({ kind: 'unknown-command', name: 'draw' });
+    expect(readMessage(msg('/draw@club_imagine_bot a fox', 'supergroup'), BOT)).toEqual({ kind: 'unknown-command', name: 'draw' });
+  });
+});
+
+describe('text limits', () => {
+  it('clips to the limit without splitting a surrogate pair', () => {
+    const text = `${'a'.repeat(1022)}🦊🦊`;
+    const clipped = clip(text, 1024);
+    expect(clipped.length).toBeLessThanOrEqual(1024);
+    expect(clipped.endsWith('…')).toBe(true);
+    expect(clipped).not.toMatch(/[\ud800-\udbff]…$/);
+  });
+
+  it('splits long text into ≤ 4096-unit messages at line breaks and loses nothing', () => {
+    const lines = Array.from({ length: 300 }, (_, i) => `line ${i} ${'x'.repeat(30)}`);
+    const pieces = splitMessage(lines.join('\n'));
+    expect(pieces.length).toBeGreaterThan(1);
+    for (const p of pieces) expect(p.length).toBeLessThanOrEqual(4096);
+    expect(pieces.join('\n')).toBe(lines.join('\n'));
+  });
+
+  it('fits a caption into 1024 and returns the overflow', () => {
+    const long = Array.from({ length: 60 }, (_, i) => `word${i} `.repeat(5)).join('\n');
+    const { caption, overflow } = fitCaption(long);
+    expect(caption.length).toBeLessThanOrEqual(1024);
+    expect(overflow.length).toBeGreaterThan(0);
+    expect(`${caption}\n${overflow}`.replace(/\s+/g, ' ')).toBe(long.trim().replace(/\s+/g, ' '));
+    expect(fitCaption('short')).toEqual({ caption: 'short', overflow: '' });
+  });
+});
+
+describe('inline keyboard', () => {
+  it('encodes every button with callback data of at most 64 bytes that decodes back to its action', () => {
+    const kb = inlineKeyboard([
+      [0, 1, 2, 3].map((index) => ({ action: { action: 'upscale' as const, jobId: 'abcd1234', index }, label: `U${index + 1}`, style: 'secondary' as const })),
+      [{ action: { action: 'reroll', jobId: 'abcd1234' }, label: '🔁', style: 'primary' }],
+    ]);
+    const buttons = kb?.inline_keyboard.flat() ?? [];
+    expect(buttons).toHaveLength(5);
+    for (const b of buttons) {
+      const data = 'callback_data' in b ? b.callback_data : '';
+      expect(Buffer.byteLength(data)).toBeLessThanOrEqual(CALLBACK_DATA_LIMIT);
+      expect(decodeAction(data)).toBeDefined();
+    }
+    expect(decodeAction(('callback_data' in buttons[2]! && buttons[2].callback_data) || '')).toEqual({ action: 'upscale', jobId: 'abcd1234', index: 2 });
+  });
+
+  it('drops a button the codec cannot encode instead of failing the message', () => {
+    const dropped: string[] = [];
+    const kb = inlineKeyboard([[{ action: { action: 'info', jobId: 'NOT VALID!' }, label: 'ℹ️', style: 'secondary' }]], (l) => dropped.push(l));
+    expect(kb).toBeUndefined();
+    expect(dropped).toEqual(['ℹ️']);
+  });
+});
+
+describe('API failures', () => {
+  const err = (code: number, description: string) =>
+    new GrammyError('call failed', { ok: false, error_code: code, description }, 'sendPhoto', { chat_id: 1 });
+
+  it('tells not-modified, blocked, gone, fatal and transient apart', () => {
+    expect(classifyFailure(err(400, 'Bad Request: message is not modified: specified new message content'))).toBe('not-modified');
+    expect(classifyFailure(err(403, 'Forbidden: bot was blocked by the user'))).toBe('unreachable');
+    expect(classifyFailure(err(400, 'Bad Request: chat not found'))).toBe('unreachable');
+    expect(classifyFailure(err(400, 'Bad Request: message to edit not found'))).toBe('message-gone');
+    expect(classifyFailure(err(409, 'Conflict'))).toBe('fatal');
+    expect(classifyFailure(err(502, 'Bad Gateway'))).toBe('transient');
+    expect(classifyFailure(new Error('boom'))).toBe('transient');
+  });
+
+  it('describes failures for the log without payloads or tokens', () => {
+    const e = err(400, 'Bad Request: wrong url https://api.telegram.org/bot123456:AAbbCCdd_eeFF-gg/sendPhoto');
+    const described = describeFailure(e);
+    expect(described).toEqual({ method: 'sendPhoto', code: 400, description: expect.any(String) });
+    expect(JSON.stringify(described)).not.toContain('123456:AAbb');
+  });
+});
