@@ -4,10 +4,12 @@ import { pictureSpec, reproduceCommand } from './format.js';
 import { jobForAction, pictureOf } from './lookup.js';
 import type { CommandContext, CommandReply, CommandRequest } from './types.js';
 
-function paramsLines(job: Job, seedText: string): string[] {
+/** `withPrompt` false when an info text follows, which repeats the prompts anyway (chat messages are short). */
+function paramsLines(job: Job, seedText: string, withPrompt: boolean): string[] {
   const s = job.spec;
-  const lines = [`Prompt: ${s.prompt}`];
-  if (s.negativePrompt) lines.push(`Negative prompt: ${s.negativePrompt}`);
+  const lines: string[] = [];
+  if (withPrompt) lines.push(`Prompt: ${s.prompt}`);
+  if (withPrompt && s.negativePrompt) lines.push(`Negative prompt: ${s.negativePrompt}`);
   lines.push(`${s.width}x${s.height} · ${s.steps} steps · CFG ${s.guidance} · ${s.sampler} · model ${s.model} · ${seedText}`);
   if (s.init) {
     lines.push(`Made by img2img (2× upscale) of job ${s.init.jobId} picture ${s.init.index + 1} at strength ${s.init.strength}.`);
@@ -31,8 +33,8 @@ export async function info(req: CommandRequest, ctx: CommandContext): Promise<Co
     const seedText = variation
       ? `seed ${job.spec.seed}, variation seeds from ${variation.seed} at ${variation.strength}`
       : `seeds ${seeds}`;
-    const lines = [`Job ${job.id} (${job.status}) by ${job.requester.name}`, ...paramsLines(job, seedText)];
     const first = images[0];
+    const lines = [`Job ${job.id} (${job.status}) by ${job.requester.name}`, ...paramsLines(job, seedText, !first)];
     if (first) lines.push('', 'AUTOMATIC1111 parameters of picture 1:', first.infoText);
     lines.push('', ...reproduceLines(job, reproduceCommand(job.spec, platform), 'all of these pictures'));
     return { ok: true, visibility: 'private', text: lines.join('\n') };
@@ -47,7 +49,7 @@ export async function info(req: CommandRequest, ctx: CommandContext): Promise<Co
     : `seed ${spec.seed}`;
   const lines = [
     `Picture ${i + 1} of job ${job.id} by ${job.requester.name}`,
-    ...paramsLines(job, seedText),
+    ...paramsLines(job, seedText, false),
     '',
     'AUTOMATIC1111 parameters:',
     image.infoText,

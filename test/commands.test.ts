@@ -1,8 +1,10 @@
 // The platform-neutral commands' decisions, against a small in-memory job service and settings
 // store (the real service has its own tests; here only what each command decides matters).
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
+import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { encodeAction } from '../commands/codec.js';
 import { pictureSpec } from '../commands/format.js';
@@ -30,6 +32,7 @@ import type {
   SubmitInput,
   SubmitOutcome,
 } from '../src/jobs/types.js';
+import { createHarness, type Harness } from './helpers/harness.js';
 
 // ---- doubles ----------------------------------------------------------------------------------
 
@@ -765,5 +768,57 @@ describe('runCommand', () => {
   it('isAdmin reads user ids and role ids', () => {
     const { ctx } = setup();
     expect([ada, boss, mod].map((r) => isAdmin(ctx.config, r))).toEqual([false, true, true]);
+  });
+});
+
+// ---- the same buttons on the real stack (store, queue, engine on the tiny model) ----------------
+
+describe('on the real job service and engine', () => {
+  const member: Requester = { platform: 'telegram', userId: 'u1', name: 'Ada', roles: [] };
+  const tgTarget = { platform: 'telegram' as const, chatId: 'c1', handle: {} };
+
+  function finished(h: Harness, id: string): Promise<Job> {
+    return new Promise((resolve, reject) => {
+      const off = h.jobs.on((e) => {
+        if (e.job.id !== id) return;
+        if (e.type === 'done') {
+          off();
+          resolve(e.job);
+        } else if (e.type === 'failed' || e.type === 'cancelled') {
+          off();
+          reject(new Error(`job ${id} ${e.type}`));
+        }
+      });
+    });
+  }
+
+  async function queued(h: Harness, r: CommandRequest): Promise<Job> {
+    const reply = await runCommand(r, h.commands);
+    expect(reply.ok, reply.text).toBe(true);
+    return finished(h, reply.queued!.job.id);
+  }
+
+  it('vary and upscale produce pictures, and info reproduces a variation pixel for pixel', async () => {
+    const h = await createHarness();
+    try {
+      const base = { requester: member, target: tgTarget };
+      const job = await queued(h, { ...base, command: 'imagine', via: 'text', text: 'a fox --seed 5 --n 4 --steps 3' });
+      const varied = await queued(h, { ...base, command: 'vary', via: 'button', action: { action: 'vary', jobId: job.id, index: 2 } });
+      expect(varied.result!.images.map((i) => i.seed)).toEqual([7, 7, 7, 7]);
+
+      const up = await runCommand({ ...base, command: 'upscale', via: 'button', action: { action: 'upscale', jobId: varied.id, index: 1 } }, h.commands);
+      expect(up.files?.[0]?.path).toBe(h.jobs.filePath(varied.result!.images[1]!.file));
+      const upJob = await finished(h, up.queued!.job.id);
+      const upMeta = await sharp(await readFile(h.jobs.filePath(upJob.result!.images[0]!.file))).metadata();
+      expect([upMeta.width, upMeta.height]).toEqual([varied.spec.width * 2, varied.spec.height * 2]);
+
+      const info = await runCommand({ ...base, command: 'info', via: 'button', action: { action: 'info', jobId: varied.id, index: 1 } }, h.commands);
+      const again = await queued(h, { ...base, command: 'imagine', via: 'text', text: commandText(info) });
+      const pixels = async (file: string) => sharp(await readFile(h.jobs.filePath(file))).raw().toBuffer();
+      expect(Buffer.compare(await pixels(again.result!.images[0]!.file), await pixels(varied.result!.images[1]!.file))).toBe(0);
+      expect(again.result!.images[0]!.infoText).toBe(varied.result!.images[1]!.infoText);
+    } finally {
+      await h.close();
+    }
   });
 });
