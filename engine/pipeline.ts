@@ -1,0 +1,521 @@
+// The diffusion loop: text encoder → sampler × UNet → VAE decoder, with seeds that mean
+// something. It owns the loaded models (sessions are created once per model and kept, because
+// onnxruntime-node grows memory on every create/release) and runs wherever it is constructed:
+// inside the engine's worker thread in production, in-process in tests.
+import { formatInfoText } from './infotext.js';
+import { loadModel, type LoadedModel } from './model.js';
+import { scanModels } from './registry.js';
+import { TorchCpuGenerator, slerp } from './rng.js';
+import { createSampler, type Sampler } from './schedulers.js';
+import {
+  EngineError,
+  SAMPLERS,
+  type EngineImage,
+  type EngineLog,
+  type ExecutionProviderName,
+  type GenerateRequest,
+  type GenerateResult,
+  type ModelInfo,
+  type ModelScan,
+  type PromptTruncation,
+  type StepProgress,
+} from './types.js';
+
+export interface PipelineOptions {
+  modelsDir: string;
+  providers: ExecutionProviderName[];
+  threads?: number;
+  warmup?: boolean;
+  log?: EngineLog;
+  /**
+   * How many pictures of a job share one UNet call. 1 (the default) draws them one after the
+   * other; a larger number stacks them into one batch. On CPU the UNet is compute-bound, so
+   * batching buys nothing measurable (bench/engine.ts --batch compares) while one-by-one keeps
+   * every picture's arithmetic independent of how many were asked for — image i of a job of 4
+   * is bit-identical to the same seed drawn alone. GPUs may prefer a batch.
+   */
+  imagesPerBatch?: number;
+}
+
+export interface PipelineRunOptions {
+  signal?: AbortSignal;
+  onStep?: (progress: StepProgress) => void;
+  /** Test and bench hook: the final diffusion latents of each UNet batch, before VAE decoding. */
+  onLatents?: (latents: Float32Array, firstImage: number, images: number) => void;
+}
+
+/** Counters for the benchmark: where the time of a denoising step goes. */
+export interface PipelineStats {
+  generations: number;
+  steps: number;
+  /** Wall time of whole denoising steps (UNet call + guidance + sampler update + progress). */
+  stepMs: number;
+  /** Time spent inside LoadedModel.unet (onnxruntime run plus tensor/fp16 boundary work). */
+  unetMs: number;
+}
+
+const LATENT_CHANNELS = 4;
+/** Three 2× downsamplings in the SD UNet: latent sides must divide by 8, pixels by 64. */
+const SIZE_MULTIPLE = 64;
+const MAX_SIDE = 4096;
+const MAX_COUNT = 16;
+const MAX_STEPS = 500;
+/** A preview is cheap but still a message across threads; one every few steps is plenty. */
+const PREVIEW_EVERY = 4;
+
+/**
+ * AUTOMATIC1111's "cheap approximation" latent → RGB matrix for SD 1.x latents
+ * (modules/sd_vae_approx.py): rgb = Σ_c latent_c · C[c]; close enough for SD 2.x previews.
+ */
+const LATENT_RGB: readonly (readonly [number, number, number])[] = [
+  [0.298, 0.207, 0.208],
+  [0.187, 0.286, 0.173],
+  [-0.158, 0.189, 0.264],
+  [-0.184, -0.271, -0.473],
+];
+
+export class Pipeline {
+  private readonly options: PipelineOptions;
+  private readonly models = new Map<string, LoadedModel>();
+  private readonly loading = new Map<string, Promise<LoadedModel>>();
+  private scan: ModelScan | undefined;
+  private lastProvider: ExecutionProviderName | undefined;
+  private readonly counters: PipelineStats = { generations: 0, steps: 0, stepMs: 0, unetMs: 0 };
+
+  constructor(options: PipelineOptions) {
+    this.options = options;
+  }
+
+  provider(): ExecutionProviderName | undefined {
+    return this.lastProvider;
+  }
+
+  stats(): PipelineStats {
+    return { ...this.counters };
+  }
+
+  async scanModels(): Promise<ModelScan> {
+    this.scan = await scanModels(this.options.modelsDir);
+    return this.scan;
+  }
+
+  async close(): Promise<void> {
+    const loaded = [...this.models.values()];
+    this.models.clear();
+    for (const model of loaded) await model.release();
+  }
+
+  async generate(request: GenerateRequest, run: PipelineRunOptions = {}): Promise<GenerateResult> {
+    const started = performance.now();
+    validateShape(request);
+    throwIfCancelled(run.signal);
+    const model = await this.model(request.model);
+    validateForModel(request, model.info);
+    throwIfCancelled(run.signal);
+    const result = await this.draw(model, request, run);
+    this.counters.generations++;
+    result.timing.totalMs = performance.now() - started;
+    return result;
+  }
+
+  /** The loaded model for a name, loading (and warming up) on first use. */
+  private async model(name: string): Promise<LoadedModel> {
+    const ready = this.models.get(name);
+    if (ready) return ready;
+    const pending = this.loading.get(name);
+    if (pending) return pending;
+    const promise = this.load(name).finally(() => this.loading.delete(name));
+    this.loading.set(name, promise);
+    return promise;
+  }
+
+  private async load(name: string): Promise<LoadedModel> {
+    let info = this.scan?.models.find((m) => m.name === name);
+    // A folder may have been added (or repaired) since the last scan: look again before refusing.
+    if (!info) info = (await this.scanModels()).models.find((m) => m.name === name);
+    if (!info) {
+      const problem = this.scan?.problems.find((p) => p.name === name);
+      if (problem) throw new EngineError('model', `model "${name}" cannot be used: ${problem.reason}`);
+      const names = this.scan?.models.map((m) => m.name) ?? [];
+      throw new EngineError(
+        'bad_request',
+        names.length
+          ? `unknown model "${name}"; available: ${names.join(', ')}`
+          : `unknown model "${name}"; no usable models were found in ${this.options.modelsDir}`,
+      );
+    }
+    const model = await loadModel(info, {
+      providers: this.options.providers,
+      ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
+      ...(this.options.log ? { log: this.options.log } : {}),
+    });
+    this.lastProvider = model.provider;
+    this.options.log?.info({ model: name, provider: model.provider }, 'model loaded');
+    if (this.options.warmup) await this.warmUp(model);
+    this.models.set(name, model);
+    return model;
+  }
+
+  /** One single-step picture at the native size, so the first member's job does not pay for
+   * onnxruntime's lazy kernel selection and memory planning. */
+  private async warmUp(model: LoadedModel): Promise<void> {
+    const info = model.info;
+    const t0 = performance.now();
+    await this.draw(
+      model,
+      {
+        model: info.name,
+        prompt: '',
+        negativePrompt: '',
+        width: info.nativeWidth,
+        height: info.nativeHeight,
+        steps: 1,
+        guidance: info.defaultGuidance,
+        sampler: info.defaultSampler,
+        seed: 0,
+        count: 1,
+      },
+      {},
+      false,
+    );
+    this.options.log?.info({ model: info.name, ms: Math.round(performance.now() - t0) }, 'model warmed up');
+  }
+
+  private async draw(
+    model: LoadedModel,
+    req: GenerateRequest,
+    run: PipelineRunOptions,
+    count = true,
+  ): Promise<GenerateResult> {
+    const lh = req.height / 8;
+    const lw = req.width / 8;
+    const latentSize = LATENT_CHANNELS * lh * lw;
+    const useCfg = req.guidance > 1 && req.sampler !== 'Turbo';
+    const variation = req.variation && req.variation.strength > 0 ? req.variation : undefined;
+
+    const cond = model.tokenizer.encode(req.prompt);
+    const uncond = model.tokenizer.encode(req.negativePrompt);
+    // One text-encoder call per job: [uncond, cond] under guidance, [cond] without.
+    const text = await model.encodeText(useCfg ? [uncond.ids, cond.ids] : [cond.ids]);
+    const tokenWidth = text.length / (useCfg ? 2 : 1);
+
+    const perBatch = Math.max(1, Math.min(this.options.imagesPerBatch ?? 1, req.count));
+    const chunks = Math.ceil(req.count / perBatch);
+    const initImage = req.init ? rgbToModelInput(req.init.rgb, req.width, req.height) : undefined;
+    const strength = req.init?.strength;
+
+    // The step schedule is the same for every batch of the job; build one sampler to learn it.
+    const probe = this.sampler(model, req, strength);
+    const stepsRun = probe.timesteps.length;
+    const totalSteps = stepsRun * chunks;
+
+    const images: EngineImage[] = [];
+    let denoiseMs = 0;
+    let stepDone = 0;
+    const conditioning = new Map<number, Float32Array>();
+
+    for (let chunk = 0; chunk < chunks; chunk++) {
+      const first = chunk * perBatch;
+      const k = Math.min(perBatch, req.count - first);
+      let condBatch = conditioning.get(k);
+      if (!condBatch) {
+        condBatch = repeatConditioning(text, tokenWidth, useCfg, k);
+        conditioning.set(k, condBatch);
+      }
+
+      // Per-image generators: image i's noise does not depend on how many images share a batch.
+      const seeds: number[] = [];
+      const generators: TorchCpuGenerator[] = [];
+      const start = new Float32Array(k * latentSize);
+      for (let j = 0; j < k; j++) {
+        const i = first + j;
+        const seed = variation ? req.seed >>> 0 : (req.seed + i) >>> 0;
+        const generator = new TorchCpuGenerator(seed);
+        let noise = generator.randn(latentSize);
+        if (variation) {
+          const other = new TorchCpuGenerator((variation.seed + i) >>> 0).randn(latentSize);
+          // A1111's exact blend: per (channel, column) vectors along the height axis.
+          noise = slerp(variation.strength, noise, other, { channels: LATENT_CHANNELS, height: lh, width: lw });
+        }
+        start.set(noise, j * latentSize);
+        seeds.push(seed);
+        generators.push(generator);
+      }
+      // Fresh unit noise in batch order, each image drawing from its own stream: used by the VAE
+      // encoder's posterior sample and by ancestral sampler steps.
+      const drawNoise = (): Float32Array => {
+        if (k === 1) return generators[0]!.randn(latentSize);
+        const out = new Float32Array(k * latentSize);
+        for (let j = 0; j < k; j++) out.set(generators[j]!.randn(latentSize), j * latentSize);
+        return out;
+      };
+
+      const sampler = chunk === 0 ? probe : this.sampler(model, req, strength);
+      let x: Float32Array;
+      if (initImage) {
+        // Order of draws per image (documented in the README of the engine note): starting noise
+        // first — the same noise the seed gives in txt2img, so variation seeds behave alike —
+        // then the encoder's posterior sample, then the ancestral steps.
+        if (!model.vaeEncode) {
+          throw new EngineError(
+            'model',
+            'this model folder has no vae_encoder/, so variations from a picture and upscaling are unavailable',
+          );
+        }
+        const pixels = repeat(initImage, k);
+        const initLatent = await model.vaeEncode(pixels, k, req.height, req.width, drawNoise);
+        x = sampler.addNoise(initLatent, start);
+      } else {
+        x = start;
+        const sigma = sampler.initNoiseSigma;
+        if (sigma !== 1) for (let n = 0; n < x.length; n++) x[n]! *= sigma;
+      }
+
+      x = await this.denoise(model, sampler, x, condBatch, k, lh, lw, req, useCfg, drawNoise, run, (ms) => {
+        denoiseMs += ms;
+        stepDone++;
+        return stepDone;
+      }, totalSteps, count);
+
+      run.onLatents?.(x, first, k);
+      throwIfCancelled(run.signal);
+      const decoded = await model.vaeDecode(x, k, lh, lw);
+      for (let j = 0; j < k; j++) {
+        const i = first + j;
+        images.push({
+          rgb: modelOutputToRgb(decoded, j, req.width, req.height),
+          width: req.width,
+          height: req.height,
+          seed: seeds[j]!,
+          infoText: formatInfoText({
+            prompt: req.prompt,
+            negativePrompt: req.negativePrompt,
+            steps: req.steps,
+            sampler: req.sampler,
+            guidance: req.guidance,
+            seed: seeds[j]!,
+            width: req.width,
+            height: req.height,
+            model: model.info.name,
+            ...(variation ? { variation: { seed: (variation.seed + i) >>> 0, strength: variation.strength } } : {}),
+            ...(strength !== undefined ? { denoisingStrength: strength } : {}),
+          }),
+        });
+      }
+    }
+
+    const truncation: { prompt?: PromptTruncation; negativePrompt?: PromptTruncation } = {};
+    if (cond.truncation) truncation.prompt = cond.truncation;
+    if (uncond.truncation) truncation.negativePrompt = uncond.truncation;
+    return {
+      images,
+      model: model.info.name,
+      provider: model.provider,
+      truncation,
+      timing: { totalMs: 0, denoiseMs, stepsRun },
+    };
+  }
+
+  private sampler(model: LoadedModel, req: GenerateRequest, strength: number | undefined): Sampler {
+    return createSampler(req.sampler, model.scheduler, req.steps, strength !== undefined ? { strength } : {});
+  }
+
+  /** The denoising loop. Buffers are allocated once; per step the JS work is two linear passes
+   * (input scaling, guidance) plus the sampler update. */
+  private async denoise(
+    model: LoadedModel,
+    sampler: Sampler,
+    latents: Float32Array,
+    cond: Float32Array,
+    k: number,
+    lh: number,
+    lw: number,
+    req: GenerateRequest,
+    useCfg: boolean,
+    drawNoise: () => Float32Array,
+    run: PipelineRunOptions,
+    stepFinished: (ms: number) => number,
+    totalSteps: number,
+    countStats: boolean,
+  ): Promise<Float32Array> {
+    let x = latents;
+    const n = x.length;
+    const unetBatch = useCfg ? 2 * k : k;
+    const input = new Float32Array(unetBatch * (n / k));
+    const guided = useCfg ? new Float32Array(n) : undefined;
+    const g = req.guidance;
+    const steps = sampler.timesteps.length;
+
+    for (let i = 0; i < steps; i++) {
+      throwIfCancelled(run.signal);
+      const t0 = performance.now();
+      const scale = sampler.inputScale(i);
+      for (let p = 0; p < n; p++) input[p] = x[p]! * scale;
+      if (useCfg) input.copyWithin(n, 0, n);
+
+      const u0 = performance.now();
+      const out = await model.unet(input, unetBatch, lh, lw, sampler.timesteps[i]!, cond);
+      const unetMs = performance.now() - u0;
+
+      let modelOutput = out;
+      if (guided) {
+        // Batch layout [uncond × k, cond × k]: ε = ε_u + g·(ε_c − ε_u).
+        for (let p = 0; p < n; p++) {
+          const u = out[p]!;
+          guided[p] = u + g * (out[n + p]! - u);
+        }
+        modelOutput = guided;
+      }
+      x = sampler.step(i, x, modelOutput, drawNoise);
+
+      const stepMs = performance.now() - t0;
+      if (countStats) {
+        this.counters.steps++;
+        this.counters.stepMs += stepMs;
+        this.counters.unetMs += unetMs;
+      }
+      const done = stepFinished(stepMs);
+      if (run.onStep) {
+        const progress: StepProgress = { step: done, total: totalSteps };
+        if (req.previews && i < steps - 1 && (i + 1) % PREVIEW_EVERY === 0) {
+          const denoised = sampler.lastDenoised() ?? x;
+          progress.preview = { rgb: latentPreview(denoised, lh, lw), width: lw, height: lh };
+        }
+        run.onStep(progress);
+      }
+    }
+    return x;
+  }
+}
+
+function throwIfCancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new EngineError('cancelled', 'cancelled');
+}
+
+function isUint32(v: number): boolean {
+  return Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
+}
+
+/** Checks that need no model: each failure names the field and what is allowed. */
+export function validateShape(req: GenerateRequest): void {
+  const bad = (msg: string): never => {
+    throw new EngineError('bad_request', msg);
+  };
+  if (typeof req.model !== 'string' || req.model === '') bad('no model was named');
+  if (typeof req.prompt !== 'string') bad('the prompt must be text');
+  if (typeof req.negativePrompt !== 'string') bad('the negative prompt must be text');
+  for (const [name, v] of [
+    ['width', req.width],
+    ['height', req.height],
+  ] as const) {
+    if (!Number.isInteger(v) || v < SIZE_MULTIPLE || v > MAX_SIDE || v % SIZE_MULTIPLE !== 0) {
+      bad(`${name} ${String(v)} is not allowed: use a multiple of ${SIZE_MULTIPLE} from ${SIZE_MULTIPLE} to ${MAX_SIDE}`);
+    }
+  }
+  if (!Number.isInteger(req.steps) || req.steps < 1 || req.steps > MAX_STEPS) {
+    bad(`steps ${String(req.steps)} is not allowed: use a whole number from 1 to ${MAX_STEPS}`);
+  }
+  if (!Number.isInteger(req.count) || req.count < 1 || req.count > MAX_COUNT) {
+    bad(`count ${String(req.count)} is not allowed: use a whole number from 1 to ${MAX_COUNT}`);
+  }
+  if (typeof req.guidance !== 'number' || !Number.isFinite(req.guidance) || req.guidance < 0 || req.guidance > 100) {
+    bad(`guidance ${String(req.guidance)} is not allowed: use a number from 0 to 100`);
+  }
+  if (!(SAMPLERS as readonly string[]).includes(req.sampler)) {
+    bad(`unknown sampler "${String(req.sampler)}"; available: ${SAMPLERS.join(', ')}`);
+  }
+  if (!isUint32(req.seed)) bad(`seed ${String(req.seed)} is not allowed: use a whole number from 0 to 4294967295`);
+  if (req.variation) {
+    if (!isUint32(req.variation.seed)) {
+      bad(`variation seed ${String(req.variation.seed)} is not allowed: use a whole number from 0 to 4294967295`);
+    }
+    const s = req.variation.strength;
+    if (typeof s !== 'number' || !(s >= 0 && s <= 1)) {
+      bad(`variation strength ${String(s)} is not allowed: use a number from 0 to 1`);
+    }
+  }
+  if (req.init) {
+    const { rgb, width, height, strength } = req.init;
+    if (width !== req.width || height !== req.height) {
+      bad(`the init picture is ${width}x${height} but ${req.width}x${req.height} was asked for; resize it first`);
+    }
+    if (!(rgb instanceof Uint8Array) || rgb.length !== width * height * 3) {
+      bad(`the init picture must be packed RGB of ${width}x${height}x3 bytes`);
+    }
+    if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) {
+      bad(`strength ${String(strength)} is not allowed: use a number above 0 and at most 1`);
+    }
+  }
+}
+
+function validateForModel(req: GenerateRequest, info: ModelInfo): void {
+  if (req.init && !info.hasVaeEncoder) {
+    throw new EngineError(
+      'model',
+      'this model folder has no vae_encoder/, so variations from a picture and upscaling are unavailable',
+    );
+  }
+}
+
+/** [B,77,D] text states → the UNet's conditioning batch for k pictures: [u×k, c×k] or [c×k]. */
+function repeatConditioning(text: Float32Array, tokenWidth: number, useCfg: boolean, k: number): Float32Array {
+  const parts = useCfg ? 2 : 1;
+  if (k === 1) return text;
+  const out = new Float32Array(parts * k * tokenWidth);
+  for (let part = 0; part < parts; part++) {
+    const src = text.subarray(part * tokenWidth, (part + 1) * tokenWidth);
+    for (let j = 0; j < k; j++) out.set(src, (part * k + j) * tokenWidth);
+  }
+  return out;
+}
+
+function repeat(one: Float32Array, k: number): Float32Array {
+  if (k === 1) return one;
+  const out = new Float32Array(one.length * k);
+  for (let j = 0; j < k; j++) out.set(one, j * one.length);
+  return out;
+}
+
+/** Packed RGB bytes → [1,3,H,W] float in [-1,1], the VAE encoder's input range. */
+export function rgbToModelInput(rgb: Uint8Array, width: number, height: number): Float32Array {
+  const plane = width * height;
+  const out = new Float32Array(3 * plane);
+  for (let p = 0; p < plane; p++) {
+    out[p] = rgb[3 * p]! / 127.5 - 1;
+    out[plane + p] = rgb[3 * p + 1]! / 127.5 - 1;
+    out[2 * plane + p] = rgb[3 * p + 2]! / 127.5 - 1;
+  }
+  return out;
+}
+
+/** Image j of a decoded [B,3,H,W] batch in [-1,1] → packed RGB bytes, as diffusers does:
+ * (x/2 + 0.5) clamped to [0,1], × 255, rounded. */
+export function modelOutputToRgb(decoded: Float32Array, j: number, width: number, height: number): Uint8Array {
+  const plane = width * height;
+  const base = j * 3 * plane;
+  const rgb = new Uint8Array(3 * plane);
+  for (let c = 0; c < 3; c++) {
+    const off = base + c * plane;
+    for (let p = 0; p < plane; p++) {
+      const v = decoded[off + p]! / 2 + 0.5;
+      // NaN (a broken fp16 model) lands on 0 rather than poisoning the byte conversion.
+      rgb[3 * p + c] = v > 0 ? (v < 1 ? Math.round(v * 255) : 255) : 0;
+    }
+  }
+  return rgb;
+}
+
+/** The first picture of a latent batch as a tiny RGB preview (one pixel per latent cell). */
+export function latentPreview(latents: Float32Array, lh: number, lw: number): Uint8Array {
+  const plane = lh * lw;
+  const rgb = new Uint8Array(3 * plane);
+  for (let p = 0; p < plane; p++) {
+    for (let c = 0; c < 3; c++) {
+      let v = 0;
+      for (let l = 0; l < LATENT_CHANNELS; l++) v += latents[l * plane + p]! * LATENT_RGB[l]![c]!;
+      const unit = (v + 1) / 2;
+      rgb[3 * p + c] = unit > 0 ? (unit < 1 ? Math.round(unit * 255) : 255) : 0;
+    }
+  }
+  return rgb;
+}
