@@ -153,10 +153,10 @@ function defaultsFor(family: ModelFamily): { defaultSampler: SamplerName; defaul
 async function inspectModel(name: string, dir: string): Promise<ModelInfo> {
   const index = await readJsonObject(dir, 'model_index.json');
   const className = typeof index['_class_name'] === 'string' ? index['_class_name'] : '';
+  refuseUnsupportedPipelines(index, className);
   if (await isDirectory(path.join(dir, 'text_encoder_2'))) {
     problem(`SDXL models are not supported yet (the folder has text_encoder_2/)`);
   }
-  refuseUnsupportedPipelines(index, className);
   const scheduler = await readJsonObject(dir, 'scheduler/scheduler_config.json');
   if (scheduler['_class_name'] === 'LCMScheduler') {
     problem('LCM (latent consistency) models are not supported yet (scheduler/scheduler_config.json says LCMScheduler)');

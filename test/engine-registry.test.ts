@@ -1,0 +1,200 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inspectModelFolder, scanModels } from '../engine/registry.js';
+import type { ModelInfo, ModelProblem, ModelScan } from '../engine/types.js';
+import { writeTinyModel, type TinyModelOptions } from './fixtures/tiny-models.js';
+
+let root: string;
+beforeAll(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'engine-registry-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+async function scanOne(name: string, opts: TinyModelOptions): Promise<ModelScan> {
+  const modelsDir = path.join(root, `single-${name}`);
+  await writeTinyModel(path.join(modelsDir, name), opts);
+  return scanModels(modelsDir);
+}
+
+async function problemFor(name: string, opts: TinyModelOptions): Promise<string> {
+  const scan = await scanOne(name, opts);
+  expect(scan.models).toEqual([]);
+  expect(scan.problems).toHaveLength(1);
+  expect(scan.problems[0]!.name).toBe(name);
+  return scan.problems[0]!.reason;
+}
+
+async function modelFor(name: string, opts: TinyModelOptions): Promise<ModelInfo> {
+  const scan = await scanOne(name, opts);
+  expect(scan.problems).toEqual([]);
+  expect(scan.models).toHaveLength(1);
+  return scan.models[0]!;
+}
+
+describe('scanModels: generation and dtype', () => {
+  let scan: ModelScan;
+  beforeAll(async () => {
+    const modelsDir = path.join(root, 'generations');
+    for (const generation of ['diffusers-legacy', 'optimum-old', 'optimum-new'] as const) {
+      for (const dtype of ['float32', 'float16'] as const) {
+        await writeTinyModel(path.join(modelsDir, `${generation}-${dtype}`), { generation, dtype });
+      }
+    }
+    await mkdir(path.join(modelsDir, 'not-a-model'));
+    await writeFile(path.join(modelsDir, 'README.txt'), 'put models here');
+    scan = await scanModels(modelsDir);
+  });
+
+  it('finds every model folder, sorted by name, and ignores unrelated entries', () => {
+    expect(scan.problems).toEqual([]);
+    expect(scan.models.map((m) => m.name)).toEqual([
+      'diffusers-legacy-float16',
+      'diffusers-legacy-float32',
+      'optimum-new-float16',
+      'optimum-new-float32',
+      'optimum-old-float16',
+      'optimum-old-float32',
+    ]);
+  });
+
+  it('tells the three export generations and both dtypes apart', () => {
+    for (const m of scan.models) {
+      const [gen, dtype] = m.name.split(/-(?=float)/);
+      expect(m.generation).toBe(gen);
+      expect(m.dtype).toBe(dtype);
+      expect(m.family).toBe('sd1');
+      expect(m.predictionType).toBe('epsilon');
+      expect(m.hasVaeEncoder).toBe(true);
+      expect(m.dir).toBe(path.join(root, 'generations', m.name));
+    }
+  });
+
+  it('reads the native size from unet/config.json sample_size', () => {
+    for (const m of scan.models) expect([m.nativeWidth, m.nativeHeight]).toEqual([64, 64]);
+  });
+});
+
+describe('scanModels: family, prediction, native size, defaults', () => {
+  it('1024-wide conditioning is SD 2.x; v_prediction comes from the scheduler config', async () => {
+    const m = await modelFor('sd21', { generation: 'optimum-old', family: 'sd2', prediction: 'v_prediction', sampleSize: 12 });
+    expect(m).toMatchObject({ family: 'sd2', predictionType: 'v_prediction', nativeWidth: 96, nativeHeight: 96 });
+    expect(m).toMatchObject({ defaultSampler: 'DPM++ 2M Karras', defaultSteps: 20, defaultGuidance: 7 });
+  });
+
+  it('Euler with trailing spacing and 1024 conditioning is SD-Turbo, with turbo defaults', async () => {
+    const m = await modelFor('fast', { generation: 'optimum-new', family: 'sd-turbo' });
+    expect(m).toMatchObject({ family: 'sd-turbo', defaultSampler: 'Turbo', defaultSteps: 1, defaultGuidance: 0 });
+  });
+
+  it('a folder named turbo is SD-Turbo even with another scheduler', async () => {
+    const m = await modelFor('my-sd-turbo', { generation: 'optimum-new', family: 'sd2' });
+    expect(m.family).toBe('sd-turbo');
+  });
+
+  it('without unet/config.json: 512 for SD 1.x and SD 2 epsilon, 768 for SD 2 v_prediction', async () => {
+    const omit = ['unet/config.json'];
+    expect((await modelFor('sd15-nocfg', { generation: 'diffusers-legacy', omit })).nativeWidth).toBe(512);
+    expect((await modelFor('sd2base-nocfg', { generation: 'diffusers-legacy', family: 'sd2', omit })).nativeWidth).toBe(512);
+    const v = await modelFor('sd2v-nocfg', { generation: 'diffusers-legacy', family: 'sd2', prediction: 'v_prediction', omit });
+    expect([v.nativeWidth, v.nativeHeight]).toEqual([768, 768]);
+  });
+
+  it('notes a missing vae_encoder instead of refusing the model', async () => {
+    expect((await modelFor('no-encoder', { generation: 'optimum-old', vaeEncoder: false })).hasVaeEncoder).toBe(false);
+  });
+});
+
+describe('scanModels: refusals and broken folders name the reason and the file', () => {
+  it('refuses SDXL (by pipeline class) with a clear message', async () => {
+    expect(await problemFor('sdxl', { generation: 'optimum-old', pipeline: 'sdxl', hiddenDim: 2048 })).toMatch(
+      /^SDXL models are not supported yet.*ORTStableDiffusionXLPipeline/,
+    );
+    expect(await problemFor('sdxl-diffusers', { generation: 'diffusers-legacy', pipeline: 'sdxl', hiddenDim: 2048 })).toMatch(/SDXL models are not supported yet/);
+  });
+
+  it('refuses LCM with a clear message', async () => {
+    expect(await problemFor('lcm', { generation: 'optimum-new', pipeline: 'lcm' })).toMatch(/^LCM \(latent consistency\) models are not supported yet/);
+  });
+
+  it('refuses an SDXL UNet even under an SD pipeline class', async () => {
+    const dir = path.join(root, 'sneaky', 'xl-unet');
+    await writeTinyModel(dir, { generation: 'optimum-old', pipeline: 'sdxl', hiddenDim: 2048 });
+    await rm(path.join(dir, 'text_encoder_2'), { recursive: true });
+    await writeFile(path.join(dir, 'model_index.json'), JSON.stringify({ _class_name: 'ORTStableDiffusionPipeline' }));
+    const r = (await inspectModelFolder(dir)) as ModelProblem;
+    expect(r.reason).toMatch(/SDXL models are not supported yet \(unet\/model\.onnx takes text_embeds/);
+  });
+
+  it('missing unet/model.onnx', async () => {
+    expect(await problemFor('no-unet', { generation: 'optimum-old', omit: ['unet/model.onnx'] })).toBe('unet/model.onnx is missing');
+  });
+
+  it('missing tokenizer/merges.txt', async () => {
+    expect(await problemFor('no-merges', { generation: 'diffusers-legacy', omit: ['tokenizer/merges.txt'] })).toBe('tokenizer/merges.txt is missing');
+  });
+
+  it('missing external weights are named (model.onnx_data, weights.pb)', async () => {
+    expect(await problemFor('no-data', { generation: 'optimum-new', omit: ['unet/model.onnx_data'] })).toMatch(/^unet\/model\.onnx_data is missing/);
+    expect(await problemFor('no-pb', { generation: 'diffusers-legacy', omit: ['unet/weights.pb'] })).toMatch(/^unet\/weights\.pb is missing/);
+  });
+
+  it('corrupt model_index.json', async () => {
+    const modelsDir = path.join(root, 'corrupt-index');
+    const dir = await writeTinyModel(path.join(modelsDir, 'broken'), { generation: 'optimum-old' });
+    await writeFile(path.join(dir, 'model_index.json'), '{ "_class_name": "ORTStableDiffusionPipeline", ');
+    const scan = await scanModels(modelsDir);
+    expect(scan.problems).toHaveLength(1);
+    expect(scan.problems[0]!.reason).toMatch(/^model_index\.json is not valid JSON/);
+  });
+
+  it('a truncated or garbage unet/model.onnx', async () => {
+    const modelsDir = path.join(root, 'garbage-unet');
+    const dir = await writeTinyModel(path.join(modelsDir, 'broken'), { generation: 'optimum-old' });
+    await writeFile(path.join(dir, 'unet/model.onnx'), Buffer.from('<html>404 not found</html>'));
+    const scan = await scanModels(modelsDir);
+    expect(scan.problems[0]!.reason).toMatch(/^unet\/model\.onnx is not a readable ONNX model/);
+  });
+
+  it('a corrupt scheduler config is named', async () => {
+    const modelsDir = path.join(root, 'bad-scheduler');
+    const dir = await writeTinyModel(path.join(modelsDir, 'broken'), { generation: 'optimum-old' });
+    await writeFile(path.join(dir, 'scheduler/scheduler_config.json'), '[1, 2]');
+    const scan = await scanModels(modelsDir);
+    expect(scan.problems[0]!.reason).toMatch(/^scheduler\/scheduler_config\.json should hold a JSON object/);
+  });
+
+  it('a folder with model parts but no model_index.json is reported; good models beside it still load', async () => {
+    const modelsDir = path.join(root, 'mixed');
+    await writeTinyModel(path.join(modelsDir, 'good'), { generation: 'optimum-new' });
+    await writeTinyModel(path.join(modelsDir, 'half'), { generation: 'optimum-new', omit: ['model_index.json'] });
+    const scan = await scanModels(modelsDir);
+    expect(scan.models.map((m) => m.name)).toEqual(['good']);
+    expect(scan.problems).toEqual([{ name: 'half', dir: path.join(modelsDir, 'half'), reason: 'model_index.json is missing' }]);
+  });
+});
+
+describe('scanModels: the models directory itself', () => {
+  it('an empty directory gives an empty scan', async () => {
+    const empty = path.join(root, 'empty');
+    await mkdir(empty);
+    expect(await scanModels(empty)).toEqual({ models: [], problems: [] });
+  });
+
+  it('a missing directory gives one clear problem and does not throw', async () => {
+    const missing = path.join(root, 'nope');
+    const scan = await scanModels(missing);
+    expect(scan.models).toEqual([]);
+    expect(scan.problems).toHaveLength(1);
+    expect(scan.problems[0]!.reason).toContain(`${missing} does not exist`);
+  });
+
+  it('a file instead of a directory', async () => {
+    const file = path.join(root, 'file.txt');
+    await writeFile(file, 'x');
+    expect((await scanModels(file)).problems[0]!.reason).toContain('is not a directory');
+  });
+});
