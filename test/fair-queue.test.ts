@@ -24,6 +24,25 @@ describe('FairQueue', () => {
     expect(drainMembers(q)).toEqual(['A', 'B', 'A', 'A']);
   });
 
+  it('counts the job being drawn as its member\'s turn: B, arriving while A1 runs, goes before A2', () => {
+    const q = new FairQueue();
+    add(q, 'A');
+    expect(q.next()?.memberKey).toBe('A'); // A1 starts at once
+    add(q, 'A');
+    add(q, 'A');
+    add(q, 'B');
+    expect(q.order().map((e) => e.memberKey)).toEqual(['B', 'A', 'A']);
+    // Even when A's queue ran empty in between.
+    q.next();
+    q.next();
+    q.next();
+    add(q, 'C');
+    expect(q.next()?.memberKey).toBe('C');
+    add(q, 'C');
+    add(q, 'D');
+    expect(q.order().map((e) => e.memberKey)).toEqual(['D', 'C']);
+  });
+
   it('A,A,A,B,C runs A,B,C,A,A', () => {
     const q = new FairQueue();
     for (const m of ['A', 'A', 'A', 'B', 'C']) add(q, m);

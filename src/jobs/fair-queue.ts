@@ -1,17 +1,20 @@
 /**
  * The order in which waiting jobs get the GPU: weighted fair queueing between members.
  *
- * Policy (virtual-time fair queueing, "virtual clock" flavour):
+ * Policy (weighted fair queueing with start-time virtual time):
  * - Every job costs one turn. A member whose tier has weight w pays 1/w of a turn per job
  *   (integer arithmetic: TURN / w with TURN = 2520, divisible by every weight 1…10).
- * - The queue keeps a virtual time V: the finish tag of the last job handed out by next().
- * - A job arriving for member m starts at S = max(V, finish tag of m's previous job still
- *   waiting or last served) and finishes at F = S + TURN / w.
+ * - The queue keeps a virtual time V: the start tag of the job handed out last by next(), i.e.
+ *   the round that is being served now.
+ * - A job arriving for member m starts at S = max(V, finish tag of m's previous job, waiting or
+ *   already served) and finishes at F = S + TURN / w.
  * - Jobs run in order of F; equal F goes to the earlier arrival (lower seq).
  *
  * Consequences, which the tests pin down:
  * - Weight 1 everywhere is plain round-robin: a member's second waiting job (F = V + 2 turns)
  *   runs after every other member's first (F = V + 1 turn). A,A,A,B,C runs A,B,C,A,A.
+ * - The job being drawn counts as its member's turn of the current round: when A's first job
+ *   starts at once and A queues more, B arriving later still runs before A's second.
  * - A member with weight 2 gets two turns per turn of a weight-1 member, and the weight-1 member
  *   still runs every round: boost without starvation.
  * - A member who arrives late starts at the current V, not at zero, so a member with a hundred
@@ -67,6 +70,7 @@ export class FairQueue {
   private readonly byId = new Map<string, Slot>();
   private readonly members = new Map<string, MemberState>();
   private virtualTime = 0;
+  private handedOut = 0;
 
   get size(): number {
     return this.ordered.length;
@@ -112,7 +116,7 @@ export class FairQueue {
     const member = this.members.get(slot.memberKey);
     if (member) {
       member.waiting.splice(member.waiting.indexOf(slot), 1);
-      if (member.waiting.length === 0) this.members.delete(slot.memberKey);
+      if (member.waiting.length === 0 && member.servedFinish <= this.virtualTime) this.members.delete(slot.memberKey);
       else this.rechain(member);
     }
     return toEntry(slot);
@@ -123,15 +127,13 @@ export class FairQueue {
     const slot = this.ordered.shift();
     if (!slot) return undefined;
     this.byId.delete(slot.jobId);
-    this.virtualTime = Math.max(this.virtualTime, slot.finish);
+    this.virtualTime = Math.max(this.virtualTime, slot.start);
     const member = this.members.get(slot.memberKey);
     if (member) {
       member.waiting.splice(member.waiting.indexOf(slot), 1);
       member.servedFinish = slot.finish;
-      // With nothing waiting, the member's history no longer matters: its next job starts at
-      // V, which is already past servedFinish. Dropping the state keeps memory bounded.
-      if (member.waiting.length === 0) this.members.delete(slot.memberKey);
     }
+    if (++this.handedOut % 256 === 0) this.forgetIdleMembers();
     return toEntry(slot);
   }
 
@@ -145,6 +147,11 @@ export class FairQueue {
     return this.ordered.map(toEntry);
   }
 
+  /** Visits waiting jobs in run order without copying them (the service walks this on every move). */
+  forEach(visit: (entry: Readonly<FairEntry>, index: number) => void): void {
+    this.ordered.forEach((slot, index) => visit(slot, index));
+  }
+
   /** 1-based place in the run order, or undefined when not waiting. */
   positionOf(jobId: string): number | undefined {
     const slot = this.byId.get(jobId);
@@ -155,6 +162,17 @@ export class FairQueue {
   /** How many jobs this member has waiting. */
   pendingOf(memberKey: string): number {
     return this.members.get(memberKey)?.waiting.length ?? 0;
+  }
+
+  /**
+   * A member with nothing waiting whose last turn lies behind V has no history that matters any
+   * more (its next job starts at V either way); dropping it keeps memory bounded by the members
+   * who are active now. Kept while servedFinish > V: that member already had this round's turn.
+   */
+  private forgetIdleMembers(): void {
+    for (const [key, member] of this.members) {
+      if (member.waiting.length === 0 && member.servedFinish <= this.virtualTime) this.members.delete(key);
+    }
   }
 
   /** Recomputes a member's tags as if only its current waiting jobs had ever been queued. */

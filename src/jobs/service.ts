@@ -1,0 +1,847 @@
+/**
+ * The job service: intake (caps, idempotency, durable acknowledgement), the fair queue, the
+ * engine run loop, result files, ETAs and events, recovery after a restart, retention, and a
+ * graceful stop.
+ *
+ * Execution: p-queue with concurrency 1 (one GPU) runs the work; the FairQueue decides WHICH job
+ * runs. Every queued job adds one p-queue task, and the task body pops whatever job is at the head
+ * of the fair queue when it gets its turn — not necessarily "its" job. Why: p-queue priorities are
+ * fixed when a task is added, while the fair order changes with every arrival and cancel. Keeping
+ * the order in the pure FairQueue and using p-queue only as the single-slot runner gives both: a
+ * tested fairness policy and p-queue's serialisation, pause() and drain. A cancelled job leaves
+ * its task behind; that task finds the job gone (or pops the next one) — nothing is ever
+ * clear()ed, whose waiting promises would never settle.
+ *
+ * Every state change is written to the store before its event is emitted, so an adapter never
+ * tells a member something the store does not know.
+ */
+import { mkdir, open, rm, rmdir } from 'node:fs/promises';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import sharp from 'sharp';
+import {
+  EngineError,
+  type Engine,
+  type GenerateRequest,
+  type GenerateResult,
+  type InitImage,
+  type StepProgress,
+} from '../../engine/types.js';
+import type { Config } from '../config/schema.js';
+import { makeGrid, pngWithParameters } from '../render/index.js';
+import { cumulativeEtas, EtaModel, stepsToRun } from './eta.js';
+import { FairQueue } from './fair-queue.js';
+import { newJobId } from './ids.js';
+import type {
+  CancelOutcome,
+  Job,
+  JobEvent,
+  JobEventListener,
+  JobImage,
+  JobService,
+  Platform,
+  QueuePosition,
+  QueueSnapshot,
+  Requester,
+  Store,
+  SubmitInput,
+  SubmitOutcome,
+} from './types.js';
+
+export interface JobServiceDeps {
+  config: Config;
+  store: Store;
+  engine: Engine;
+  log: Logger;
+  /** Clock for timestamps, image folders and retention (tests inject one). */
+  now?: () => number;
+}
+
+/** JobService plus hooks that main.ts does not need but tests and tools do. */
+export interface JobServiceWithMaintenance extends JobService {
+  /** Deletes finished jobs older than retention.days with their files; returns how many. */
+  sweepExpired(): Promise<number>;
+}
+
+const DAY_MS = 86_400_000;
+/** After the grace period the running job is aborted; this is how long it may take to stop. */
+const ABORT_WAIT_MS = 10_000;
+/** cancel() of a running job waits this long for the engine to stop before answering. */
+const CANCEL_WAIT_MS = 5_000;
+/** Preview images are shrunk to this long side before PNG encoding (chat thumbnails). */
+const PREVIEW_SIDE = 256;
+
+const MESSAGES = {
+  restarting: 'The bot is restarting — try again in a minute.',
+  notSaved: 'Could not save your request — please try again.',
+  engineFailed: 'The picture engine failed on this request; an admin has been notified.',
+  initGone: 'The picture to start from is gone (it was deleted or has expired).',
+  notYours: 'That job belongs to someone else — only they or an admin can cancel it.',
+  memberCap: (cap: number) =>
+    `You already have ${cap} ${cap === 1 ? 'picture' : 'pictures'} waiting — this club's limit per member. Cancel one with /cancel or wait.`,
+  globalCap: (cap: number) => `The queue is full (${cap} jobs) — try again in a few minutes.`,
+  crashed: (n: number) => `This request crashed the picture engine ${n} ${n === 1 ? 'time' : 'times'}; it was dropped.`,
+  unknownJob: (id: string) => `There is no job ${id}.`,
+  alreadyOver: (job: Job) =>
+    `That job is already ${job.status === 'done' || job.status === 'delivered' ? 'finished' : job.status}.`,
+} as const;
+
+/** An error whose message is meant for the member (anything else is logged and replaced). */
+class MemberFacingError extends Error {}
+
+interface RunningJob {
+  job: Job;
+  controller: AbortController;
+  step: number;
+  total: number;
+  /** Resolves when the run loop is completely done with this job. */
+  settled: Promise<void>;
+  cancelledBy?: string;
+  /** Aborted by stop(): goes back to the queue, not to "cancelled". */
+  shutdown?: boolean;
+  /** stop() gave up waiting and wrote the job back itself; the run loop must not write again. */
+  abandoned?: boolean;
+}
+
+function memberKeyOf(r: Pick<Requester, 'platform' | 'userId'>): string {
+  return `${r.platform}:${r.userId}`;
+}
+
+function clone<T>(value: T): T {
+  return structuredClone(value);
+}
+
+function isoDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function delay(ms: number): Promise<'timeout'> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve('timeout'), ms);
+    t.unref?.();
+  });
+}
+
+/** Writes a file and flushes it to disk: the job record that points at it is written next. */
+async function writeDurably(file: string, data: Buffer): Promise<void> {
+  const handle = await open(file, 'w');
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export function createJobService(deps: JobServiceDeps): JobServiceWithMaintenance {
+  return new FairJobService(deps);
+}
+
+class FairJobService implements JobServiceWithMaintenance {
+  private readonly config: Config;
+  private readonly store: Store;
+  private readonly engine: Engine;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly dataDir: string;
+
+  private readonly runner = new PQueue({ concurrency: 1, autoStart: false });
+  private readonly fair = new FairQueue();
+  private readonly eta: EtaModel;
+  /** Queued and running jobs (the store has the same; this is the working copy). */
+  private readonly live = new Map<string, Job>();
+  private readonly listeners = new Set<JobEventListener>();
+  /** Last position/ETA told to adapters per waiting job: `moved` only fires on a change. */
+  private readonly published = new Map<string, QueuePosition>();
+  /** Slots taken by submits that are still writing to the store (caps must count them). */
+  private readonly reserved = new Map<string, number>();
+  private reservedTotal = 0;
+  private readonly inflightKeys = new Map<string, Promise<SubmitOutcome>>();
+
+  private running: RunningJob | undefined;
+  private started = false;
+  private stopping = false;
+  private movesScheduled = false;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<number> | undefined;
+
+  constructor(deps: JobServiceDeps) {
+    this.config = deps.config;
+    this.store = deps.store;
+    this.engine = deps.engine;
+    this.log = deps.log;
+    this.now = deps.now ?? Date.now;
+    this.dataDir = path.resolve(deps.config.dataDir);
+    this.eta = new EtaModel(deps.config.queue.initialSecondsPerStep);
+  }
+
+  // ---- events --------------------------------------------------------------------------------
+
+  on(listener: JobEventListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(event: JobEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.log.error({ err, jobId: event.job.id, event: event.type }, 'job event listener threw');
+      }
+    }
+  }
+
+  // ---- intake --------------------------------------------------------------------------------
+
+  submit(input: SubmitInput): Promise<SubmitOutcome> {
+    const key = input.idempotencyKey;
+    if (!key) return this.submitOnce(input);
+    // Two copies of one platform update arriving together must not both pass the store lookup.
+    const pending = this.inflightKeys.get(key);
+    if (pending) return pending.then((outcome) => (outcome.ok ? { ...outcome, duplicate: true } : outcome));
+    const attempt = this.submitOnce(input).finally(() => this.inflightKeys.delete(key));
+    this.inflightKeys.set(key, attempt);
+    return attempt;
+  }
+
+  private async submitOnce(input: SubmitInput): Promise<SubmitOutcome> {
+    if (this.stopping) return { ok: false, reason: MESSAGES.restarting };
+    if (input.idempotencyKey) {
+      let existing: Job | undefined;
+      try {
+        existing = await this.store.jobs.byIdempotencyKey(input.idempotencyKey);
+      } catch (err) {
+        this.log.error({ err }, 'idempotency lookup failed');
+        return { ok: false, reason: MESSAGES.notSaved };
+      }
+      if (existing) {
+        const where = this.position(existing.id) ?? { position: 0, etaSeconds: 0 };
+        return { ok: true, job: clone(this.live.get(existing.id) ?? existing), ...where, duplicate: true };
+      }
+    }
+
+    const member = memberKeyOf(input.requester);
+    const { perMemberPending, globalPending } = this.config.queue;
+    if (this.pendingOfMember(member) >= perMemberPending) return { ok: false, reason: MESSAGES.memberCap(perMemberPending) };
+    if (this.pendingTotal() >= globalPending) return { ok: false, reason: MESSAGES.globalCap(globalPending) };
+
+    this.reserve(member, 1);
+    let job: Job;
+    try {
+      const seq = await this.store.jobs.nextSeq();
+      job = {
+        id: await this.freshId(),
+        seq,
+        kind: input.kind,
+        spec: clone(input.spec),
+        requester: clone(input.requester),
+        target: clone(input.target),
+        tier: this.tierOf(input.requester),
+        status: 'queued',
+        createdAt: this.now(),
+        attempts: 0,
+        notes: [...input.notes],
+      };
+      if (input.parentId) job.parentId = input.parentId;
+      if (input.idempotencyKey) job.idempotencyKey = input.idempotencyKey;
+      // Saved before it is acknowledged: a member is never told "queued" about a job the store lacks.
+      await this.store.jobs.put(job);
+    } catch (err) {
+      this.log.error({ err, member }, 'could not save a new job');
+      return { ok: false, reason: MESSAGES.notSaved };
+    } finally {
+      this.reserve(member, -1);
+    }
+    if (this.stopping) {
+      // stop() began while this job was being written: it stays queued in the store and resumes
+      // after the restart, which is what the member is told.
+      return { ok: true, job: clone(job), position: this.fair.size + 1, etaSeconds: 0, duplicate: false };
+    }
+
+    this.enqueue(job);
+    const where = this.position(job.id) ?? { position: 1, etaSeconds: 0 };
+    this.published.set(job.id, where);
+    this.jobLog(job).info({ position: where.position, etaSeconds: where.etaSeconds, kind: job.kind }, 'job queued');
+    this.emit({ type: 'queued', job: clone(job), ...where });
+    this.scheduleMoves();
+    // Added after the event: p-queue may start the task synchronously, and "queued" comes first.
+    this.runner.add(() => this.runNext()).catch((err: unknown) => this.log.error({ err }, 'run loop task failed'));
+    return { ok: true, job: clone(job), ...where, duplicate: false };
+  }
+
+  private enqueue(job: Job): void {
+    this.live.set(job.id, job);
+    this.fair.add({ jobId: job.id, memberKey: memberKeyOf(job.requester), weight: this.weightOf(job.tier), seq: job.seq });
+  }
+
+  private reserve(member: string, delta: number): void {
+    const next = (this.reserved.get(member) ?? 0) + delta;
+    if (next > 0) this.reserved.set(member, next);
+    else this.reserved.delete(member);
+    this.reservedTotal += delta;
+  }
+
+  private pendingOfMember(member: string): number {
+    const running = this.running && memberKeyOf(this.running.job.requester) === member ? 1 : 0;
+    return this.fair.pendingOf(member) + running + (this.reserved.get(member) ?? 0);
+  }
+
+  private pendingTotal(): number {
+    return this.fair.size + (this.running ? 1 : 0) + this.reservedTotal;
+  }
+
+  private async freshId(): Promise<string> {
+    for (;;) {
+      const id = newJobId();
+      if (!this.live.has(id) && !(await this.store.jobs.get(id))) return id;
+    }
+  }
+
+  /** Tier index (1-based into config.queue.tiers; 0 = default). Highest weight wins. */
+  private tierOf(requester: Requester): number {
+    let best = 0;
+    let bestWeight = 1;
+    this.config.queue.tiers.forEach((tier, i) => {
+      const member =
+        tier.users.includes(requester.userId) || tier.roles.some((role) => requester.roles.includes(role));
+      if (member && tier.weight > bestWeight) {
+        best = i + 1;
+        bestWeight = tier.weight;
+      }
+    });
+    return best;
+  }
+
+  private weightOf(tier: number): number {
+    // A tier removed from the config since the job was queued counts as normal.
+    return tier > 0 ? (this.config.queue.tiers[tier - 1]?.weight ?? 1) : 1;
+  }
+
+  // ---- positions and ETAs ----------------------------------------------------------------------
+
+  private runningRemaining(): number {
+    const r = this.running;
+    return r ? this.eta.remainingSeconds(r.job.spec, r.step, r.total || stepsToRun(r.job.spec)) : 0;
+  }
+
+  /** Waiting jobs in run order with their positions and ETAs. */
+  private waitingList(): { job: Job; position: number; etaSeconds: number }[] {
+    const jobs: Job[] = [];
+    this.fair.forEach((entry) => {
+      const job = this.live.get(entry.jobId);
+      if (job) jobs.push(job);
+    });
+    const etas = cumulativeEtas(
+      this.runningRemaining(),
+      jobs.map((j) => this.eta.jobSeconds(j.spec)),
+    );
+    return jobs.map((job, i) => ({ job, position: i + 1, etaSeconds: etas[i] ?? 0 }));
+  }
+
+  position(jobId: string): QueuePosition | undefined {
+    if (this.running?.job.id === jobId) return { position: 0, etaSeconds: Math.ceil(this.runningRemaining()) };
+    const place = this.fair.positionOf(jobId);
+    if (place === undefined) return undefined;
+    let total = this.runningRemaining();
+    this.fair.forEach((entry, index) => {
+      if (index >= place) return;
+      const job = this.live.get(entry.jobId);
+      if (job) total += this.eta.jobSeconds(job.spec);
+    });
+    return { position: place, etaSeconds: Math.ceil(total - 1e-9) };
+  }
+
+  snapshot(): QueueSnapshot {
+    const r = this.running;
+    const waiting = this.waitingList().map((w) => ({ ...w, job: clone(w.job) }));
+    return r
+      ? { running: { job: clone(r.job), step: r.step, total: r.total || stepsToRun(r.job.spec) }, waiting }
+      : { waiting };
+  }
+
+  /** Coalesces queue movements within one tick into one pass of `moved` events. */
+  private scheduleMoves(): void {
+    if (this.movesScheduled) return;
+    this.movesScheduled = true;
+    setImmediate(() => {
+      this.movesScheduled = false;
+      this.publishMoves();
+    });
+  }
+
+  private publishMoves(): void {
+    const waiting = this.waitingList();
+    const still = new Set<string>();
+    for (const w of waiting) {
+      still.add(w.job.id);
+      const before = this.published.get(w.job.id);
+      if (before && before.position === w.position && before.etaSeconds === w.etaSeconds) continue;
+      this.published.set(w.job.id, { position: w.position, etaSeconds: w.etaSeconds });
+      // The first number a job gets is announced by `queued`/`resumed`, not `moved`.
+      if (before) this.emit({ type: 'moved', job: clone(w.job), position: w.position, etaSeconds: w.etaSeconds });
+    }
+    for (const id of this.published.keys()) if (!still.has(id)) this.published.delete(id);
+  }
+
+  // ---- the run loop ----------------------------------------------------------------------------
+
+  /** One p-queue task: runs whatever job the fair queue says is next. */
+  private async runNext(): Promise<void> {
+    if (this.stopping) return;
+    const entry = this.fair.next();
+    if (!entry) return;
+    const job = this.live.get(entry.jobId);
+    if (!job) return;
+    await this.execute(job);
+  }
+
+  private async execute(job: Job): Promise<void> {
+    const log = this.jobLog(job);
+    let release: () => void = () => undefined;
+    const settled = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const run: RunningJob = { job, controller: new AbortController(), step: 0, total: stepsToRun(job.spec), settled };
+    this.running = run;
+    this.published.delete(job.id);
+    try {
+      job.status = 'running';
+      job.attempts += 1;
+      job.startedAt = this.now();
+      try {
+        await this.store.jobs.put(job);
+      } catch (err) {
+        log.error({ err }, 'could not record the start of a job');
+        await this.finishFailed(run, MESSAGES.notSaved);
+        return;
+      }
+      log.info({ attempt: job.attempts }, 'job started');
+      this.emit({ type: 'started', job: clone(job) });
+      this.scheduleMoves();
+      await this.render(run);
+    } finally {
+      this.live.delete(job.id);
+      if (this.running === run) this.running = undefined;
+      this.scheduleMoves();
+      release();
+    }
+  }
+
+  private async render(run: RunningJob): Promise<void> {
+    const { job } = run;
+    const log = this.jobLog(job);
+    const clock = performance.now();
+    // Progress events go out in step order even when preview encoding is slow.
+    let progressChain: Promise<void> = Promise.resolve();
+    const onStep = (progress: StepProgress) => {
+      run.step = progress.step;
+      run.total = progress.total;
+      progressChain = progressChain.then(() => this.emitProgress(run, progress)).catch((err: unknown) => {
+        log.warn({ err }, 'could not encode a step preview');
+      });
+    };
+
+    let result: GenerateResult;
+    let images: JobImage[];
+    let grid: string | undefined;
+    try {
+      const request = await this.requestFor(job);
+      result = await this.engine.generate(request, { signal: run.controller.signal, onStep });
+      await progressChain;
+      if (run.shutdown || run.cancelledBy !== undefined) throw new EngineError('cancelled', 'cancelled');
+      ({ images, grid } = await this.saveImages(job, result));
+    } catch (err) {
+      await progressChain;
+      await this.handleRunError(run, err);
+      return;
+    }
+    if (run.abandoned) return;
+
+    const durationMs = Math.round(performance.now() - clock);
+    this.eta.record(result.model, durationMs, result.timing.stepsRun || stepsToRun(job.spec), images.length);
+    job.status = 'done';
+    job.finishedAt = this.now();
+    job.result = {
+      images,
+      model: result.model,
+      provider: result.provider,
+      durationMs,
+      truncation: result.truncation,
+    };
+    if (grid) job.result.grid = grid;
+    try {
+      await this.store.jobs.put(job);
+    } catch (err) {
+      // The pictures exist but the record still says running: after a restart the job runs
+      // again, which is better than a member who never hears back.
+      log.error({ err }, 'could not record a finished job');
+      return;
+    }
+    log.info({ durationMs, images: images.length, provider: result.provider }, 'job done');
+    this.emit({ type: 'done', job: clone(job) });
+  }
+
+  private async emitProgress(run: RunningJob, progress: StepProgress): Promise<void> {
+    if (this.running !== run) return;
+    let preview: { png: Buffer; width: number; height: number } | undefined;
+    if (progress.preview) {
+      const { rgb, width, height } = progress.preview;
+      const scale = Math.min(1, PREVIEW_SIDE / Math.max(width, height));
+      const w = Math.max(1, Math.round(width * scale));
+      const h = Math.max(1, Math.round(height * scale));
+      const png = await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width, height, channels: 3 } })
+        .resize(w, h)
+        .png({ compressionLevel: 3 })
+        .toBuffer();
+      preview = { png, width: w, height: h };
+    }
+    if (this.running !== run) return;
+    this.emit({
+      type: 'progress',
+      job: clone(run.job),
+      step: progress.step,
+      total: progress.total,
+      ...(preview ? { preview } : {}),
+    });
+  }
+
+  private async requestFor(job: Job): Promise<GenerateRequest> {
+    const s = job.spec;
+    const request: GenerateRequest = {
+      model: s.model,
+      prompt: s.prompt,
+      negativePrompt: s.negativePrompt,
+      width: s.width,
+      height: s.height,
+      steps: s.steps,
+      guidance: s.guidance,
+      sampler: s.sampler,
+      seed: s.seed,
+      count: s.count,
+      previews: this.config.engine.previews,
+    };
+    if (s.variation) request.variation = { ...s.variation };
+    if (s.init) request.init = await this.loadInitImage(job);
+    return request;
+  }
+
+  /** The stored picture an img2img job starts from, resized to the job's size as packed RGB. */
+  private async loadInitImage(job: Job): Promise<InitImage> {
+    const init = job.spec.init!;
+    const parent = this.live.get(init.jobId) ?? (await this.store.jobs.get(init.jobId));
+    const picture = parent?.result?.images[init.index];
+    if (!picture) throw new MemberFacingError(MESSAGES.initGone);
+    let rgb: Buffer;
+    try {
+      rgb = await sharp(this.filePath(picture.file))
+        .removeAlpha()
+        .toColourspace('srgb')
+        .resize(job.spec.width, job.spec.height, { fit: 'fill' })
+        .raw()
+        .toBuffer();
+    } catch (err) {
+      this.jobLog(job).warn({ err, file: picture.file }, 'init image unreadable');
+      throw new MemberFacingError(MESSAGES.initGone);
+    }
+    return { rgb: new Uint8Array(rgb.buffer, rgb.byteOffset, rgb.byteLength), width: job.spec.width, height: job.spec.height, strength: init.strength };
+  }
+
+  /** Writes every picture (PNG + parameters) and, for several, the grid; paths relative to dataDir. */
+  private async saveImages(job: Job, result: GenerateResult): Promise<{ images: JobImage[]; grid?: string }> {
+    const folder = path.posix.join('images', isoDay(this.now()));
+    await mkdir(path.join(this.dataDir, folder), { recursive: true });
+    const images: JobImage[] = [];
+    const pngs: Buffer[] = [];
+    for (const [i, image] of result.images.entries()) {
+      const png = await pngWithParameters(image.rgb, image.width, image.height, image.infoText);
+      const file = path.posix.join(folder, `${job.id}-${i}.png`);
+      await writeDurably(path.join(this.dataDir, file), png);
+      pngs.push(png);
+      images.push({ file, seed: image.seed, width: image.width, height: image.height, infoText: image.infoText });
+    }
+    if (images.length === 0) throw new Error('the engine returned no pictures');
+    if (pngs.length === 1) return { images };
+    const gridFile = path.posix.join(folder, `${job.id}-grid.png`);
+    const { png } = await makeGrid(pngs);
+    await writeDurably(path.join(this.dataDir, gridFile), png);
+    return { images, grid: gridFile };
+  }
+
+  private async handleRunError(run: RunningJob, err: unknown): Promise<void> {
+    const { job } = run;
+    const log = this.jobLog(job);
+    if (run.abandoned) return;
+    if (run.shutdown) {
+      await this.putBack(run);
+      return;
+    }
+    if (run.cancelledBy !== undefined) {
+      job.status = 'cancelled';
+      job.cancelledBy = run.cancelledBy;
+      job.finishedAt = this.now();
+      try {
+        await this.store.jobs.put(job);
+      } catch (storeErr) {
+        log.error({ err: storeErr }, 'could not record a cancelled job');
+      }
+      log.info({ by: run.cancelledBy }, 'running job cancelled');
+      this.emit({ type: 'cancelled', job: clone(job), by: run.cancelledBy });
+      return;
+    }
+    let reason: string;
+    if (err instanceof MemberFacingError) {
+      reason = err.message;
+      log.warn({ reason }, 'job failed');
+    } else if (err instanceof EngineError && (err.code === 'bad_request' || err.code === 'model')) {
+      reason = err.message;
+      log.warn({ code: err.code, reason }, 'engine refused the job');
+    } else {
+      reason = MESSAGES.engineFailed;
+      log.error({ err, detail: errorMessage(err) }, 'job failed in the engine or while saving');
+    }
+    await this.finishFailed(run, reason);
+  }
+
+  private async finishFailed(run: RunningJob, reason: string): Promise<void> {
+    const { job } = run;
+    job.status = 'failed';
+    job.error = reason;
+    job.finishedAt = this.now();
+    try {
+      await this.store.jobs.put(job);
+    } catch (err) {
+      this.jobLog(job).error({ err }, 'could not record a failed job');
+    }
+    this.emit({ type: 'failed', job: clone(job), reason });
+  }
+
+  /**
+   * A job interrupted by stop() goes back to "queued". Its attempt is handed back: the count is
+   * there to catch requests that crash the engine, and a planned restart is not a crash.
+   */
+  private async putBack(run: RunningJob): Promise<void> {
+    const { job } = run;
+    job.status = 'queued';
+    job.attempts = Math.max(0, job.attempts - 1);
+    delete job.startedAt;
+    try {
+      await this.store.jobs.put(job);
+      this.jobLog(job).info('running job put back in the queue for the restart');
+    } catch (err) {
+      this.jobLog(job).error({ err }, 'could not put the running job back; it resumes as crashed');
+    }
+  }
+
+  // ---- cancel ----------------------------------------------------------------------------------
+
+  async cancel(jobId: string, by: Requester, asAdmin: boolean): Promise<CancelOutcome> {
+    const job = this.live.get(jobId) ?? (await this.store.jobs.get(jobId).catch(() => undefined));
+    if (!job) return { ok: false, reason: MESSAGES.unknownJob(jobId) };
+    const owner = job.requester.platform === by.platform && job.requester.userId === by.userId;
+    if (!owner && !asAdmin) return { ok: false, reason: MESSAGES.notYours };
+    const who = by.name || by.userId;
+
+    const run = this.running;
+    if (run && run.job.id === jobId) {
+      if (run.cancelledBy === undefined) {
+        run.cancelledBy = who;
+        run.controller.abort(new EngineError('cancelled', 'cancelled'));
+      }
+      await Promise.race([run.settled, delay(CANCEL_WAIT_MS)]);
+      return { ok: true, job: clone(run.job), wasRunning: true };
+    }
+
+    if (job.status === 'queued' && this.fair.has(jobId)) {
+      const entry = this.fair.remove(jobId)!;
+      this.live.delete(jobId);
+      this.published.delete(jobId);
+      const before = clone(job);
+      job.status = 'cancelled';
+      job.cancelledBy = who;
+      job.finishedAt = this.now();
+      try {
+        await this.store.jobs.put(job);
+      } catch (err) {
+        this.jobLog(job).error({ err }, 'could not record a cancel; the job stays queued');
+        Object.assign(job, before);
+        delete job.cancelledBy;
+        delete job.finishedAt;
+        this.live.set(jobId, job);
+        this.fair.add(entry);
+        return { ok: false, reason: 'Could not cancel right now — please try again.' };
+      }
+      this.jobLog(job).info({ by: who }, 'queued job cancelled');
+      this.emit({ type: 'cancelled', job: clone(job), by: who });
+      this.scheduleMoves();
+      return { ok: true, job: clone(job), wasRunning: false };
+    }
+    return { ok: false, reason: MESSAGES.alreadyOver(job) };
+  }
+
+  // ---- lookups and delivery --------------------------------------------------------------------
+
+  async get(jobId: string): Promise<Job | undefined> {
+    const live = this.live.get(jobId);
+    if (live) return clone(live);
+    return this.store.jobs.get(jobId);
+  }
+
+  async markDelivered(jobId: string, ref?: Record<string, string>): Promise<void> {
+    const job = await this.store.jobs.get(jobId);
+    if (!job) {
+      this.log.warn({ jobId }, 'markDelivered: no such job');
+      return;
+    }
+    if (job.status === 'delivered') return;
+    if (job.status === 'done') job.status = 'delivered';
+    job.delivery = { at: this.now(), ...(ref ? { ref: { ...ref } } : {}) };
+    await this.store.jobs.put(job);
+    this.jobLog(job).info({ ref }, 'job delivered');
+  }
+
+  async markUndeliverable(jobId: string, reason: string): Promise<void> {
+    const job = await this.store.jobs.get(jobId);
+    if (!job) return;
+    // The status stays "done" (the pictures exist); the delivery note takes it off pendingDeliveries.
+    job.delivery = { at: this.now(), undeliverable: reason };
+    await this.store.jobs.put(job);
+    this.jobLog(job).warn({ reason }, 'job undeliverable');
+  }
+
+  findByMessage(platform: Platform, chatId: string, messageId: string): Promise<Job | undefined> {
+    return this.store.jobs.byMessage(platform, chatId, messageId);
+  }
+
+  async pendingDeliveries(platform: Platform): Promise<Job[]> {
+    const active = await this.store.jobs.active();
+    return active.filter((j) => j.status === 'done' && !j.delivery && j.target.platform === platform);
+  }
+
+  filePath(relative: string): string {
+    const full = path.resolve(this.dataDir, relative);
+    const inside = path.relative(this.dataDir, full);
+    if (!inside || inside.startsWith('..') || path.isAbsolute(inside)) {
+      throw new Error(`refusing a path outside the data directory: ${relative}`);
+    }
+    return full;
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const active = await this.store.jobs.active();
+    const resumed: Job[] = [];
+    for (const stored of active) {
+      if (this.live.has(stored.id)) continue;
+      if (stored.status === 'done') continue; // delivered again by its adapter, never rendered again
+      const job = stored;
+      const log = this.jobLog(job);
+      if (job.status === 'running') {
+        // The process stopped while the engine had this job: count it as a crash.
+        if (job.attempts >= this.config.queue.maxAttempts) {
+          const reason = MESSAGES.crashed(job.attempts);
+          job.status = 'failed';
+          job.error = reason;
+          job.finishedAt = this.now();
+          await this.store.jobs.put(job);
+          log.warn({ attempts: job.attempts }, 'job dropped after repeated crashes');
+          this.emit({ type: 'failed', job: clone(job), reason });
+          continue;
+        }
+        job.status = 'queued';
+        delete job.startedAt;
+        await this.store.jobs.put(job);
+      }
+      this.enqueue(job);
+      resumed.push(job);
+    }
+    for (const job of resumed) {
+      const where = this.position(job.id) ?? { position: 0, etaSeconds: 0 };
+      this.published.set(job.id, where);
+      this.jobLog(job).info({ ...where, attempts: job.attempts }, 'job resumed after restart');
+      this.emit({ type: 'resumed', job: clone(job), ...where });
+    }
+    for (let i = 0; i < resumed.length; i++) {
+      this.runner.add(() => this.runNext()).catch((err: unknown) => this.log.error({ err }, 'run loop task failed'));
+    }
+    if (resumed.length > 0 || active.length > 0) {
+      this.log.info({ resumed: resumed.length, undelivered: active.filter((j) => j.status === 'done').length }, 'queue recovered');
+    }
+
+    await this.sweepExpired().catch((err: unknown) => this.log.error({ err }, 'retention sweep failed'));
+    if (this.config.retention.days > 0) {
+      this.sweepTimer = setInterval(() => {
+        this.sweepExpired().catch((err: unknown) => this.log.error({ err }, 'retention sweep failed'));
+      }, this.config.retention.sweepMinutes * 60_000);
+      this.sweepTimer.unref();
+    }
+    if (!this.stopping) this.runner.start();
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    if (this.stopping) {
+      await this.running?.settled;
+      return;
+    }
+    this.stopping = true;
+    this.runner.pause();
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    await this.sweeping?.catch(() => undefined);
+    const run = this.running;
+    if (!run) return;
+    const finished = graceMs > 0 ? await Promise.race([run.settled.then(() => 'done' as const), delay(graceMs)]) : 'timeout';
+    if (finished === 'done') return;
+    run.shutdown = true;
+    run.controller.abort(new EngineError('cancelled', 'the bot is restarting'));
+    const stopped = await Promise.race([run.settled.then(() => 'done' as const), delay(ABORT_WAIT_MS)]);
+    if (stopped === 'done') return;
+    // The engine did not stop in time: write the job back ourselves and ignore what it does next.
+    run.abandoned = true;
+    this.jobLog(run.job).warn('the engine did not stop within the abort wait; putting the job back anyway');
+    await this.putBack(run);
+  }
+
+  sweepExpired(): Promise<number> {
+    this.sweeping ??= this.sweepOnce().finally(() => {
+      this.sweeping = undefined;
+    });
+    return this.sweeping;
+  }
+
+  private async sweepOnce(): Promise<number> {
+    const days = this.config.retention.days;
+    if (days <= 0) return 0;
+    const expired = await this.store.jobs.finishedBefore(this.now() - days * DAY_MS);
+    let removed = 0;
+    for (const job of expired) {
+      const files = [...(job.result?.images.map((i) => i.file) ?? []), ...(job.result?.grid ? [job.result.grid] : [])];
+      // Files first: if we stop halfway, the record is still there and the next sweep retries.
+      for (const file of files) {
+        try {
+          const full = this.filePath(file);
+          await rm(full, { force: true });
+          await rmdir(path.dirname(full)).catch(() => undefined); // only succeeds once the day's folder is empty
+        } catch (err) {
+          this.jobLog(job).warn({ err, file }, 'could not delete an expired file');
+        }
+      }
+      await this.store.jobs.delete(job.id);
+      removed += 1;
+    }
+    if (removed > 0) this.log.info({ removed, days }, 'retention: expired jobs deleted');
+    return removed;
+  }
+
+  private jobLog(job: Job): Logger {
+    return this.log.child({ jobId: job.id, platform: job.requester.platform, memberId: job.requester.userId });
+  }
+}
