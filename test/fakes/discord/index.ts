@@ -101,8 +101,8 @@ interface Route {
 }
 
 export const ALL_PERMISSIONS = '2251799813685247';
-/** Every permission but ATTACH_FILES (1 << 15). */
-export const NO_ATTACH_PERMISSIONS = (BigInt(ALL_PERMISSIONS) & ~(1n << 15n)).toString();
+/** Every permission but ATTACH_FILES (1 << 15) and ADMINISTRATOR (1 << 3, which implies it). */
+export const NO_ATTACH_PERMISSIONS = (BigInt(ALL_PERMISSIONS) & ~(1n << 15n) & ~(1n << 3n)).toString();
 
 export class FakeDiscord {
   readonly token: string;

@@ -53,7 +53,7 @@ function readMultipart(req: IncomingMessage): Promise<ParsedBody> {
     bb.on('file', (field, stream, info) => {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => files.push({ field, filename: info.filename, contentType: info.mimeType, data: Buffer.concat(chunks) }));
+      stream.on('end', () => files.push({ field, filename: info.filename ?? '', contentType: info.mimeType, data: Buffer.concat(chunks) }));
     });
     bb.on('error', reject);
     bb.on('close', () => resolve({ json, files, multipart: true }));

@@ -1,0 +1,401 @@
+// The Discord adapter end to end: the real discord.js client against the fake Discord on
+// loopback, the real engine on the tiny fixture model (through the harness). Every scenario
+// asserts what the fake received on the wire.
+import sharp from 'sharp';
+import { afterEach, describe, expect, it } from 'vitest';
+import { decodeAction } from '../commands/codec.js';
+import type { Action } from '../commands/types.js';
+import { startDiscord } from '../src/adapters/discord/index.js';
+import { STALE_BUTTON } from '../src/adapters/discord/interactions.js';
+import type { AdapterHandle } from '../src/adapters/types.js';
+import type { DeepPartial } from '../src/config/load.js';
+import type { FileConfig } from '../src/config/schema.js';
+import { startFakeDiscord, NO_ATTACH_PERMISSIONS, type DispatchedInteraction, type FakeDiscord, type RecordedRequest } from './fakes/discord/index.js';
+import { createHarness, type Harness } from './helpers/harness.js';
+
+const CALLBACK = 'POST /interactions/:id/:token/callback';
+const EDIT_ORIGINAL = 'PATCH /webhooks/:app/:token/messages/:message';
+const FOLLOW_UP = 'POST /webhooks/:app/:token';
+const DELETE_ORIGINAL = 'DELETE /webhooks/:app/:token/messages/:message';
+const CHANNEL_POST = 'POST /channels/:channel/messages';
+const CHANNEL_EDIT = 'PATCH /channels/:channel/messages/:message';
+
+interface Bot {
+  h: Harness;
+  fake: FakeDiscord;
+  adapter: AdapterHandle;
+}
+
+let booted: { h?: Harness; fake?: FakeDiscord; adapter?: AdapterHandle }[] = [];
+
+afterEach(async () => {
+  for (const b of booted.reverse()) {
+    await b.adapter?.stop().catch(() => undefined);
+    await b.h?.close().catch(() => undefined);
+    await b.fake?.close().catch(() => undefined);
+  }
+  booted = [];
+});
+
+async function boot(config: DeepPartial<FileConfig> = {}): Promise<Bot> {
+  const entry: (typeof booted)[number] = {};
+  booted.push(entry);
+  const fake = await startFakeDiscord({ heartbeatIntervalMs: 1000 });
+  entry.fake = fake;
+  const discord = { apiUrl: fake.apiUrl, progressEditMs: 250, ...(config.discord ?? {}) };
+  const h = await createHarness({ config: { ...config, discord } });
+  entry.h = h;
+  const adapter = await startDiscord({ config: h.config, jobs: h.jobs, commands: h.commands, log: h.log, token: fake.token });
+  entry.adapter = adapter;
+  return { h, fake, adapter };
+}
+
+/** Another adapter (a restarted bot) on a fresh harness over the same data and the same fake. */
+async function restart(bot: Bot): Promise<Bot> {
+  await bot.adapter.stop();
+  const h = await bot.h.restart();
+  const entry = booted.find((b) => b.h === bot.h)!;
+  entry.h = h;
+  entry.adapter = undefined;
+  const adapter = await startDiscord({ config: h.config, jobs: h.jobs, commands: h.commands, log: h.log, token: bot.fake.token });
+  entry.adapter = adapter;
+  return { h, fake: bot.fake, adapter };
+}
+
+const forToken = (token: string) => (r: RecordedRequest) => r.params.token === token;
+const withFile = (r: RecordedRequest) => r.files.length > 0;
+
+function resultEdit(fake: FakeDiscord, i: DispatchedInteraction): Promise<RecordedRequest> {
+  return fake.waitForRequest((r) => r.route === EDIT_ORIGINAL && forToken(i.token)(r) && withFile(r), 60_000, `the result of ${i.id}`);
+}
+
+interface Button {
+  custom_id: string;
+  label: string;
+}
+
+function rowsOf(r: RecordedRequest): Button[][] {
+  const rows = (r.body?.components ?? []) as { components: Button[] }[];
+  return rows.map((row) => row.components);
+}
+
+function actionsOf(r: RecordedRequest): Action[] {
+  return rowsOf(r)
+    .flat()
+    .map((b) => decodeAction(b.custom_id)!);
+}
+
+function button(r: RecordedRequest, label: string): string {
+  const b = rowsOf(r)
+    .flat()
+    .find((x) => x.label === label);
+  if (!b) throw new Error(`no button ${label} in ${JSON.stringify(rowsOf(r))}`);
+  return b.custom_id;
+}
+
+async function parametersOf(png: Buffer): Promise<string> {
+  const meta = await sharp(png).metadata();
+  expect(meta.format).toBe('png');
+  return meta.comments?.find((c) => c.keyword === 'parameters')?.text ?? '';
+}
+
+/** Polls until the check passes: the fake records a request before the bot has its answer. */
+async function eventually<T>(check: () => Promise<T | undefined>, what: string): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** The job delivered as this message, once the adapter has recorded the delivery. */
+function deliveredAs(h: Harness, channelId: string, messageId: string) {
+  return eventually(async () => {
+    const job = await h.jobs.findByMessage('discord', channelId, messageId);
+    return job?.status === 'delivered' ? job : undefined;
+  }, `the job delivered as ${messageId}`);
+}
+
+/** The result message a finished slash command left (its @original). */
+function resultMessageId(fake: FakeDiscord, i: DispatchedInteraction): string {
+  const msg = fake.originalMessage(i.id);
+  if (!msg) throw new Error('no original message');
+  return msg.id;
+}
+
+describe('discord adapter, end to end', () => {
+  it('/imagine: defers within 3 s, shows the queue, then edits in the grid with parameters and buttons', async () => {
+    const { h, fake } = await boot();
+    const i = fake.slashCommand('imagine', { prompt: 'a red fox in the snow', seed: 1234 });
+
+    const ack = await fake.waitForRequest((r) => r.route === CALLBACK && r.params.id === i.id);
+    expect(ack.status).toBe(204);
+    expect(ack.body).toMatchObject({ type: 5 });
+    expect((ack.body?.data as { flags?: number } | undefined)?.flags ?? 0).toBe(0); // public
+    // Discord's protocol deadline for the first response.
+    expect(ack.at - i.dispatchedAt).toBeLessThan(3000);
+
+    const result = await resultEdit(fake, i);
+    const edits = fake.routeRequests(EDIT_ORIGINAL).filter(forToken(i.token));
+    const statusEdits = edits.filter((r) => r.seq < result.seq).map((r) => String(r.body?.content));
+    expect(statusEdits.some((t) => /Queued (#\d+|next up)/.test(t))).toBe(true);
+
+    // The attachment is the grid, a PNG whose parameters are the request's.
+    expect(result.files).toHaveLength(1);
+    const params = await parametersOf(result.files[0]!.data);
+    expect(params).toContain('a red fox in the snow');
+    expect(params).toContain('Seed: 1234');
+    const grid = await sharp(result.files[0]!.data).metadata();
+    const job = await deliveredAs(h, fake.ids.channelId, resultMessageId(fake, i));
+    expect(grid.width).toBe(job.result!.images[0]!.width * 2);
+    expect(String(result.body?.content)).toContain('a red fox in the snow');
+    expect(String(result.body?.content)).toContain('1234');
+
+    // [U1 U2 U3 U4 🔁] [V1 V2 V3 V4 ℹ️] [🗑], every custom id a valid action on this job.
+    const labels = rowsOf(result).map((row) => row.map((b) => b.label));
+    expect(labels).toEqual([
+      ['U1', 'U2', 'U3', 'U4', '🔁'],
+      ['V1', 'V2', 'V3', 'V4', 'ℹ️'],
+      ['🗑'],
+    ]);
+    for (const b of rowsOf(result).flat()) {
+      expect(b.custom_id.length).toBeLessThanOrEqual(100);
+      expect(decodeAction(b.custom_id)?.jobId).toBe(job.id);
+    }
+    expect(actionsOf(result).filter((a) => a.action === 'upscale').map((a) => a.index)).toEqual([0, 1, 2, 3]);
+
+    expect(job.status).toBe('delivered');
+    expect(job.delivery?.ref).toEqual({ chatId: fake.ids.channelId, messageId: resultMessageId(fake, i) });
+    // Exactly one result for one command.
+    expect(edits.filter(withFile)).toHaveLength(1);
+  });
+
+  it('reroll, vary and upscale buttons start new jobs in new messages; info answers privately', async () => {
+    const { h, fake } = await boot();
+    const first = fake.slashCommand('imagine', { prompt: 'a lighthouse at dusk', seed: 7 });
+    const result = await resultEdit(fake, first);
+    const messageId = resultMessageId(fake, first);
+    const firstJob = await deliveredAs(h, fake.ids.channelId, messageId);
+
+    const reroll = fake.buttonPress(button(result, '🔁'), messageId);
+    const rerolled = await resultEdit(fake, reroll);
+    const rerollAck = fake.routeRequests(CALLBACK).find((r) => r.params.id === reroll.id)!;
+    expect(rerollAck.body).toMatchObject({ type: 5 });
+    expect(rerollAck.at - reroll.dispatchedAt).toBeLessThan(3000);
+    const rerollJob = decodeAction(button(rerolled, '🔁'))!.jobId;
+    expect(rerollJob).not.toBe(firstJob.id);
+    expect(await parametersOf(rerolled.files[0]!.data)).toContain('a lighthouse at dusk');
+    expect(await parametersOf(rerolled.files[0]!.data)).not.toContain('Seed: 7,');
+
+    const vary = fake.buttonPress(button(result, 'V2'), messageId);
+    const varied = await resultEdit(fake, vary);
+    const varyParams = await parametersOf(varied.files[0]!.data);
+    expect(varyParams).toContain('Seed: 8'); // picture 2 of seed 7
+    expect(varyParams).toMatch(/Variation seed: \d+/);
+    expect((await h.jobs.get(decodeAction(button(varied, '🔁'))!.jobId))?.parentId).toBe(firstJob.id);
+
+    const up = fake.buttonPress(button(result, 'U1'), messageId);
+    const upscaled = await resultEdit(fake, up);
+    // The full-size picture goes out at once below the status message…
+    const fullSize = await fake.waitForRequest((r) => r.route === FOLLOW_UP && forToken(up.token)(r) && withFile(r));
+    expect(await parametersOf(fullSize.files[0]!.data)).toContain('Seed: 7');
+    // …and the 2× pass replaces the status: one picture, twice the side.
+    const upMeta = await sharp(upscaled.files[0]!.data).metadata();
+    expect(upMeta.width).toBe(firstJob.result!.images[0]!.width * 2);
+    expect(rowsOf(upscaled).flat().map((b) => b.label)).toEqual(['🔁', 'ℹ️', '🗑']);
+
+    const info = fake.buttonPress(button(result, 'ℹ️'), messageId);
+    const infoAck = await fake.waitForRequest((r) => r.route === CALLBACK && r.params.id === info.id);
+    expect(infoAck.body).toMatchObject({ type: 5, data: { flags: 64 } });
+    const infoText = await fake.waitForRequest((r) => r.route === EDIT_ORIGINAL && forToken(info.token)(r));
+    expect(String(infoText.body?.content)).toContain('a lighthouse at dusk');
+    expect(String(infoText.body?.content)).toContain('Seed: 7');
+    expect(String(infoText.body?.content)).toContain('/imagine');
+    expect(fake.originalMessage(info.id)?.flags).toBe(64);
+  });
+
+  it('🔁 on a result rerolls it for the member; the bot’s own reaction and a repeat are ignored', async () => {
+    const { h, fake } = await boot();
+    const first = fake.slashCommand('imagine', { prompt: 'a green teapot', seed: 99 });
+    await resultEdit(fake, first);
+    const messageId = resultMessageId(fake, first);
+    const reactor = { id: '777777777777777001', username: 'bob' };
+
+    fake.reactionAdd(messageId, '🔁', { user: fake.ids.botUser });
+    fake.reactionAdd(messageId, '👍', { user: reactor });
+    fake.reactionAdd(messageId, '🔁', { user: reactor });
+    fake.reactionAdd(messageId, '🔁', { user: reactor });
+
+    // A status message under the result that pings the member, then the result in it.
+    const status = await fake.waitForRequest((r) => r.route === CHANNEL_POST);
+    expect(String(status.body?.content)).toMatch(new RegExp(`^<@${reactor.id}> `));
+    expect(status.body?.message_reference).toMatchObject({ message_id: messageId });
+    expect(status.body?.allowed_mentions).toEqual({ parse: [], users: [reactor.id] });
+    const final = await fake.waitForRequest((r) => (r.route === CHANNEL_EDIT || r.route === CHANNEL_POST) && withFile(r), 60_000);
+    expect(String(final.body?.content)).toContain(`<@${reactor.id}>`);
+    expect(await parametersOf(final.files[0]!.data)).toContain('a green teapot');
+
+    const rerollJob = await eventually(async () => {
+      const j = await h.jobs.get(decodeAction(button(final, '🔁'))!.jobId);
+      return j?.status === 'delivered' ? j : undefined;
+    }, 'the reroll delivered');
+    expect(rerollJob.requester.userId).toBe(reactor.id);
+    // The reroll's own message is indexed too, so 🔁 on it works later.
+    const ref = rerollJob.delivery!.ref!;
+    expect((await h.jobs.findByMessage('discord', ref.chatId!, ref.messageId!))?.id).toBe(rerollJob.id);
+    // One reroll job, one status message: the bot's reaction, 👍 and the repeat did nothing.
+    expect(fake.routeRequests(CHANNEL_POST)).toHaveLength(1);
+    expect(h.jobs.snapshot().waiting).toHaveLength(0);
+  });
+
+  it('bad input, a stale button and a missing permission get private explanations (flags 64)', async () => {
+    const { fake } = await boot();
+    const bad = fake.slashCommand('imagine', { prompt: '--ar 3:2' });
+    const explanation = await fake.waitForRequest((r) => r.route === FOLLOW_UP && forToken(bad.token)(r));
+    expect(explanation.body).toMatchObject({ flags: 64 });
+    expect(String(explanation.body?.content)).toMatch(/what to draw/i);
+    // The public "thinking…" went away.
+    expect(fake.routeRequests(DELETE_ORIGINAL).some(forToken(bad.token))).toBe(true);
+
+    const other = fake.slashCommand('help');
+    const help = await fake.waitForRequest((r) => r.route === EDIT_ORIGINAL && forToken(other.token)(r));
+    expect(String(help.body?.content)).toContain('/imagine');
+    expect(fake.originalMessage(other.id)?.flags).toBe(64);
+
+    const msg = fake.originalMessage(other.id)!;
+    const stale = fake.buttonPress('reroll:not-a-payload', msg.id);
+    const staleAck = await fake.waitForRequest((r) => r.route === CALLBACK && r.params.id === stale.id);
+    expect(staleAck.body).toMatchObject({ type: 4, data: { content: STALE_BUTTON, flags: 64 } });
+    const gone = fake.buttonPress('v1:rr:zzzzzzzz', msg.id);
+    const goneAnswer = await fake.waitForRequest((r) => r.route === FOLLOW_UP && forToken(gone.token)(r));
+    expect(goneAnswer.body).toMatchObject({ flags: 64 });
+    expect(String(goneAnswer.body?.content)).toMatch(/expired|deleted/);
+
+    const noAttach = fake.slashCommand('imagine', { prompt: 'a cat' }, { appPermissions: NO_ATTACH_PERMISSIONS });
+    const why = await fake.waitForRequest((r) => r.route === FOLLOW_UP && forToken(noAttach.token)(r));
+    expect(String(why.body?.content)).toContain('Attach Files');
+    expect(why.body).toMatchObject({ flags: 64 });
+  });
+
+  it('a full queue is explained privately to the member', async () => {
+    const { fake } = await boot({ queue: { perMemberPending: 1 } });
+    const a = fake.slashCommand('imagine', { prompt: 'first' });
+    const b = fake.slashCommand('imagine', { prompt: 'second' });
+    const refusal = await fake.waitForRequest(
+      (r) => r.route === FOLLOW_UP && (forToken(a.token)(r) || forToken(b.token)(r)),
+      30_000,
+      'a refusal',
+    );
+    expect(refusal.body).toMatchObject({ flags: 64 });
+    expect(String(refusal.body?.content)).toMatch(/\b1\b/);
+    const accepted = refusal.params.token === a.token ? b : a;
+    await resultEdit(fake, accepted);
+  });
+
+  it('an expired token: the result goes to the channel as a new message that mentions the member', async () => {
+    const { h, fake } = await boot();
+    const i = fake.slashCommand('imagine', { prompt: 'a paper boat', seed: 5 });
+    await fake.waitForRequest((r) => r.route === CALLBACK && r.params.id === i.id);
+    fake.expireToken(i.token);
+
+    const posted = await fake.waitForRequest((r) => r.route === CHANNEL_POST && withFile(r), 60_000);
+    expect(String(posted.body?.content)).toMatch(new RegExp(`^<@${fake.member.id}> `));
+    expect(posted.body?.allowed_mentions).toEqual({ parse: [], users: [fake.member.id] });
+    expect(await parametersOf(posted.files[0]!.data)).toContain('a paper boat');
+    expect(rowsOf(posted).flat().map((b) => b.label)).toContain('🔁');
+    const message = [...fake.messages.values()].find((m) => m.channelId === fake.ids.channelId && m.attachments.length > 0 && m.type === 0)!;
+    await deliveredAs(h, fake.ids.channelId, message.id);
+
+    // An interaction older than the token's life is not even tried: straight to the channel.
+    const old = fake.slashCommand('imagine', { prompt: 'an old request' }, { createdAt: Date.now() - 14.5 * 60_000 });
+    const late = await fake.waitForRequest((r) => r.route === CHANNEL_POST && withFile(r) && String(r.body?.content).includes('an old request'), 60_000);
+    expect(String(late.body?.content)).toContain(`<@${fake.member.id}>`);
+    expect(fake.routeRequests(EDIT_ORIGINAL).filter(forToken(old.token)).filter(withFile)).toHaveLength(0);
+  });
+
+  it('after a restart, the old result’s buttons and 🔁 still work, and a result finished while away is delivered', async () => {
+    let bot = await boot();
+    const first = bot.fake.slashCommand('imagine', { prompt: 'a quiet harbour', seed: 11 });
+    const result = await resultEdit(bot.fake, first);
+    const messageId = resultMessageId(bot.fake, first);
+
+    bot = await restart(bot);
+    expect(bot.fake.gateway.identifies).toBe(2);
+
+    const press = bot.fake.buttonPress(button(result, '🔁'), messageId);
+    const rerolled = await resultEdit(bot.fake, press);
+    expect(await parametersOf(rerolled.files[0]!.data)).toContain('a quiet harbour');
+
+    bot.fake.reactionAdd(messageId, '🔁', { user: { id: '777777777777777002', username: 'cy' } });
+    const viaReaction = await bot.fake.waitForRequest((r) => (r.route === CHANNEL_EDIT || r.route === CHANNEL_POST) && withFile(r), 60_000);
+    expect(await parametersOf(viaReaction.files[0]!.data)).toContain('a quiet harbour');
+
+    // A job that finishes while no adapter listens is delivered by the next one at start.
+    // The adapter stops the moment the job is queued, so it never sees the job finish.
+    let stopping: Promise<void> | undefined;
+    const finished = new Promise<string>((resolve) => {
+      const off = bot.h.jobs.on((e) => {
+        if (e.job.spec.prompt !== 'a job finished offline') return;
+        if (e.type === 'queued') stopping = bot.adapter.stop();
+        if (e.type === 'done') {
+          off();
+          resolve(e.job.id);
+        }
+      });
+    });
+    const pending = bot.fake.slashCommand('imagine', { prompt: 'a job finished offline' });
+    const jobId = await finished;
+    await stopping;
+    expect((await bot.h.jobs.get(jobId))?.status).toBe('done');
+    expect(bot.fake.routeRequests(EDIT_ORIGINAL).filter(forToken(pending.token)).filter(withFile)).toHaveLength(0);
+    const entry = booted.find((b) => b.h === bot.h)!;
+    entry.adapter = await startDiscord({ config: bot.h.config, jobs: bot.h.jobs, commands: bot.h.commands, log: bot.h.log, token: bot.fake.token });
+    await resultEdit(bot.fake, pending);
+    await deliveredAs(bot.h, bot.fake.ids.channelId, resultMessageId(bot.fake, pending));
+  });
+
+  it('a gateway reconnect mid-job (with the interaction replayed) delivers the result exactly once', async () => {
+    const { h, fake } = await boot();
+    // The reconnect is asked for while the engine is drawing this very job.
+    const resumed = fake.gateway.nextReady();
+    let i: DispatchedInteraction | undefined;
+    const started = new Promise<void>((resolve) => {
+      const off = h.jobs.on((e) => {
+        if (e.type !== 'started' || e.job.spec.prompt !== 'a windmill in the rain') return;
+        off();
+        fake.gateway.requestReconnect();
+        fake.redispatch(i!); // buffered while the client is away, replayed after RESUME
+        resolve();
+      });
+    });
+    i = fake.slashCommand('imagine', { prompt: 'a windmill in the rain' });
+    await started;
+    await resumed;
+    fake.redispatch(i); // and once more on the live connection
+    await resultEdit(fake, i);
+
+    expect(fake.gateway.resumes).toBe(1);
+    expect(fake.routeRequests(CALLBACK).filter((r) => r.params.id === i.id)).toHaveLength(1);
+    await deliveredAs(h, fake.ids.channelId, resultMessageId(fake, i));
+    // No second job was queued for the replays, and the result went out once.
+    expect(h.jobs.snapshot().waiting).toHaveLength(0);
+    expect(h.jobs.snapshot().running).toBeUndefined();
+    expect(fake.routeRequests(EDIT_ORIGINAL).filter(forToken(i.token)).filter(withFile)).toHaveLength(1);
+    expect(fake.routeRequests(CHANNEL_POST)).toHaveLength(0);
+  });
+
+  it('a 429 on a progress edit is dropped, not retried in a storm, and the result still arrives', async () => {
+    const { h, fake } = await boot();
+    fake.fail({ route: EDIT_ORIGINAL, status: 429, retryAfter: 0.3, times: 1 });
+    const i = fake.slashCommand('imagine', { prompt: 'a hot air balloon' });
+    await resultEdit(fake, i);
+    const edits = fake.routeRequests(EDIT_ORIGINAL).filter(forToken(i.token));
+    const limited = edits.filter((r) => r.status === 429);
+    expect(limited).toHaveLength(1);
+    // discord.js handed the 429 back instead of queueing a retry; the throttle backed off.
+    expect(h.logLines.some((l) => l.includes('status edit rate-limited'))).toBe(true);
+    expect(edits.filter((r) => r.status === 401 || r.status === 403)).toHaveLength(0);
+  });
+});
