@@ -1,0 +1,250 @@
+// createEngine: the Engine the bot uses. Every onnxruntime session lives in a worker thread
+// (engine/worker.ts) because session.run() blocks the thread that calls it; this side only
+// posts requests and relays progress, so the bot's event loop stays responsive.
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { PipelineStats } from './pipeline.js';
+import { scanModels } from './registry.js';
+import {
+  EngineError,
+  type Engine,
+  type EngineOptions,
+  type ExecutionProviderName,
+  type GenerateOptions,
+  type GenerateRequest,
+  type GenerateResult,
+  type ModelScan,
+  type StepProgress,
+} from './types.js';
+import type { FromWorker, ToWorker, WorkerInit } from './worker.js';
+
+export { EngineError } from './types.js';
+export type * from './types.js';
+
+/** Extra knobs beyond the shared EngineOptions contract (benchmarks, GPU batching). */
+export interface WorkerEngineOptions extends EngineOptions {
+  /** Pictures of one job per UNet call; see PipelineOptions.imagesPerBatch. */
+  imagesPerBatch?: number;
+}
+
+/** The Engine plus what the benchmark and tests need to look inside. */
+export interface WorkerEngine extends Engine {
+  /** Step-time counters from the worker (starts the worker if needed). */
+  stats(): Promise<PipelineStats>;
+  /** Kill the worker as a crash would; the in-flight call fails and the next call restarts it. */
+  terminateWorkerForTest(): Promise<void>;
+}
+
+interface InFlight {
+  id: number;
+  resolve: (result: GenerateResult) => void;
+  reject: (err: Error) => void;
+  onStep: ((progress: StepProgress) => void) | undefined;
+}
+
+const CLOSE_GRACE_MS = 5_000;
+
+export function createEngine(options: WorkerEngineOptions): WorkerEngine {
+  let worker: Worker | undefined;
+  let current: InFlight | undefined;
+  let statsWaiters = new Map<number, (stats: PipelineStats) => void>();
+  let provider: ExecutionProviderName | undefined;
+  let nextId = 1;
+  let closed = false;
+  // Calls run one at a time in arrival order: the worker draws one job at a time anyway, and a
+  // strict chain keeps one job's progress messages from interleaving with another's.
+  let chain: Promise<unknown> = Promise.resolve();
+
+  const init: WorkerInit = {
+    modelsDir: options.modelsDir,
+    providers: options.providers,
+    ...(options.threads !== undefined ? { threads: options.threads } : {}),
+    ...(options.warmup !== undefined ? { warmup: options.warmup } : {}),
+    ...(options.imagesPerBatch !== undefined ? { imagesPerBatch: options.imagesPerBatch } : {}),
+  };
+
+  function failInFlight(err: EngineError): void {
+    const flight = current;
+    current = undefined;
+    flight?.reject(err);
+    for (const waiter of statsWaiters.values()) waiter({ generations: 0, steps: 0, stepMs: 0, unetMs: 0 });
+    statsWaiters = new Map();
+  }
+
+  function spawn(): Worker {
+    if (worker) return worker;
+    const w = startWorkerThread(init);
+    w.on('message', (message: FromWorker) => onMessage(message));
+    w.on('error', (err: Error) => {
+      if (worker !== w) return;
+      worker = undefined;
+      failInFlight(new EngineError('internal', `the engine worker crashed: ${err.message}`));
+    });
+    w.on('exit', (code) => {
+      if (worker !== w) return;
+      worker = undefined;
+      failInFlight(new EngineError('internal', `the engine worker stopped unexpectedly (exit code ${code})`));
+    });
+    worker = w;
+    return w;
+  }
+
+  function onMessage(message: FromWorker): void {
+    switch (message.type) {
+      case 'step':
+        if (current?.id === message.id) {
+          try {
+            current.onStep?.(message.progress);
+          } catch (err) {
+            // A faulty progress listener must not break the job; report it and carry on.
+            options.log?.warn({ err: String(err) }, 'engine progress listener threw');
+          }
+        }
+        break;
+      case 'result':
+        if (current?.id === message.id) {
+          const flight = current;
+          current = undefined;
+          flight.resolve(message.result);
+        }
+        break;
+      case 'error':
+        if (current?.id === message.id) {
+          const flight = current;
+          current = undefined;
+          flight.reject(new EngineError(message.code, message.message));
+        }
+        break;
+      case 'stats': {
+        const waiter = statsWaiters.get(message.id);
+        statsWaiters.delete(message.id);
+        waiter?.(message.stats);
+        break;
+      }
+      case 'provider':
+        provider = message.provider;
+        break;
+      case 'log':
+        options.log?.[message.level](message.obj, message.msg);
+        break;
+      case 'closed':
+        break;
+    }
+  }
+
+  function post(message: ToWorker): void {
+    spawn().postMessage(message);
+  }
+
+  async function runOne(request: GenerateRequest, opts: GenerateOptions): Promise<GenerateResult> {
+    const signal = opts.signal;
+    if (closed) throw new EngineError('internal', 'the engine has been closed');
+    if (signal?.aborted) throw new EngineError('cancelled', 'cancelled');
+    const id = nextId++;
+    return new Promise<GenerateResult>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (current?.id === id && worker) worker.postMessage({ type: 'cancel', id } satisfies ToWorker);
+      };
+      const cleanup = (): void => signal?.removeEventListener('abort', onAbort);
+      current = {
+        id,
+        resolve: (result) => {
+          cleanup();
+          resolve(result);
+        },
+        reject: (err) => {
+          cleanup();
+          reject(err);
+        },
+        onStep: opts.onStep,
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        post({ type: 'generate', id, request, wantsSteps: opts.onStep !== undefined });
+      } catch (err) {
+        // A request that cannot be cloned (a function, a detached buffer) never reaches the worker.
+        current = undefined;
+        cleanup();
+        reject(new EngineError('bad_request', `the request could not be sent to the engine: ${(err as Error).message}`));
+      }
+    });
+  }
+
+  return {
+    scanModels(): Promise<ModelScan> {
+      // Cheap and session-free, so it runs here rather than waiting behind a generation.
+      return scanModels(options.modelsDir);
+    },
+    provider(): ExecutionProviderName | undefined {
+      return provider;
+    },
+    generate(request: GenerateRequest, opts: GenerateOptions = {}): Promise<GenerateResult> {
+      const result = chain.then(() => runOne(request, opts));
+      chain = result.catch(() => undefined);
+      return result;
+    },
+    stats(): Promise<PipelineStats> {
+      const id = nextId++;
+      return new Promise((resolve) => {
+        statsWaiters.set(id, resolve);
+        post({ type: 'stats', id });
+      });
+    },
+    async terminateWorkerForTest(): Promise<void> {
+      const w = worker;
+      if (w) await w.terminate();
+    },
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      const w = worker;
+      if (!w) return;
+      worker = undefined;
+      failInFlight(new EngineError('cancelled', 'the engine was shut down'));
+      // Let the worker release its sessions cleanly; terminate if it does not answer in time.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => void w.terminate().then(() => resolve()), CLOSE_GRACE_MS);
+        w.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        try {
+          w.postMessage({ type: 'close' } satisfies ToWorker);
+        } catch {
+          void w.terminate();
+        }
+      });
+    },
+  };
+}
+
+/**
+ * Starts engine/worker as a thread. From compiled dist/ it is plain worker.js. From TypeScript
+ * sources (tsx, vitest) the thread first registers tsx's loader and then imports worker.ts:
+ * Node 20 does not apply `--import tsx` from a Worker's execArgv to the worker's entry module.
+ */
+function startWorkerThread(init: WorkerInit): Worker {
+  const fromSource = import.meta.url.endsWith('.ts');
+  const entry = new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url);
+  if (!fromSource) return new Worker(entry, { workerData: init });
+  const tsxApi = pathToFileURL(tsxEsmApiPath()).href;
+  const bootstrap =
+    `import(${JSON.stringify(tsxApi)})` +
+    `.then((api) => { api.register(); return import(${JSON.stringify(entry.href)}); })`;
+  // Loader flags of the parent (vitest's, tsx's) do not apply to an eval'd worker; drop them.
+  const execArgv = process.execArgv.filter((arg, i, all) => !isLoaderFlag(arg) && !isLoaderFlag(all[i - 1] ?? ''));
+  return new Worker(bootstrap, { eval: true, workerData: init, execArgv });
+}
+
+const LOADER_FLAGS = ['--import', '--loader', '--experimental-loader', '--require', '-r'];
+
+function isLoaderFlag(arg: string): boolean {
+  return LOADER_FLAGS.some((flag) => arg === flag || arg.startsWith(`${flag}=`));
+}
+
+function tsxEsmApiPath(): string {
+  const require = createRequire(import.meta.url);
+  // The package's "import" condition for tsx/esm/api; require.resolve only sees the CJS one.
+  return require.resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs');
+}
