@@ -1,8 +1,9 @@
 // Structured logs (pino NDJSON) that never carry a token. pino's `redact` only removes values at
 // known paths; tokens also hide inside strings — Telegram puts the bot token in every URL,
 // Discord puts interaction and webhook tokens in URLs and error messages. So every string is
-// scrubbed as well, at four places: the message, the logged object (errors included), child
-// bindings, and finally each written line, so that nothing slips past one of the others.
+// scrubbed as well: the message, the logged object (errors included), and finally each written
+// line. The line scrub is not only a safety net: pino passes a child's bindings through no
+// formatter (only the root's), so `log.child({ url })` is caught there alone.
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { Config } from './config/schema.js';
 

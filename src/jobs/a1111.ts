@@ -53,7 +53,11 @@ function readParams(line: string): Record<string, string> | undefined {
     if (m[0] === '' || m.index !== consumed) break;
     consumed = m.index + m[0].length;
     const key = (m[1] ?? '').trim();
-    params[key] = unquote((m[2] ?? '').trim());
+    const raw = (m[2] ?? '').trim();
+    // A1111 quotes any value holding a colon, so an unquoted one with a colon means this
+    // "pair" swallowed prose (a flattened prompt) and the parameters start later.
+    if (!raw.startsWith('"') && raw.includes(':')) break;
+    params[key] = unquote(raw);
     count++;
     if (consumed >= line.length) break;
   }

@@ -49,6 +49,11 @@ interface Wish {
 
 type Field = keyof Wish;
 
+/** Own properties only: a member typing --constructor must not reach Object.prototype. */
+function lookup<T>(table: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
 class Refusal {
   constructor(readonly message: string) {}
 }
@@ -219,7 +224,7 @@ function optionName(field: Field): string {
 function readOptions(options: Record<string, string | number | boolean>, notes: string[]): Wish {
   const wish: Wish = {};
   for (const [name, value] of Object.entries(options)) {
-    const field = OPTION_FIELDS[name];
+    const field = lookup(OPTION_FIELDS, name);
     // Options belonging to other commands are not ours to judge.
     if (!field) continue;
     if (typeof value === 'boolean') throw new Refusal(`The ${name} option needs a value, not ${String(value)}.`);
@@ -299,13 +304,13 @@ function classifyFlag(word: string): { name: string; glued?: string } | undefine
   const eq = word.indexOf('=');
   if (eq > 0) {
     const name = word.slice(0, eq).toLowerCase();
-    return FLAGS[name] ? { name, glued: word.slice(eq + 1) } : undefined;
+    return lookup(FLAGS, name) ? { name, glued: word.slice(eq + 1) } : undefined;
   }
   const lower = word.toLowerCase().normalize('NFKC');
-  if (FLAGS[lower]) return { name: lower };
+  if (lookup(FLAGS, lower)) return { name: lower };
   // --n4, --steps30: a known name directly followed by a number.
   const m = /^([a-z]+)([-+]?\d.*)$/.exec(lower);
-  if (m?.[1] && FLAGS[m[1]]) return { name: m[1], glued: word.slice(m[1].length) };
+  if (m?.[1] && lookup(FLAGS, m[1])) return { name: m[1], glued: word.slice(m[1].length) };
   return undefined;
 }
 
@@ -324,7 +329,7 @@ function readFlags(text: string, notes: string[]): Wish {
   const leftovers: string[] = [];
 
   hits.forEach((hit, i) => {
-    const def = FLAGS[hit.name] as FlagDef;
+    const def = lookup(FLAGS, hit.name) as FlagDef;
     const end = hits[i + 1]?.start ?? text.length;
     const rawValue = ((hit.glued ?? '') + (hit.glued !== undefined ? ' ' : '') + text.slice(hit.valueStart, end)).trim();
     if (rawValue === '') {
@@ -370,14 +375,14 @@ function exampleFor(flag: string): string {
     size: '--size 512x768',
     variation: '--variation 1234:0.2',
   };
-  return examples[flag] ?? `--${flag} VALUE`;
+  return lookup(examples, flag) ?? `--${flag} VALUE`;
 }
 
 const OPEN_QUOTES: Record<string, string> = { '"': '"', '“': '”', '„': '“', '«': '»', "'": "'", '‘': '’', '”': '”' };
 
 function stripQuotes(value: string): string {
   const first = value[0] ?? '';
-  const close = OPEN_QUOTES[first];
+  const close = lookup(OPEN_QUOTES, first);
   if (close && value.length >= 2 && value.endsWith(close)) return value.slice(1, -1).trim();
   return value;
 }
@@ -385,7 +390,7 @@ function stripQuotes(value: string): string {
 /** A single-word value (or a quoted one) and whatever text follows it. */
 function firstToken(value: string): [string, string] {
   const first = value[0] ?? '';
-  const close = OPEN_QUOTES[first];
+  const close = lookup(OPEN_QUOTES, first);
   if (close) {
     const end = value.indexOf(close, 1);
     if (end > 0) return [value.slice(1, end).trim(), value.slice(end + 1).trim()];
@@ -401,6 +406,7 @@ const SILENT_KEYS = new Set(['model hash', 'vae hash', 'version', 'hashes', 'bat
 
 function readInfoText(info: { prompt: string; negativePrompt: string; params: Record<string, string> }, notes: string[], lenient: Set<Field>): Wish {
   const wish: Wish = { prompt: info.prompt, negative: info.negativePrompt };
+  notes.push('read as pasted AUTOMATIC1111 parameters');
   const byKey = new Map(Object.entries(info.params).map(([k, v]) => [k.toLowerCase(), v]));
   const ignored: string[] = [];
 
@@ -440,6 +446,10 @@ function readInfoText(info: { prompt: string; negativePrompt: string; params: Re
         if (strength !== undefined) assign(wish, 'variation', `${value}:${strength}`, 'Variation seed', notes);
         break;
       }
+      case 'rng':
+        // Noise here is torch-CPU compatible ("RNG: CPU"); GPU or NV noise cannot be reproduced.
+        if (value.toUpperCase() !== 'CPU') ignored.push(`RNG ${value} (noise here is always CPU-style)`);
+        break;
       case 'variation seed strength':
         if (!byKey.has('variation seed')) ignored.push(key);
         break;
@@ -582,7 +592,7 @@ export function resolveSampler(raw: string): SamplerName | undefined {
     .replace(/^k[_\s-]/, '')
     .replace(/\+/g, 'p')
     .replace(/[^a-z0-9]/g, '');
-  return SAMPLER_ALIASES[key];
+  return lookup(SAMPLER_ALIASES, key);
 }
 
 // ---- models -----------------------------------------------------------------------------------
