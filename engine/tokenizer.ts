@@ -17,6 +17,14 @@ const END_OF_WORD = '</w>';
 const MERGE_COUNT = 49152 - 256 - 2;
 /** Bounded so a long-running bot fed arbitrary words cannot grow without limit. */
 const BPE_CACHE_LIMIT = 50_000;
+/** Longer words are not cached (a few huge keys could hold a lot of memory). */
+const CACHE_WORD_MAX = 100;
+/**
+ * BPE is quadratic in word length: a 20,000-letter "word" takes seconds. Only 75 tokens reach the
+ * model, so a word is cut to this many characters before BPE; its kept ids can then differ from
+ * the reference tokenizer only for words this long, which are cut off anyway.
+ */
+const BPE_WORD_MAX = 1000;
 
 /**
  * CLIP's pre-tokenizer pattern without its `<|startoftext|>`/`<|endoftext|>` alternatives: a member
@@ -225,14 +233,16 @@ export class ClipTokenizer {
     const hit = this.cache.get(word);
     if (hit) return hit;
     let mapped = '';
-    for (const byte of utf8.encode(word)) mapped += BYTE_CHARS[byte]!;
+    for (const byte of utf8.encode(word.length > BPE_WORD_MAX ? word.slice(0, BPE_WORD_MAX) : word)) mapped += BYTE_CHARS[byte]!;
     const ids = this.bpe(mapped).map((piece) => {
       const id = this.vocab.get(piece);
       // Unreachable with a real CLIP vocabulary (every merge result is in it); EOS is CLIP's unk.
       return id ?? this.eosId;
     });
-    if (this.cache.size >= BPE_CACHE_LIMIT) this.cache.clear();
-    this.cache.set(word, ids);
+    if (word.length <= CACHE_WORD_MAX) {
+      if (this.cache.size >= BPE_CACHE_LIMIT) this.cache.clear();
+      this.cache.set(word, ids);
+    }
     return ids;
   }
 

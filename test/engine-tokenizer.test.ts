@@ -80,6 +80,20 @@ describe.skipIf(!HAVE_FILES)('ClipTokenizer on the real SD 1.5 files', () => {
     expect(truncation).toEqual({ kept: prefix, dropped: 'photorealism tail' });
   });
 
+  it('a giant single word is cut and reported whole (BPE only sees its first 1000 characters)', () => {
+    let word = '';
+    let seed = 7;
+    for (let i = 0; i < 20000; i++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      word += String.fromCharCode(97 + ((seed >>> 16) % 26));
+    }
+    const { ids, truncation } = tok.encode(`a ${word}`);
+    expect(ids.length).toBe(77);
+    expect(ids[1]).toBe(320);
+    expect(ids[76]).toBe(49407);
+    expect(truncation).toEqual({ kept: 'a', dropped: word });
+  });
+
   it('exactly 75 tokens are not truncated', () => {
     const text = Array.from({ length: 75 }, () => 'cat').join(' ');
     const { ids, truncation } = tok.encode(text);
