@@ -1,0 +1,306 @@
+// `npm run imagine -- --model DIR "a prompt" -o out.png`: the engine on its own, without the bot.
+// Writes PNGs that carry AUTOMATIC1111's `parameters` text chunk. Bad input gets one line on
+// stderr and exit code 2; engine failures exit 1; Ctrl-C cancels between steps (exit 130).
+import { existsSync, statSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { createEngine } from './index.js';
+import { insertTextChunk } from './png.js';
+import {
+  EngineError,
+  SAMPLERS,
+  type ExecutionProviderName,
+  type GenerateRequest,
+  type InitImage,
+  type ModelInfo,
+  type SamplerName,
+} from './types.js';
+
+const USAGE = `Usage: npm run imagine -- --model <folder or name> "a prompt" [options]
+
+  --model, -m <dir|name>     a model folder, or a folder name under --models-dir (required)
+  --models-dir <dir>         where model folders live (default: ./models)
+  --negative <text>          negative prompt
+  --seed <n>                 0..4294967295 (default: random; printed)
+  --steps <n>                denoising steps (default: the model's)
+  --sampler <name>           ${SAMPLERS.map((s) => `"${s}"`).join(', ')} (default: the model's)
+  --cfg <g>                  guidance scale; 1 or less turns guidance off (default: the model's)
+  --size <W>x<H>             multiples of 64 (default: the model's native size, or the init picture's)
+  --n <count>                pictures to draw; seeds seed, seed+1, … (default 1)
+  --variation-seed <n>       AUTOMATIC1111 variation seed
+  --variation-strength <f>   0..1 (default 0.1 when --variation-seed is given)
+  --init <png|jpg>           start from a picture (img2img)
+  --strength <f>             how much of the schedule is re-run for --init, 0..1 (default 0.75)
+  --provider <list>          execution providers in order, e.g. cuda,cpu (default: cpu)
+  --threads <n>              CPU threads for onnxruntime (default: onnxruntime decides)
+  --output, -o <file.png>    output file; with --n > 1, out-1.png, out-2.png, … (default: out.png)
+  --quiet, -q                no progress on stderr
+  --help, -h                 this text
+`;
+
+/** Input the user can fix: reported as one line, exit code 2. */
+class UsageError extends Error {}
+
+/** Whether a `\rstep i/n` progress line is open on stderr (an error then starts a new line). */
+let midLine = false;
+
+const OPTIONS = {
+  model: { type: 'string', short: 'm' },
+  'models-dir': { type: 'string' },
+  negative: { type: 'string' },
+  seed: { type: 'string' },
+  steps: { type: 'string' },
+  sampler: { type: 'string' },
+  cfg: { type: 'string' },
+  size: { type: 'string' },
+  n: { type: 'string' },
+  'variation-seed': { type: 'string' },
+  'variation-strength': { type: 'string' },
+  init: { type: 'string' },
+  strength: { type: 'string' },
+  provider: { type: 'string' },
+  threads: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  quiet: { type: 'boolean', short: 'q' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+interface CliArgs {
+  values: { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
+  prompt: string;
+}
+
+function parseCli(argv: string[]): CliArgs | 'help' {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    // parseArgs' messages name the flag ("Unknown option '--colour'"); drop its hint text.
+    throw new UsageError(((err as Error).message.split('. ')[0] ?? 'bad arguments').replace(/\.$/, ''));
+  }
+  if (parsed.values.help) return 'help';
+  if (parsed.positionals.length === 0) throw new UsageError('no prompt given (put it in quotes after the options)');
+  return { values: parsed.values, prompt: parsed.positionals.join(' ') };
+}
+
+function integer(flag: string, text: string | undefined, min: number, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  const v = Number(text.trim());
+  if (text.trim() === '' || !Number.isInteger(v) || v < min || v > max) {
+    throw new UsageError(`--${flag} ${JSON.stringify(text)} is not a whole number from ${min} to ${max}`);
+  }
+  return v;
+}
+
+function decimal(flag: string, text: string | undefined, min: number, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  const v = Number(text.trim());
+  if (text.trim() === '' || !Number.isFinite(v) || v < min || v > max) {
+    throw new UsageError(`--${flag} ${JSON.stringify(text)} is not a number from ${min} to ${max}`);
+  }
+  return v;
+}
+
+function sizeOf(text: string | undefined): { width: number; height: number } | undefined {
+  if (text === undefined) return undefined;
+  const m = /^\s*(\d+)\s*[x×]\s*(\d+)\s*$/i.exec(text);
+  if (!m) throw new UsageError(`--size ${JSON.stringify(text)} is not WIDTHxHEIGHT, e.g. 512x768`);
+  const width = Number(m[1]);
+  const height = Number(m[2]);
+  for (const v of [width, height]) {
+    if (v < 64 || v > 4096 || v % 64 !== 0) {
+      throw new UsageError(`--size ${text}: each side must be a multiple of 64 from 64 to 4096`);
+    }
+  }
+  return { width, height };
+}
+
+function samplerOf(text: string | undefined): SamplerName | undefined {
+  if (text === undefined) return undefined;
+  const key = (s: string): string => s.toLowerCase().replace(/[^a-z0-9]/g, '');
+  const found = SAMPLERS.find((s) => key(s) === key(text));
+  if (!found) throw new UsageError(`--sampler ${JSON.stringify(text)} is unknown; use one of ${SAMPLERS.join(', ')}`);
+  return found;
+}
+
+function providersOf(text: string | undefined): ExecutionProviderName[] {
+  if (text === undefined) return ['cpu'];
+  const known: ExecutionProviderName[] = ['cuda', 'webgpu', 'cpu'];
+  const list = text.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  for (const p of list) {
+    if (!known.includes(p as ExecutionProviderName)) {
+      throw new UsageError(`--provider ${JSON.stringify(p)} is unknown; use one or more of ${known.join(', ')}`);
+    }
+  }
+  if (list.length === 0) throw new UsageError('--provider needs at least one of cuda, webgpu, cpu');
+  return list as ExecutionProviderName[];
+}
+
+/** `--model` is a folder path when it names an existing directory, else a name under --models-dir. */
+function locateModel(model: string, modelsDir: string | undefined): { modelsDir: string; name: string } {
+  const asPath = path.resolve(model);
+  if (existsSync(asPath) && statSync(asPath).isDirectory() && existsSync(path.join(asPath, 'model_index.json'))) {
+    return { modelsDir: path.dirname(asPath), name: path.basename(asPath) };
+  }
+  const dir = path.resolve(modelsDir ?? 'models');
+  if (model.includes('/') || model.includes(path.sep)) {
+    if (!existsSync(asPath)) throw new UsageError(`--model ${model}: no such folder`);
+    throw new UsageError(`--model ${model}: not a model folder (model_index.json is missing)`);
+  }
+  return { modelsDir: dir, name: model };
+}
+
+async function readInit(file: string, size: { width: number; height: number } | undefined, strength: number): Promise<InitImage> {
+  if (!existsSync(file)) throw new UsageError(`--init ${file}: no such file`);
+  let image;
+  try {
+    image = sharp(file);
+    const meta = await image.metadata();
+    const target = size ?? {
+      width: Math.max(64, Math.floor((meta.width ?? 0) / 64) * 64),
+      height: Math.max(64, Math.floor((meta.height ?? 0) / 64) * 64),
+    };
+    const { data, info } = await image
+      .resize(target.width, target.height, { fit: 'cover' })
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`expected 3 channels, got ${info.channels}`);
+    return { rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, strength };
+  } catch (err) {
+    throw new UsageError(`--init ${file}: not a readable picture (${(err as Error).message})`);
+  }
+}
+
+function outputNames(output: string, count: number): string[] {
+  if (count === 1) return [output];
+  const ext = path.extname(output) || '.png';
+  const base = output.slice(0, output.length - path.extname(output).length);
+  return Array.from({ length: count }, (_, i) => `${base}-${i + 1}${ext}`);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseCli(argv);
+  if (args === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const v = args.values;
+  if (!v.model) throw new UsageError('--model is required (a model folder, or a name under --models-dir)');
+  const size = sizeOf(v.size);
+  const seed = integer('seed', v.seed, 0, 0xffffffff) ?? Math.floor(Math.random() * 0x100000000);
+  const steps = integer('steps', v.steps, 1, 500);
+  const guidance = decimal('cfg', v.cfg, 0, 100);
+  const sampler = samplerOf(v.sampler);
+  const count = integer('n', v.n, 1, 16) ?? 1;
+  const variationSeed = integer('variation-seed', v['variation-seed'], 0, 0xffffffff);
+  const variationStrength = decimal('variation-strength', v['variation-strength'], 0, 1);
+  if (variationStrength !== undefined && variationSeed === undefined) {
+    throw new UsageError('--variation-strength needs --variation-seed');
+  }
+  const strength = decimal('strength', v.strength, 0, 1);
+  if (strength !== undefined && !v.init) throw new UsageError('--strength needs --init');
+  if (strength === 0) throw new UsageError('--strength must be above 0');
+  const providers = providersOf(v.provider);
+  const threads = integer('threads', v.threads, 0, 1024);
+  const output = path.resolve(v.output ?? 'out.png');
+  if (!existsSync(path.dirname(output))) throw new UsageError(`--output ${v.output}: folder ${path.dirname(output)} does not exist`);
+  const located = locateModel(v.model, v['models-dir']);
+  const init = v.init ? await readInit(v.init, size, strength ?? 0.75) : undefined;
+
+  const quiet = v.quiet === true;
+  const engine = createEngine({
+    modelsDir: located.modelsDir,
+    providers,
+    ...(threads !== undefined ? { threads } : {}),
+    log: {
+      info: () => undefined,
+      warn: (_obj, msg) => process.stderr.write(`warning: ${msg}\n`),
+    },
+  });
+  const controller = new AbortController();
+  const onSigint = (): void => controller.abort();
+  process.once('SIGINT', onSigint);
+  try {
+    const scan = await engine.scanModels();
+    const info: ModelInfo | undefined = scan.models.find((m) => m.name === located.name);
+    if (!info) {
+      const problem = scan.problems.find((p) => p.name === located.name);
+      if (problem) throw new UsageError(`model ${located.name}: ${problem.reason}`);
+      const names = scan.models.map((m) => m.name);
+      throw new UsageError(
+        `model ${JSON.stringify(located.name)} not found in ${located.modelsDir}` +
+          (names.length ? `; available: ${names.join(', ')}` : ''),
+      );
+    }
+    const request: GenerateRequest = {
+      model: info.name,
+      prompt: args.prompt,
+      negativePrompt: v.negative ?? '',
+      width: init?.width ?? size?.width ?? info.nativeWidth,
+      height: init?.height ?? size?.height ?? info.nativeHeight,
+      steps: steps ?? info.defaultSteps,
+      guidance: guidance ?? info.defaultGuidance,
+      sampler: sampler ?? info.defaultSampler,
+      seed,
+      count,
+      ...(variationSeed !== undefined ? { variation: { seed: variationSeed, strength: variationStrength ?? 0.1 } } : {}),
+      ...(init ? { init } : {}),
+    };
+    if (!quiet) {
+      process.stderr.write(
+        `${info.name}: ${request.width}x${request.height}, ${request.steps} steps, ${request.sampler}, ` +
+          `CFG ${request.guidance}, seed ${seed}${count > 1 ? ` (+0…${count - 1})` : ''}\n`,
+      );
+    }
+    const result = await engine.generate(request, {
+      signal: controller.signal,
+      ...(quiet
+        ? {}
+        : {
+            onStep: ({ step, total }) => {
+              midLine = true;
+              process.stderr.write(`\rstep ${step}/${total}`);
+            },
+          }),
+    });
+    midLine = false;
+    if (!quiet) process.stderr.write(`\rdone in ${(result.timing.totalMs / 1000).toFixed(1)} s on ${result.provider}\n`);
+    for (const t of [result.truncation.prompt, result.truncation.negativePrompt]) {
+      if (t) process.stderr.write(`warning: the prompt is too long; dropped: ${t.dropped}\n`);
+    }
+    const names = outputNames(output, result.images.length);
+    for (const [i, image] of result.images.entries()) {
+      const png = await sharp(image.rgb, { raw: { width: image.width, height: image.height, channels: 3 } })
+        .png()
+        .toBuffer();
+      await writeFile(names[i]!, insertTextChunk(png, 'parameters', image.infoText));
+      process.stdout.write(`${names[i]} (seed ${image.seed})\n`);
+    }
+    return 0;
+  } finally {
+    process.off('SIGINT', onSigint);
+    await engine.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`imagine: ${err.message} (see --help)\n`);
+      process.exitCode = 2;
+    } else if (err instanceof EngineError) {
+      process.stderr.write(`${midLine ? '\n' : ''}imagine: ${err.message}\n`);
+      process.exitCode = err.code === 'cancelled' ? 130 : err.code === 'internal' ? 1 : 2;
+    } else {
+      process.stderr.write(`${midLine ? '\n' : ''}imagine: unexpected failure: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,184 @@
+// The imagine CLI as a user runs it: a real process under tsx (so the engine worker starts from
+// TypeScript sources too), a tiny fixture model, PNGs read back with sharp.
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseInfoText } from '../engine/infotext.js';
+import { writeTinyModel } from './fixtures/tiny-models.js';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+let root: string;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function imagine(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', path.join(repo, 'engine', 'cli.ts'), ...args],
+      { cwd: repo, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(path.join(tmpdir(), 'engine-cli-'));
+  await writeTinyModel(path.join(root, 'models', 'tiny'), { generation: 'optimum-old', unet: 'smooth', vaeEncoder: true });
+  await writeTinyModel(path.join(root, 'models', 'broken'), {
+    generation: 'optimum-new',
+    unet: 'smooth',
+    omit: ['tokenizer/merges.txt'],
+  });
+});
+
+afterAll(async () => {
+  if (root) await rm(root, { recursive: true, force: true });
+});
+
+describe('npm run imagine', () => {
+  it('writes PNGs whose parameters chunk carries the info text; --n 2 numbers the files', async () => {
+    const out = path.join(root, 'fox.png');
+    const run = await imagine([
+      '--model',
+      path.join(root, 'models', 'tiny'),
+      'a fox in the snow',
+      '--seed',
+      '7',
+      '--steps',
+      '3',
+      '--sampler',
+      'euler a',
+      '--cfg',
+      '6.5',
+      '--negative',
+      'blurry',
+      '--n',
+      '2',
+      '-o',
+      out,
+    ]);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toMatch(/step 6\/6/);
+    for (const [i, seed] of [
+      [1, 7],
+      [2, 8],
+    ] as const) {
+      const file = path.join(root, `fox-${i}.png`);
+      const meta = await sharp(await readFile(file)).metadata();
+      expect(meta.width).toBe(64);
+      expect(meta.format).toBe('png');
+      const text = meta.comments?.find((c) => c.keyword === 'parameters')?.text ?? '';
+      const info = parseInfoText(text);
+      expect(info?.prompt).toBe('a fox in the snow');
+      expect(info?.negativePrompt).toBe('blurry');
+      expect(info?.params).toMatchObject({ Steps: '3', Sampler: 'Euler a', 'CFG scale': '6.5', Seed: String(seed), Model: 'tiny' });
+    }
+    expect(run.stdout).toMatch(/fox-2\.png \(seed 8\)/);
+
+    // The same command from a model name under --models-dir, one picture: the same bytes as picture 1.
+    const again = await imagine([
+      '--models-dir',
+      path.join(root, 'models'),
+      '--model',
+      'tiny',
+      'a fox in the snow',
+      '--seed=7',
+      '--steps=3',
+      '--sampler=Euler a',
+      '--cfg=6.5',
+      '--negative=blurry',
+      '-q',
+      '-o',
+      path.join(root, 'single.png'),
+    ]);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toBe('');
+    const a = await sharp(path.join(root, 'fox-1.png')).raw().toBuffer();
+    const b = await sharp(path.join(root, 'single.png')).raw().toBuffer();
+    expect(a.equals(b)).toBe(true);
+  });
+
+  it('img2img from a picture, with a variation seed', async () => {
+    const init = path.join(root, 'init.png');
+    await sharp({ create: { width: 100, height: 70, channels: 3, background: { r: 200, g: 40, b: 90 } } })
+      .png()
+      .toFile(init);
+    const out = path.join(root, 'var.png');
+    const run = await imagine([
+      '-m',
+      path.join(root, 'models', 'tiny'),
+      'a cat',
+      '--init',
+      init,
+      '--strength',
+      '0.5',
+      '--steps',
+      '4',
+      '--variation-seed',
+      '11',
+      '--variation-strength',
+      '0.25',
+      '-o',
+      out,
+    ]);
+    expect(run.code).toBe(0);
+    const meta = await sharp(out).metadata();
+    // The init picture's size snapped down to multiples of 64.
+    expect([meta.width, meta.height]).toEqual([64, 64]);
+    const params = parseInfoText(meta.comments?.[0]?.text ?? '')?.params;
+    expect(params).toMatchObject({ 'Denoising strength': '0.5', 'Variation seed': '11', 'Variation seed strength': '0.25' });
+    expect(run.stderr).toMatch(/step 2\/2/);
+  });
+
+  it('--help prints usage and exits 0', async () => {
+    const run = await imagine(['--help']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/Usage: npm run imagine/);
+    expect(run.stdout).toMatch(/--variation-seed/);
+  });
+
+  const badInputs: [string, string[], RegExp][] = [
+    ['an unknown flag', ['--colour', 'red', 'a cat'], /Unknown option '--colour'/],
+    ['a missing prompt', ['--model', 'MODEL'], /no prompt given/],
+    ['a bad number', ['--model', 'MODEL', 'a cat', '--steps', 'many'], /--steps "many" is not a whole number/],
+    ['a bad size', ['--model', 'MODEL', 'a cat', '--size', '500x512'], /--size 500x512: each side must be a multiple of 64/],
+    ['a missing model folder', ['--model', '/nonexistent/model', 'a cat'], /no such folder/],
+    ['an unknown model name', ['--model', 'nope', '--models-dir', 'MODELS', 'a cat'], /model "nope" not found .*available: tiny/],
+    ['a broken model folder', ['--model', 'BROKEN', 'a cat'], /tokenizer\/merges\.txt/],
+  ];
+  for (const [what, args, message] of badInputs) {
+    it(`${what}: one clear line on stderr, exit code 2, no file`, async () => {
+      const out = path.join(root, `bad-${what.replace(/\W+/g, '-')}.png`);
+      const resolved = args.map((a) =>
+        a === 'MODEL'
+          ? path.join(root, 'models', 'tiny')
+          : a === 'MODELS'
+            ? path.join(root, 'models')
+            : a === 'BROKEN'
+              ? path.join(root, 'models', 'broken')
+              : a,
+      );
+      const run = await imagine([...resolved, '-o', out]);
+      expect(run.code).toBe(2);
+      const lines = run.stderr.split('\n').filter((l) => l.trim() !== '');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^imagine: /);
+      expect(lines[0]).toMatch(message);
+      expect(existsSync(out)).toBe(false);
+    });
+  }
+});
