@@ -53,7 +53,8 @@ export class EditThrottle<T> {
     if (wait > 0) {
       this.#timer = setTimeout(() => {
         this.#timer = undefined;
-        this.#run();
+        // A back-off may have moved the next slot while this timer waited.
+        this.#schedule();
       }, wait);
       this.#timer.unref();
     } else {
