@@ -270,6 +270,9 @@ describe('parseJobRequest: accepted', () => {
     const twice = ok('a fox --seed 1 --seed 2');
     expect(twice.spec.seed).toBe(2);
     expect(twice.notes).toContain('--seed was given more than once; the last one counts');
+    const many = ok(`a fox ${'--seed 1 '.repeat(50)}--seed 3`);
+    expect(many.spec.seed).toBe(3);
+    expect(many.notes).toEqual(['--seed was given more than once; the last one counts']);
   });
 
   it('keeps odd unicode in prompts and drops control characters', () => {
@@ -395,6 +398,11 @@ describe('parseJobRequest: refused', () => {
       'Unknown flag --foo; flags: --ar, --seed, --no, --steps, --cfg, --sampler, --n, --model, --size, --variation.',
     );
     expect(refused('a fox --chaos 50')).toMatch(/^Unknown flag --chaos;/);
+    // Names that exist on every JavaScript object are not flags either.
+    expect(refused('a fox --constructor 1')).toMatch(/^Unknown flag --constructor;/);
+    expect(refused('a fox --sampler constructor')).toMatch(/^Unknown sampler "constructor"/);
+    // Only a letter after -- makes a flag; anything else is prompt text.
+    expect(ok('a fox --__proto__ 1').spec.prompt).toBe('a fox --__proto__ 1');
   });
 
   it('refuses a flag without a value', () => {

@@ -18,7 +18,9 @@ export interface InfoText {
 /** Keys of which at least one must appear for a line to count as A1111 parameters. */
 const ANCHOR_KEYS = ['Steps', 'Sampler', 'CFG scale', 'Seed', 'Size'];
 
-const PARAM = /\s*(\w[\w \-/+.()]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)/g;
+// Sticky, so each pair must start where the previous one ended; keys are short, which also
+// keeps a long prose line from costing quadratic time.
+const PARAM = /\s*(\w[\w \-/+.()]{0,59}?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)/y;
 
 export function parseInfoText(text: string): InfoText | undefined {
   const normalized = text.replace(/\r\n?/g, '\n').trim();
@@ -46,20 +48,23 @@ export function parseInfoText(text: string): InfoText | undefined {
 }
 
 function readParams(line: string): Record<string, string> | undefined {
-  const params: Record<string, string> = {};
+  // No prototype: a pasted key such as "__proto__" stays an ordinary (ignored) key.
+  const params: Record<string, string> = Object.create(null) as Record<string, string>;
   let count = 0;
   let consumed = 0;
-  for (const m of line.matchAll(PARAM)) {
-    if (m[0] === '' || m.index !== consumed) break;
-    consumed = m.index + m[0].length;
+  const re = new RegExp(PARAM.source, PARAM.flags);
+  while (consumed < line.length) {
+    re.lastIndex = consumed;
+    const m = re.exec(line);
+    if (!m || m[0] === '') break;
     const key = (m[1] ?? '').trim();
     const raw = (m[2] ?? '').trim();
     // A1111 quotes any value holding a colon, so an unquoted one with a colon means this
     // "pair" swallowed prose (a flattened prompt) and the parameters start later.
     if (!raw.startsWith('"') && raw.includes(':')) break;
+    consumed = re.lastIndex;
     params[key] = unquote(raw);
     count++;
-    if (consumed >= line.length) break;
   }
   // Every character must belong to a key: value pair, else this is prose that happens to hold colons.
   if (line.slice(consumed).trim() !== '') return undefined;

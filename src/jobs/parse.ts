@@ -63,7 +63,7 @@ export function parseJobRequest(input: ParseInput, ctx: ParseContext): ParseResu
     return build(input, ctx);
   } catch (err) {
     if (err instanceof Refusal) return { ok: false, error: err.message };
-    // A bug must not become a stack trace in the chat; the caller logs nothing of this, so keep it short.
+    // A bug here must never reach the chat as a stack trace.
     return { ok: false, error: 'I could not read that request; please check it and try again.' };
   }
 }
@@ -192,7 +192,7 @@ function build(input: ParseInput, ctx: ParseContext): ParseResult {
     model: model?.name ?? config.models.default,
   };
   if (wish.variation) spec.variation = wish.variation;
-  return { ok: true, spec, notes };
+  return { ok: true, spec, notes: [...new Set(notes)] };
 }
 
 // ---- where the text comes from -----------------------------------------------------------------
@@ -326,6 +326,7 @@ function readFlags(text: string, notes: string[]): Wish {
   const firstStart = hits[0]?.start ?? text.length;
   let prompt = text.slice(0, firstStart);
   const seen = new Set<Field>();
+  const repeated = new Set<Field>();
   const leftovers: string[] = [];
 
   hits.forEach((hit, i) => {
@@ -342,7 +343,10 @@ function readFlags(text: string, notes: string[]): Wish {
     } else {
       [value, rest] = firstToken(rawValue);
     }
-    if (seen.has(def.field)) notes.push(`--${hit.name} was given more than once; the last one counts`);
+    if (seen.has(def.field) && !repeated.has(def.field)) {
+      repeated.add(def.field);
+      notes.push(`--${hit.name} was given more than once; the last one counts`);
+    }
     seen.add(def.field);
     assign(wish, def.field, value, `--${hit.name}`, notes);
     if (rest) leftovers.push(rest);
