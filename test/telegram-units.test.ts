@@ -1,12 +1,16 @@
 // The Telegram adapter's pure parts: which messages are requests, length limits, button data.
-import { GrammyError } from 'grammy';
+import { GrammyError, type Api } from 'grammy';
 import type { Message } from 'grammy/types';
-import { describe, expect, it } from 'vitest';
+import type { Logger } from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { decodeAction } from '../commands/codec.js';
 import { classifyFailure, describeFailure } from '../src/adapters/telegram/errors.js';
 import { CALLBACK_DATA_LIMIT, inlineKeyboard } from '../src/adapters/telegram/keyboard.js';
 import { readMessage } from '../src/adapters/telegram/requests.js';
+import { StatusBoard } from '../src/adapters/telegram/status.js';
 import { clip, fitCaption, splitMessage } from '../src/adapters/telegram/text.js';
+import type { Config } from '../src/config/schema.js';
+import type { Job } from '../src/jobs/types.js';
 import { textEntities } from './fakes/telegram/server.js';
 
 const BOT = 'club_imagine_bot';
@@ -112,5 +116,92 @@ describe('API failures', () => {
     const described = describeFailure(e);
     expect(described).toEqual({ method: 'sendPhoto', code: 400, description: expect.any(String) });
     expect(JSON.stringify(described)).not.toContain('123456:AAbb');
+  });
+});
+
+describe('status message pacing', () => {
+  type Sent = { method: string; at: number; text?: string; action?: string };
+
+  function board(options: { notModified?: boolean } = {}) {
+    const sent: Sent[] = [];
+    const api = {
+      editMessageText: async (_chat: number, _id: number, text: string) => {
+        sent.push({ method: 'edit', at: Date.now(), text });
+        if (options.notModified) {
+          throw new GrammyError('x', { ok: false, error_code: 400, description: 'Bad Request: message is not modified' }, 'editMessageText', {});
+        }
+        return true;
+      },
+      sendMessage: async (_chat: number, text: string) => {
+        sent.push({ method: 'send', at: Date.now(), text });
+        return { message_id: 77 };
+      },
+      sendChatAction: async (_chat: number, action: string) => {
+        sent.push({ method: 'action', at: Date.now(), action });
+        return true;
+      },
+    };
+    const config = { telegram: { groupEditMs: 3000, privateEditMs: 1000 } } as unknown as Config;
+    const log = { debug() {}, warn() {}, error() {}, info() {} } as unknown as Logger;
+    return { sent, status: new StatusBoard({ api: api as unknown as Api, config, log }) };
+  }
+
+  function job(chatType: string, statusMessageId: number | null): Job {
+    return {
+      id: 'job00001',
+      target: { platform: 'telegram', chatId: '-100', handle: { chatType, statusMessageId, replyTo: 5, threadId: null } },
+    } as unknown as Job;
+  }
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('edits a group status at most once per groupEditMs and coalesces to the latest text', async () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    const { sent, status } = board();
+    const j = job('supergroup', 10);
+    const t0 = Date.now();
+    status.show(j, 'Queued #3 · about 40 s');
+    await vi.advanceTimersByTimeAsync(100);
+    status.show(j, 'Drawing… step 1/20');
+    status.show(j, 'Drawing… step 2/20');
+    await vi.advanceTimersByTimeAsync(1000);
+    status.show(j, 'Drawing… step 7/20');
+    await vi.advanceTimersByTimeAsync(5000);
+    status.settle(j, 'Failed: out of memory');
+    await vi.advanceTimersByTimeAsync(5000);
+    const edits = sent.filter((s) => s.method === 'edit');
+    expect(edits.map((e) => e.text)).toEqual(['Queued #3 · about 40 s', 'Drawing… step 7/20', 'Failed: out of memory']);
+    expect(edits.map((e) => e.at - t0)).toEqual([0, 3000, 6100]);
+    // Settled: later events for the job change nothing.
+    status.show(j, 'Drawing… step 9/20');
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(sent.filter((s) => s.method === 'edit')).toHaveLength(3);
+  });
+
+  it('paces private chats by privateEditMs, sends a status message when none exists, and takes not-modified as done', async () => {
+    vi.useFakeTimers({ now: 2_000_000 });
+    const { sent, status } = board({ notModified: true });
+    const j = job('private', null);
+    status.show(j, 'Queued #1 · about 5 s');
+    await vi.advanceTimersByTimeAsync(10);
+    status.show(j, 'Drawing…');
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(sent.map((s) => s.method)).toEqual(['send', 'edit']);
+    expect((sent[1]?.at ?? 0) - (sent[0]?.at ?? 0)).toBe(1000);
+  });
+
+  it('repeats the upload_photo chat action while drawing and stops when the job is done', async () => {
+    vi.useFakeTimers({ now: 3_000_000 });
+    const { sent, status } = board();
+    const j = job('private', 10);
+    status.drawing(j);
+    status.drawing(j);
+    await vi.advanceTimersByTimeAsync(9000);
+    expect(sent.filter((s) => s.action === 'upload_photo')).toHaveLength(3);
+    expect(status.finish(j)).toBe(10);
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(sent.filter((s) => s.action === 'upload_photo')).toHaveLength(3);
   });
 });

@@ -17,18 +17,30 @@ interface World {
   fake: FakeBotApi;
   harness: Harness;
   adapter: AdapterHandle;
+  /** Harnesses replaced by restart(), closed last (the first one owns the temp dir). */
+  earlier: Harness[];
 }
 
 let world: World | undefined;
 
 afterEach(async () => {
   if (!world) return;
-  const { fake, harness, adapter } = world;
+  const { fake, harness, adapter, earlier } = world;
   world = undefined;
+  fake.releaseAll();
   await adapter.stop();
   await harness.close();
+  for (const h of earlier.reverse()) await h.close();
   await fake.close();
 });
+
+/** Stops the bot and the core, starts both again on the same data directory. */
+async function restart(w: World): Promise<void> {
+  await w.adapter.stop();
+  w.earlier.push(w.harness);
+  w.harness = await w.harness.restart();
+  w.adapter = await startAdapter(w.fake, w.harness);
+}
 
 async function startAdapter(fake: FakeBotApi, harness: Harness): Promise<AdapterHandle> {
   const adapter = await startTelegram({
@@ -53,7 +65,7 @@ async function setup(options: HarnessOptions = {}): Promise<World> {
     },
   });
   const adapter = await startAdapter(fake, harness);
-  world = { fake, harness, adapter };
+  world = { fake, harness, adapter, earlier: [] };
   return world;
 }
 
@@ -76,6 +88,19 @@ function photoReplyingTo(fake: FakeBotApi, chatId: number, messageId: number): P
     JOB_MS,
     `a photo replying to message ${messageId}`,
   );
+}
+
+/** The next photo (after call `afterSeq`) answering a result message: a button's or reaction's job. */
+function nextPhotoReplyingTo(fake: FakeBotApi, chatId: number, messageId: number, afterSeq: number): Promise<RecordedCall> {
+  return fake.waitFor(
+    (c) => c.seq > afterSeq && c.method === 'sendPhoto' && c.status === 200 && chatOf(c) === chatId && replyToOf(c) === messageId,
+    JOB_MS,
+    `a new photo replying to ${messageId}`,
+  );
+}
+
+function answerOf(fake: FakeBotApi, callbackId: string): Promise<RecordedCall> {
+  return fake.waitFor((c) => c.method === 'answerCallbackQuery' && c.params.callback_query_id === callbackId, 20_000, `the answer to ${callbackId}`);
 }
 
 function placeholderFor(fake: FakeBotApi, chatId: number, messageId: number): Promise<RecordedCall> {
@@ -145,5 +170,239 @@ describe('Telegram adapter end to end (fake Bot API, real grammY, real engine)',
 
     // The status message goes once the picture is up.
     await fake.waitFor((c) => c.method === 'deleteMessage' && Number(c.params.message_id) === statusId, 10_000, 'status deletion');
+  });
+
+  it('takes /imagine, /imagine@botname and mentions in a group, and ignores plain text and other bots', async () => {
+    const w = await setup();
+    const { fake } = w;
+    const bob = fake.user(7, 'Bob', 'bob');
+    const group = fake.groupChat(-100500);
+    const plain = fake.sendText(group, bob, 'a blue bird on a branch');
+    const other = fake.sendText(group, bob, '/imagine@other_bot a blue bird');
+    const slash = fake.sendText(group, bob, '/imagine a blue bird --seed 3');
+    await photoReplyingTo(fake, group.id, slash.message_id);
+    const addressed = fake.sendText(group, bob, '/imagine@club_imagine_bot a green frog');
+    const mention = fake.sendText(group, bob, '@club_imagine_bot an orange cat --seed 11');
+    const [addressedPhoto, mentionPhoto] = await Promise.all([
+      photoReplyingTo(fake, group.id, addressed.message_id),
+      photoReplyingTo(fake, group.id, mention.message_id),
+    ]);
+    expect(String(addressedPhoto.params.caption)).toContain('a green frog');
+    // The mention itself is not part of the prompt.
+    expect(String(mentionPhoto.params.caption)).toMatch(/^“an orange cat”/);
+    await w.adapter.stop();
+    const answered = new Set(fake.calls.map(replyToOf));
+    expect(answered.has(plain.message_id)).toBe(false);
+    expect(answered.has(other.message_id)).toBe(false);
+  });
+
+  it('serves every button: U sends the PNG with its parameters and a 2x job, V and 🔁 start jobs, ℹ️ tells, 🗑 deletes, garbage gets an alert', async () => {
+    const w = await setup();
+    const { fake } = w;
+    const alice = fake.user(42, 'Alice', 'alice');
+    const { photoCall, photo } = await privatePrompt(w, alice, 'a lighthouse at dusk --seed 21');
+    const result = fake.messages.get(`42:${photo.message_id}`) as TgMessage;
+
+    // U2: answered first, then the picture as a PNG document that keeps its parameters chunk.
+    const up = fake.pressButton(alice, result, buttonData(photoCall, 'U2'));
+    const upAnswer = await answerOf(fake, up);
+    const doc = await fake.waitForMethod('sendDocument', (c) => replyToOf(c) === photo.message_id);
+    expect(upAnswer.seq).toBeLessThan(doc.seq);
+    const png = doc.files.document?.data ?? Buffer.alloc(0);
+    expect((await sharp(png).metadata()).format).toBe('png');
+    const parameters = readTextChunks(png).find((c) => c.keyword === 'parameters')?.text ?? '';
+    expect(parameters).toContain('a lighthouse at dusk');
+    expect(parameters).toContain('Seed: 22');
+    const upPhoto = await nextPhotoReplyingTo(fake, 42, photo.message_id, upAnswer.seq);
+    expect(String(upPhoto.params.caption)).toContain('2× upscale of picture 2');
+    const upSize = await sharp(upPhoto.files.photo?.data).metadata();
+    const original = await sharp(png).metadata();
+    expect([upSize.width, upSize.height]).toEqual([(original.width ?? 0) * 2, (original.height ?? 0) * 2]);
+
+    // V3 and 🔁: new jobs, each with its own status message and photo replying to the result.
+    for (const label of ['V3', '🔁']) {
+      const id = fake.pressButton(alice, result, buttonData(photoCall, label));
+      const answer = await answerOf(fake, id);
+      const status = await fake.waitFor(
+        (c) => c.seq > answer.seq && c.method === 'sendMessage' && c.params.text === PLACEHOLDER_TEXT && replyToOf(c) === photo.message_id,
+        20_000,
+        `${label} status`,
+      );
+      expect(answer.seq).toBeLessThan(status.seq);
+      const next = await nextPhotoReplyingTo(fake, 42, photo.message_id, answer.seq);
+      if (label === 'V3') expect(String(next.params.caption)).toMatch(/variation seed/);
+      else expect(String(next.params.caption)).not.toContain('Seeds 21 · 22');
+    }
+
+    // ℹ️: the info text as a message (a callback answer is too short for it).
+    const infoId = fake.pressButton(alice, result, buttonData(photoCall, 'ℹ️'));
+    const infoAnswer = await answerOf(fake, infoId);
+    const info = await fake.waitFor((c) => c.seq > infoAnswer.seq && c.method === 'sendMessage' && replyToOf(c) === photo.message_id, 20_000, 'info');
+    expect(String(info.params.text)).toContain('AUTOMATIC1111 parameters');
+    expect(String(info.params.text)).toContain('Steps: 3');
+    expect(String(info.params.text).length).toBeLessThanOrEqual(4096);
+
+    // 🗑: the result message goes.
+    const del = fake.pressButton(alice, result, buttonData(photoCall, '🗑'));
+    await answerOf(fake, del);
+    await fake.waitFor((c) => c.method === 'deleteMessage' && Number(c.params.message_id) === photo.message_id, 20_000, 'result deletion');
+
+    // Well-formed data for a job that does not exist: the command's "expired" answer.
+    const forged = fake.pressButton(alice, result, 'v1:rr:zzzzzzzz');
+    await answerOf(fake, forged);
+    await fake.waitFor(
+      (c) => ['sendMessage', 'editMessageText'].includes(c.method) && /expired or was deleted/.test(String(c.params.text)),
+      20_000,
+      'the expired answer',
+    );
+    // Garbage: a short alert, and nothing else happens.
+    const garbage = fake.pressButton(alice, result, 'hello there');
+    const garbageAnswer = await answerOf(fake, garbage);
+    expect(garbageAnswer.params).toMatchObject({ show_alert: true, text: expect.stringMatching(/no longer valid/) });
+    const before = fake.calls.length;
+    await w.adapter.stop();
+    const after = fake.calls.slice(before).filter((c) => !['getUpdates', 'sendChatAction'].includes(c.method));
+    expect(after).toEqual([]);
+  });
+
+  it('rerolls a result on a 🔁 reaction, and ignores other reactions and unknown messages', async () => {
+    const w = await setup();
+    const { fake } = w;
+    const alice = fake.user(42, 'Alice', 'alice');
+    const { photo, chat, request } = await privatePrompt(w, alice, 'a paper boat --seed 5');
+    await jobOfResult(w.harness, 42, photo);
+    fake.react(chat, photo.message_id, alice, ['👍']);
+    fake.react(chat, request.message_id, alice, ['🔁']);
+    const mark = fake.calls.length ? (fake.calls.at(-1)?.seq ?? 0) : 0;
+    fake.react(chat, photo.message_id, alice, ['👍', '🔁'], ['👍']);
+    const status = await placeholderFor(fake, 42, photo.message_id);
+    expect(status.seq).toBeGreaterThan(mark);
+    const rerolled = await nextPhotoReplyingTo(fake, 42, photo.message_id, mark);
+    expect(String(rerolled.params.caption)).toContain('a paper boat');
+    expect(String(rerolled.params.caption)).not.toContain('Seeds 5 · 6');
+    // Exactly one new job: the 👍 and the reaction on the member's own message did nothing.
+    expect(fake.callsOf('sendMessage').filter((c) => c.params.text === PLACEHOLDER_TEXT)).toHaveLength(2);
+  });
+
+  it('answers bad input with a clear reply, and refuses members outside the allowlist', async () => {
+    const w = await setup({ config: { telegram: { allowedUsers: ['42'] } } });
+    const { fake } = w;
+    const alice = fake.user(42, 'Alice', 'alice');
+    const chat = fake.privateChat(alice);
+    const empty = fake.sendText(chat, alice, '/imagine');
+    const badFlag = fake.sendText(chat, alice, 'a fox --steps many');
+    const unknown = fake.sendText(chat, alice, '/draw a fox');
+    const editOf = async (request: TgMessage) => {
+      const status = await placeholderFor(fake, 42, request.message_id);
+      const id = fake.messageOf(status).message_id;
+      return fake.waitFor((c) => c.method === 'editMessageText' && Number(c.params.message_id) === id, 20_000, 'the refusal');
+    };
+    expect(String((await editOf(empty)).params.text)).toMatch(/Tell me what to draw/);
+    expect(String((await editOf(badFlag)).params.text)).toMatch(/whole number/);
+    const unknownReply = await fake.waitFor((c) => c.method === 'sendMessage' && replyToOf(c) === unknown.message_id, 20_000, 'unknown command');
+    expect(String(unknownReply.params.text)).toContain("I don't know /draw");
+
+    const mallory = fake.user(66, 'Mallory');
+    const refused = fake.sendText(fake.privateChat(mallory), mallory, 'a fox');
+    const refusal = await fake.waitFor((c) => c.method === 'sendMessage' && replyToOf(c) === refused.message_id, 20_000, 'refusal');
+    expect(String(refusal.params.text)).toMatch(/only open to club members/);
+    await w.adapter.stop();
+    expect(fake.callsOf('sendPhoto')).toEqual([]);
+    expect(await w.harness.store.jobs.byIdempotencyKey(`tg:66:${refused.message_id}`)).toBeUndefined();
+  });
+
+  it('waits out a 429 (retry_after 1) and delivers', async () => {
+    const w = await setup();
+    const { fake } = w;
+    fake.fail('sendPhoto', ERRORS.tooManyRequests(1));
+    const { photo } = await privatePrompt(w, fake.user(42, 'Alice'), 'a kite --seed 1');
+    expect(fake.callsOf('sendPhoto').map((c) => c.status)).toEqual([429, 200]);
+    expect((await jobOfResult(w.harness, 42, photo)).status).toBe('delivered');
+  });
+
+  it('marks the job undeliverable when the member blocked the bot (403), without retrying', async () => {
+    const w = await setup();
+    const { fake, harness } = w;
+    fake.fail('sendPhoto', ERRORS.blocked());
+    const alice = fake.user(42, 'Alice');
+    const request = fake.sendText(fake.privateChat(alice), alice, 'a kite --seed 1');
+    let job: Job | undefined;
+    await expect
+      .poll(async () => (job = await harness.store.jobs.byIdempotencyKey(`tg:42:${request.message_id}`))?.delivery?.undeliverable, { timeout: JOB_MS })
+      .toMatch(/blocked/);
+    expect(job?.status).not.toBe('delivered');
+    expect(fake.callsOf('sendPhoto').map((c) => c.status)).toEqual([403]);
+    expect(await harness.jobs.pendingDeliveries('telegram')).toEqual([]);
+    // Not retried at the next start either.
+    await restart(w);
+    await w.adapter.stop();
+    expect(fake.callsOf('sendPhoto')).toHaveLength(1);
+  });
+
+  it("answers a second member while the first member's request is still being handled and drawn", async () => {
+    const w = await setup();
+    const { fake } = w;
+    const alice = fake.user(42, 'Alice');
+    const bob = fake.user(43, 'Bob');
+    // Alice's status message hangs in Telegram: her update handler is stuck on it.
+    const release = fake.hold('sendMessage', (p) => Number(p.chat_id) === 42);
+    const aliceRequest = fake.sendText(fake.privateChat(alice), alice, 'a castle --seed 2');
+    await fake.pollWaiting(2);
+    const bobRequest = fake.sendText(fake.privateChat(bob), bob, 'a bridge --seed 4');
+    const bobStatus = await placeholderFor(fake, 43, bobRequest.message_id);
+    expect(fake.calls.some((c) => chatOf(c) === 42 && c.method !== 'getUpdates')).toBe(false);
+    release();
+    const [alicePhoto, bobPhoto] = await Promise.all([
+      photoReplyingTo(fake, 42, aliceRequest.message_id),
+      photoReplyingTo(fake, 43, bobRequest.message_id),
+    ]);
+    expect(bobStatus.seq).toBeLessThan(alicePhoto.seq);
+    expect(bobPhoto.status).toBe(200);
+  });
+
+  it("shows 'Queued #n' for a job waiting behind another member's running job", async () => {
+    const w = await setup({ config: { limits: { maxSteps: 150 } } });
+    const { fake } = w;
+    const alice = fake.user(42, 'Alice');
+    const bob = fake.user(43, 'Bob');
+    const aliceRequest = fake.sendText(fake.privateChat(alice), alice, 'a castle --seed 2 --steps 150');
+    await fake.waitFor((c) => c.method === 'sendChatAction' && chatOf(c) === 42, JOB_MS, "Alice's job drawing");
+    const bobRequest = fake.sendText(fake.privateChat(bob), bob, 'a bridge --seed 4');
+    const bobStatus = fake.messageOf(await placeholderFor(fake, 43, bobRequest.message_id));
+    const alicePhoto = await photoReplyingTo(fake, 42, aliceRequest.message_id);
+    await photoReplyingTo(fake, 43, bobRequest.message_id);
+    const bobEdits = fake.callsOf('editMessageText').filter((c) => Number(c.params.message_id) === bobStatus.message_id);
+    const queued = bobEdits.find((c) => /^Queued (#1|next up) · /.test(String(c.params.text)));
+    expect(queued).toBeDefined();
+    expect(queued?.seq ?? Infinity).toBeLessThan(alicePhoto.seq);
+  });
+
+  it('keeps buttons and reactions working across a restart, and delivers what finished while the bot was down', async () => {
+    const w = await setup();
+    const { fake } = w;
+    const alice = fake.user(42, 'Alice', 'alice');
+    const { photoCall, photo, chat } = await privatePrompt(w, alice, 'a windmill --seed 9');
+    await jobOfResult(w.harness, 42, photo);
+    await restart(w);
+    const result = fake.messages.get(`42:${photo.message_id}`) as TgMessage;
+    const mark = fake.calls.at(-1)?.seq ?? 0;
+    fake.pressButton(alice, result, buttonData(photoCall, 'V1'));
+    const varied = await nextPhotoReplyingTo(fake, 42, photo.message_id, mark);
+    expect(String(varied.params.caption)).toMatch(/variation seed/);
+    const mark2 = fake.calls.at(-1)?.seq ?? 0;
+    fake.react(chat, photo.message_id, alice, ['🔁']);
+    await nextPhotoReplyingTo(fake, 42, photo.message_id, mark2);
+
+    // A result Telegram refuses (as photo and as document) stays waiting, and goes out at the next start.
+    fake.fail('sendPhoto', { error_code: 400, description: 'Bad Request: PHOTO_INVALID_DIMENSIONS' });
+    fake.fail('sendDocument', { error_code: 400, description: 'Bad Request: wrong file' });
+    const late = fake.sendText(chat, alice, 'a late owl --seed 12');
+    await fake.waitFor((c) => c.method === 'sendDocument' && c.status === 400, JOB_MS, 'the refused fallback');
+    const lateStatus = fake.messageOf(await placeholderFor(fake, 42, late.message_id));
+    await restart(w);
+    const delivered = await photoReplyingTo(fake, 42, late.message_id);
+    expect(String(delivered.params.caption)).toContain('a late owl');
+    // The old status message (known from the stored job) is cleaned up by the new process.
+    await fake.waitFor((c) => c.method === 'deleteMessage' && Number(c.params.message_id) === lateStatus.message_id, 20_000, 'old status deletion');
   });
 });

@@ -116,8 +116,8 @@ export class StatusBoard {
       intervalMs: handle.chatType === 'private' ? privateEditMs : groupEditMs,
       shown: '',
       want: '',
-      // The placeholder was just sent; count that as the last change.
-      lastEditAt: this.now(),
+      // The first change of the placeholder goes out at once; pacing starts from there.
+      lastEditAt: 0,
       inflight: false,
       final: false,
       dead: false,

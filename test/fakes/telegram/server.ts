@@ -100,6 +100,8 @@ export class FakeBotApi {
   private readonly updates: JsonObject[] = [];
   private readonly failures = new Map<string, ApiErrorSpec[]>();
   private readonly polls = new Set<PendingPoll>();
+  private readonly holds: { method: string; matches: (params: JsonObject) => boolean; gate: Promise<void> }[] = [];
+  private readonly releases = new Set<() => void>();
   private nextUpdateId = 1;
   private nextMessageId = 1000;
   private nextCallbackId = 1;
@@ -137,6 +139,7 @@ export class FakeBotApi {
   }
 
   async close(): Promise<void> {
+    this.releaseAll();
     for (const poll of this.polls) poll.respond([]);
     this.polls.clear();
     this.server.closeAllConnections();
@@ -150,6 +153,25 @@ export class FakeBotApi {
     const list = this.failures.get(method) ?? [];
     for (let i = 0; i < times; i++) list.push(error);
     this.failures.set(method, list);
+  }
+
+  /**
+   * Holds the next call of `method` whose params match until the returned function is called,
+   * like a slow Telegram; other calls go through meanwhile.
+   */
+  hold(method: string, matches: (params: JsonObject) => boolean = () => true): () => void {
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    this.holds.push({ method, matches, gate });
+    this.releases.add(release);
+    return release;
+  }
+
+  /** Lets every held call through (test teardown: a held client would never stop). */
+  releaseAll(): void {
+    for (const release of this.releases) release();
+    this.releases.clear();
+    this.holds.length = 0;
   }
 
   // ---------------------------------------------------------------- updates
@@ -284,6 +306,11 @@ export class FakeBotApi {
     if (!match) return this.reply(res, 404, apiError(404, 'Not Found'));
     const [, token, method = ''] = match;
     const { params, files } = await readBody(req);
+    const held = this.holds.findIndex((h) => h.method === method && h.matches(params));
+    if (held >= 0) {
+      const [hold] = this.holds.splice(held, 1);
+      await hold?.gate;
+    }
     const record = (status: number, response: JsonObject) => {
       const call: RecordedCall = { seq: ++this.seq, method, params, files, status, response };
       this.calls.push(call);
