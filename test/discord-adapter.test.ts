@@ -3,7 +3,7 @@
 // asserts what the fake received on the wire.
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeAction } from '../commands/codec.js';
+import { decodeAction, encodeAction } from '../commands/codec.js';
 import type { Action } from '../commands/types.js';
 import { startDiscord } from '../src/adapters/discord/index.js';
 import { STALE_BUTTON } from '../src/adapters/discord/interactions.js';
@@ -19,6 +19,7 @@ const FOLLOW_UP = 'POST /webhooks/:app/:token';
 const DELETE_ORIGINAL = 'DELETE /webhooks/:app/:token/messages/:message';
 const CHANNEL_POST = 'POST /channels/:channel/messages';
 const CHANNEL_EDIT = 'PATCH /channels/:channel/messages/:message';
+const CHANNEL_DELETE = 'DELETE /channels/:channel/messages/:message';
 
 interface Bot {
   h: Harness;
@@ -279,6 +280,62 @@ describe('discord adapter, end to end', () => {
     expect(why.body).toMatchObject({ flags: 64 });
   });
 
+  it('refuses privately outside the allowed channels and in DMs when DMs are off', async () => {
+    const bot = await boot({ discord: { allowDMs: false, allowedChannels: ['333333333333333333'] } });
+    const { fake } = bot;
+    const elsewhere = fake.slashCommand('imagine', { prompt: 'a fox' }, { channelId: '444444444444444444' });
+    const dm = fake.slashCommand('imagine', { prompt: 'a fox' }, { inGuild: false, channelId: '454545454545454545' });
+    const a = await fake.waitForRequest((r) => r.route === CALLBACK && r.params.id === elsewhere.id);
+    expect(a.body).toMatchObject({ type: 4, data: { flags: 64 } });
+    expect(String((a.body?.data as { content?: string }).content)).toContain('<#333333333333333333>');
+    const b = await fake.waitForRequest((r) => r.route === CALLBACK && r.params.id === dm.id);
+    expect(b.body).toMatchObject({ type: 4, data: { flags: 64 } });
+    expect(String((b.body?.data as { content?: string }).content)).toMatch(/direct messages/);
+    expect(bot.h.jobs.snapshot().waiting).toHaveLength(0);
+  });
+
+  it('🗑 deletes a result for its owner or an admin role and is refused to others; Cancel stops a drawing job', async () => {
+    const adminRole = '666666666666666666';
+    const { h, fake } = await boot({ permissions: { admins: { users: [], roles: [adminRole] } }, limits: { maxSteps: 150 } });
+    const mine = fake.slashCommand('imagine', { prompt: 'a small cabin', seed: 3 });
+    const result = await resultEdit(fake, mine);
+    const messageId = resultMessageId(fake, mine);
+    await deliveredAs(h, fake.ids.channelId, messageId);
+
+    const stranger = { id: '777777777777777003', username: 'dee' };
+    const refused = fake.buttonPress(button(result, '🗑'), messageId, { user: stranger });
+    const refusal = await fake.waitForRequest((r) => r.route === EDIT_ORIGINAL && forToken(refused.token)(r));
+    expect(String(refusal.body?.content)).toMatch(/Only alice or an admin may delete/);
+    expect(fake.routeRequests(CHANNEL_DELETE)).toHaveLength(0);
+
+    const admin = fake.buttonPress(button(result, '🗑'), messageId, { user: stranger, roles: [adminRole] });
+    const deleted = await fake.waitForRequest((r) => r.route === CHANNEL_DELETE);
+    expect(deleted.params).toMatchObject({ channel: fake.ids.channelId, message: messageId });
+    const ack = await fake.waitForRequest((r) => r.route === EDIT_ORIGINAL && forToken(admin.token)(r));
+    expect(String(ack.body?.content)).toContain('Deleted');
+    expect(fake.messages.get(messageId)?.deleted).toBe(true);
+
+    // Cancel, pressed on the status message while the engine draws the job.
+    const long = fake.slashCommand('imagine', { prompt: 'a long job', steps: 150 });
+    const started = new Promise<string>((resolve) => {
+      const off = h.jobs.on((e) => {
+        if (e.type === 'progress' && e.job.spec.prompt === 'a long job') {
+          off();
+          resolve(e.job.id);
+        }
+      });
+    });
+    const jobId = await started;
+    const press = fake.buttonPress(encodeAction({ action: 'cancel', jobId }), resultMessageId(fake, long));
+    const answer = await fake.waitForRequest((r) => r.route === EDIT_ORIGINAL && forToken(press.token)(r));
+    expect(String(answer.body?.content)).toMatch(/Stopped|Cancelled/);
+    const final = await fake.waitForRequest(
+      (r) => r.route === EDIT_ORIGINAL && forToken(long.token)(r) && /Cancelled by/.test(String(r.body?.content)),
+    );
+    expect(final.body?.components).toEqual([]);
+    expect((await h.jobs.get(jobId))?.status).toBe('cancelled');
+  });
+
   it('a full queue is explained privately to the member', async () => {
     const { fake } = await boot({ queue: { perMemberPending: 1 } });
     const a = fake.slashCommand('imagine', { prompt: 'first' });
@@ -313,6 +370,14 @@ describe('discord adapter, end to end', () => {
     const late = await fake.waitForRequest((r) => r.route === CHANNEL_POST && withFile(r) && String(r.body?.content).includes('an old request'), 60_000);
     expect(String(late.body?.content)).toContain(`<@${fake.member.id}>`);
     expect(fake.routeRequests(EDIT_ORIGINAL).filter(forToken(old.token)).filter(withFile)).toHaveLength(0);
+
+    // The 401s were logged, but no log line carries an interaction token or the bot token.
+    expect(h.logLines.some((l) => l.includes('50027'))).toBe(true);
+    for (const line of h.logLines) {
+      expect(line).not.toContain(i.token);
+      expect(line).not.toContain(old.token);
+      expect(line).not.toContain(fake.token);
+    }
   });
 
   it('after a restart, the old result’s buttons and 🔁 still work, and a result finished while away is delivered', async () => {

@@ -2,10 +2,12 @@
 // layout, the edit throttle, token scrubbing, message splitting, and where the bot answers.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { decodeAction } from '../commands/codec.js';
-import type { ButtonSpec } from '../commands/types.js';
+import type { ButtonSpec, CommandContext } from '../commands/types.js';
 import { resultRows } from '../src/adapters/discord/components.js';
+import { startDiscord } from '../src/adapters/discord/index.js';
 import { deployCommands, parseArgs } from '../src/adapters/discord/deploy-commands.js';
 import { scrubTokens } from '../src/adapters/discord/errors.js';
 import { composeContent } from '../src/adapters/discord/follow.js';
@@ -14,6 +16,7 @@ import { placeRefusal } from '../src/adapters/discord/places.js';
 import { discordCommands } from '../src/adapters/discord/slash.js';
 import { EditThrottle } from '../src/adapters/discord/throttle.js';
 import { defaultConfig } from '../src/config/load.js';
+import type { JobService } from '../src/jobs/types.js';
 import { startFakeDiscord, type FakeDiscord } from './fakes/discord/index.js';
 
 const exec = promisify(execFile);
@@ -209,5 +212,36 @@ describe('small helpers', () => {
     expect(placeRefusal(strict, { guildId: 'g2', channelId: 'c1' })).toMatch(/server/);
     expect(placeRefusal(strict, { guildId: 'g1', channelId: 'c2' })).toContain('<#c1>');
     expect(placeRefusal(strict, { guildId: 'g1', channelId: 'thread', parentId: 'c1' })).toBeUndefined();
+  });
+});
+
+describe('startDiscord login', () => {
+  let fake: FakeDiscord | undefined;
+  afterEach(async () => {
+    await fake?.close();
+    fake = undefined;
+  });
+
+  it('fails with a clear message when the gateway refuses the token, without leaking it', async () => {
+    fake = await startFakeDiscord({ heartbeatIntervalMs: 500 });
+    const config = defaultConfig({ discord: { apiUrl: fake.apiUrl } });
+    const log = pino({ level: 'silent' });
+    // Login fails before any job is touched: a stand-in with only the listener hook is enough.
+    let listening = 0;
+    const jobs = {
+      on: () => {
+        listening++;
+        return () => void listening--;
+      },
+    } as unknown as JobService;
+    const wrong = 'MTIyMjIyMjIyMjIyMjIyMjIy.wrong.token-that-must-not-appear';
+    const started = startDiscord({ config, jobs, commands: {} as CommandContext, log, token: wrong });
+    const err = await started.then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/Discord login failed/);
+    expect(err?.message).not.toContain(wrong);
+    expect(listening).toBe(0);
   });
 });

@@ -120,9 +120,7 @@ export class InteractionHandler {
     if (refusal) return this.#refuseAtOnce(i, refusal);
     const isPublic = STARTS_JOB.has(command);
     if (!(await this.#defer(i, isPublic))) return;
-    if (command === 'imagine' && i.inGuild() && !i.appPermissions.has(PermissionFlagsBits.AttachFiles)) {
-      return this.#answer(i, true, { ok: false, visibility: 'private', text: NEED_ATTACH });
-    }
+    if (this.#cannotAttach(i, command)) return this.#answer(i, isPublic, { ok: false, visibility: 'private', text: NEED_ATTACH });
     const options: Record<string, string | number | boolean> = {};
     for (const o of i.options.data) {
       if (o.value !== undefined && o.value !== null) options[o.name] = o.value;
@@ -148,6 +146,7 @@ export class InteractionHandler {
     const command = BUTTON_COMMANDS[action.action];
     const isPublic = STARTS_JOB.has(command);
     if (!(await this.#defer(i, isPublic))) return;
+    if (this.#cannotAttach(i, command)) return this.#answer(i, isPublic, { ok: false, visibility: 'private', text: NEED_ATTACH });
     const req: CommandRequest = {
       command,
       requester: requesterOf(i),
@@ -163,6 +162,11 @@ export class InteractionHandler {
     const channel = i.channel;
     const parentId = channel && 'parentId' in channel && channel.isThread() ? channel.parentId : null;
     return placeRefusal(this.#deps.config, { guildId: i.guildId, channelId: i.channelId, parentId });
+  }
+
+  /** A job whose picture could not be posted here would fail only at delivery (50013). */
+  #cannotAttach(i: ChatInputCommandInteraction | ButtonInteraction, command: CommandName): boolean {
+    return STARTS_JOB.has(command) && i.inGuild() && !i.appPermissions.has(PermissionFlagsBits.AttachFiles);
   }
 
   #target(i: ChatInputCommandInteraction | ButtonInteraction) {
