@@ -405,4 +405,47 @@ describe('Telegram adapter end to end (fake Bot API, real grammY, real engine)',
     // The old status message (known from the stored job) is cleaned up by the new process.
     await fake.waitFor((c) => c.method === 'deleteMessage' && Number(c.params.message_id) === lateStatus.message_id, 20_000, 'old status deletion');
   });
+
+  it('puts details that do not fit the caption in a follow-up message, and queues a re-delivered update once', async () => {
+    const w = await setup();
+    const { fake, harness } = w;
+    const alice = fake.user(42, 'Alice');
+    const chat = fake.privateChat(alice);
+    const words = Array.from({ length: 120 }, (_, i) => `word${i}`).join(' ');
+    const request = fake.sendText(chat, alice, `${words} --seed 3`);
+    // Telegram re-sends an update the bot did not confirm (a crash mid-batch): same message, new update id.
+    fake.push({ message: request });
+    const photoCall = await photoReplyingTo(fake, 42, request.message_id);
+    const photo = fake.messageOf(photoCall);
+    expect(String(photoCall.params.caption).length).toBeLessThanOrEqual(1024);
+    const details = await fake.waitFor((c) => c.method === 'sendMessage' && replyToOf(c) === photo.message_id, 20_000, 'details');
+    expect(String(details.params.text)).toMatch(/left out: .*word11\d/);
+    const job = await jobOfResult(harness, 42, photo);
+    expect(job.delivery?.ref?.detailMessageIds).toBe(String(fake.messageOf(details).message_id));
+    await w.adapter.stop();
+    expect(fake.callsOf('sendPhoto')).toHaveLength(1);
+    // stop() confirmed everything it took, so a new process does not see these updates again.
+    expect(fake.unconfirmed).toBe(0);
+    expect(harness.logLines.join('\n')).not.toContain(fake.token);
+  });
+
+  it('stops polling with a clear log line on 409 (another instance) instead of looping, and refuses a bad token at start', async () => {
+    const w = await setup();
+    const { fake, harness } = w;
+    fake.fail('getUpdates', ERRORS.conflict());
+    // Completes the waiting poll; the next one gets the 409.
+    const alice = fake.user(42, 'Alice');
+    fake.sendText(fake.privateChat(alice), alice, '/help');
+    await expect.poll(() => harness.logLines.some((l) => l.includes('another bot instance is polling')), { timeout: 20_000 }).toBe(true);
+    const conflictSeq = fake.callsOf('getUpdates').find((c) => c.status === 409)?.seq ?? 0;
+    await w.adapter.stop();
+    const pollsAfter = fake.callsOf('getUpdates').filter((c) => c.seq > conflictSeq);
+    // At most stop()'s confirming call (timeout 0): no retry loop.
+    expect(pollsAfter.every((c) => Number(c.params.timeout) === 0)).toBe(true);
+    expect(harness.logLines.join('\n')).not.toContain(fake.token);
+
+    await expect(
+      startTelegram({ config: harness.config, jobs: harness.jobs, commands: harness.commands, log: harness.log, token: '1:not-the-token' }),
+    ).rejects.toThrow(/rejected the bot token \(401/);
+  });
 });
