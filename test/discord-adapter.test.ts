@@ -451,6 +451,18 @@ describe('discord adapter, end to end', () => {
     expect(fake.routeRequests(CHANNEL_POST)).toHaveLength(0);
   });
 
+  it('fits the picture under the interaction’s attachment_size_limit', async () => {
+    const { fake } = await boot();
+    const i = fake.slashCommand('imagine', { prompt: 'a striped umbrella' }, { attachmentSizeLimit: 700 });
+    const result = await resultEdit(fake, i);
+    const file = result.files[0]!;
+    expect(file.data.length).toBeLessThanOrEqual(700);
+    expect(file.filename).toMatch(/\.(webp|jpg)$/);
+    expect((result.body?.attachments as { filename: string }[])[0]?.filename).toBe(file.filename);
+    const meta = await sharp(file.data).metadata();
+    expect(['webp', 'jpeg']).toContain(meta.format);
+  });
+
   it('a 429 on a progress edit is dropped, not retried in a storm, and the result still arrives', async () => {
     const { h, fake } = await boot();
     fake.fail({ route: EDIT_ORIGINAL, status: 429, retryAfter: 0.3, times: 1 });
