@@ -58,7 +58,7 @@ export class Deliveries {
 
   private async run(job: Job, statusMessageId: number | null): Promise<void> {
     const { jobs, log: rootLog } = this.deps;
-    const log = rootLog.child({ jobId: job.id, platform: 'telegram' });
+    const log = rootLog.child({ jobId: job.id });
     const fresh = (await jobs.get(job.id)) ?? job;
     if (fresh.status !== 'done' || !fresh.result) return;
     try {

@@ -20,15 +20,11 @@ export const ALLOWED_UPDATES = ['message', 'callback_query', 'message_reaction']
 /** auto-retry's defaults are unbounded; a job slot must not hang for hours on a flood wait. */
 export const RETRY = { maxRetryAttempts: 3, maxDelaySeconds: 30 } as const;
 const POLL_TIMEOUT_SECONDS = 30;
+const POLL_RETRY_MS = 3_000;
 /** How long stop() waits for a delivery under way. */
 const STOP_FLUSH_MS = 15_000;
 
-export interface TelegramOptions {
-  /** Long-poll timeout in seconds (tests use short ones so stop() is quick on old runners). */
-  pollTimeoutSeconds?: number;
-}
-
-export async function startTelegram(deps: AdapterDeps, options: TelegramOptions = {}): Promise<AdapterHandle> {
+export async function startTelegram(deps: AdapterDeps): Promise<AdapterHandle> {
   const { config, jobs, commands, token } = deps;
   const log = deps.log.child({ platform: 'telegram' });
   // Bot.token is a public enumerable field: the bot object must never reach a log line.
@@ -104,10 +100,13 @@ export async function startTelegram(deps: AdapterDeps, options: TelegramOptions 
 
   const runner: RunnerHandle = run(bot, {
     runner: {
-      fetch: { allowed_updates: [...ALLOWED_UPDATES], timeout: options.pollTimeoutSeconds ?? POLL_TIMEOUT_SECONDS },
+      fetch: { allowed_updates: [...ALLOWED_UPDATES], timeout: POLL_TIMEOUT_SECONDS },
       // Polling errors are logged through pino (logPollingTrouble), not printed to the console.
       silent: true,
-      maxRetryTime: 60 * 60 * 1000,
+      // The runner's default backoff doubles without a cap (a long outage would mean hours of
+      // silence after it); a steady pace and no deadline ride out any outage. 401 and 409 still end it.
+      retryInterval: POLL_RETRY_MS,
+      maxRetryTime: Number.POSITIVE_INFINITY,
     },
   });
   let stopped = false;

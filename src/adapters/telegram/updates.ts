@@ -110,7 +110,7 @@ export class UpdateHandlers {
       chatId: chat.id,
       chatType: chat.type,
       replyTo: message && message.date !== 0 ? message.message_id : null,
-      threadId: message && 'message_thread_id' in message && message.message_thread_id !== undefined ? message.message_thread_id : null,
+      threadId: message && 'is_topic_message' in message && message.is_topic_message ? (message.message_thread_id ?? null) : null,
     };
     await this.handle(place, this.actionRequest(action, query.from, 'button', `tg:cb:${query.id}`));
   }
