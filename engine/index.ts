@@ -26,6 +26,8 @@ export type * from './types.js';
 export interface WorkerEngineOptions extends EngineOptions {
   /** Pictures of one job per UNet call; see PipelineOptions.imagesPerBatch. */
   imagesPerBatch?: number;
+  /** Time every onnxruntime session.run in the worker (bench/engine.ts); off in the bot. */
+  profileSessions?: boolean;
 }
 
 /** The Engine plus what the benchmark and tests need to look inside. */
@@ -62,13 +64,14 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
     ...(options.warmup !== undefined ? { warmup: options.warmup } : {}),
     ...(options.imagesPerBatch !== undefined ? { imagesPerBatch: options.imagesPerBatch } : {}),
+    ...(options.profileSessions ? { profileSessions: true } : {}),
   };
 
   function failInFlight(err: EngineError): void {
     const flight = current;
     current = undefined;
     flight?.reject(err);
-    for (const waiter of statsWaiters.values()) waiter({ generations: 0, steps: 0, stepMs: 0, unetMs: 0 });
+    for (const waiter of statsWaiters.values()) waiter({ generations: 0, steps: 0, stepMs: 0, unetMs: 0, ortMs: 0 });
     statsWaiters = new Map();
   }
 

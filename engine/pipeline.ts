@@ -28,13 +28,22 @@ export interface PipelineOptions {
   warmup?: boolean;
   log?: EngineLog;
   /**
-   * How many pictures of a job share one UNet call. 1 (the default) draws them one after the
-   * other; a larger number stacks them into one batch. On CPU the UNet is compute-bound, so
-   * batching buys nothing measurable (bench/engine.ts --batch compares) while one-by-one keeps
-   * every picture's arithmetic independent of how many were asked for — image i of a job of 4
-   * is bit-identical to the same seed drawn alone. GPUs may prefer a batch.
+   * How many pictures of a job share one UNet call (each picture still has its own noise
+   * stream, so the pictures do not depend on this). Default: one by one on the CPU provider,
+   * up to 4 per call on GPU providers, never more latent area per call than 4 pictures of
+   * 512×512 under guidance. Why (bench/engine.ts compares both): on the synthetic model a
+   * 4-picture batch took 0.62× the one-by-one time on CPU, because its small ops are
+   * overhead-bound; a real SD UNet on CPU is compute-bound, so the gain shrinks while its
+   * attention memory grows with the batch (several GB at batch 8). GPUs gain from batching.
+   * On CPU the batched and one-by-one pictures were bit-identical in our checks.
    */
   imagesPerBatch?: number;
+  /**
+   * Benchmark hook: cumulative milliseconds spent inside onnxruntime's session.run so far (the
+   * worker can provide one). When given, the step counters split UNet time into onnxruntime's
+   * own share and the boundary work around it (tensor creation, fp16 conversion).
+   */
+  sessionClock?: () => number;
 }
 
 export interface PipelineRunOptions {
@@ -52,6 +61,8 @@ export interface PipelineStats {
   stepMs: number;
   /** Time spent inside LoadedModel.unet (onnxruntime run plus tensor/fp16 boundary work). */
   unetMs: number;
+  /** Time inside session.run during those steps; only counted when a sessionClock is set. */
+  ortMs: number;
 }
 
 const LATENT_CHANNELS = 4;
@@ -60,6 +71,9 @@ const SIZE_MULTIPLE = 64;
 const MAX_SIDE = 4096;
 const MAX_COUNT = 16;
 const MAX_STEPS = 500;
+const DEFAULT_GPU_BATCH = 4;
+/** UNet batch × latent height × width per call: 4 pictures of 512×512 under guidance. */
+const MAX_LATENT_AREA_PER_CALL = 8 * 64 * 64;
 /** A preview is cheap but still a message across threads; one every few steps is plenty. */
 const PREVIEW_EVERY = 4;
 
@@ -80,7 +94,7 @@ export class Pipeline {
   private readonly loading = new Map<string, Promise<LoadedModel>>();
   private scan: ModelScan | undefined;
   private lastProvider: ExecutionProviderName | undefined;
-  private readonly counters: PipelineStats = { generations: 0, steps: 0, stepMs: 0, unetMs: 0 };
+  private readonly counters: PipelineStats = { generations: 0, steps: 0, stepMs: 0, unetMs: 0, ortMs: 0 };
 
   constructor(options: PipelineOptions) {
     this.options = options;
@@ -199,7 +213,7 @@ export class Pipeline {
     const text = await model.encodeText(useCfg ? [uncond.ids, cond.ids] : [cond.ids]);
     const tokenWidth = text.length / (useCfg ? 2 : 1);
 
-    const perBatch = Math.max(1, Math.min(this.options.imagesPerBatch ?? 1, req.count));
+    const perBatch = this.imagesPerCall(model, req.count, lh * lw * (useCfg ? 2 : 1));
     const chunks = Math.ceil(req.count / perBatch);
     const initImage = req.init ? rgbToModelInput(req.init.rgb, req.width, req.height) : undefined;
     const strength = req.init?.strength;
@@ -316,6 +330,12 @@ export class Pipeline {
     };
   }
 
+  private imagesPerCall(model: LoadedModel, count: number, latentAreaPerImage: number): number {
+    const wanted = this.options.imagesPerBatch ?? (model.provider === 'cpu' ? 1 : DEFAULT_GPU_BATCH);
+    const byArea = Math.floor(MAX_LATENT_AREA_PER_CALL / latentAreaPerImage);
+    return Math.max(1, Math.min(wanted, count, byArea));
+  }
+
   private sampler(model: LoadedModel, req: GenerateRequest, strength: number | undefined): Sampler {
     return createSampler(req.sampler, model.scheduler, req.steps, strength !== undefined ? { strength } : {});
   }
@@ -349,21 +369,18 @@ export class Pipeline {
     for (let i = 0; i < steps; i++) {
       throwIfCancelled(run.signal);
       const t0 = performance.now();
-      const scale = sampler.inputScale(i);
-      for (let p = 0; p < n; p++) input[p] = x[p]! * scale;
-      if (useCfg) input.copyWithin(n, 0, n);
+      scaleInto(x, sampler.inputScale(i), input, useCfg);
 
+      const clock = this.options.sessionClock;
+      const o0 = clock ? clock() : 0;
       const u0 = performance.now();
       const out = await model.unet(input, unetBatch, lh, lw, sampler.timesteps[i]!, cond);
       const unetMs = performance.now() - u0;
+      const ortMs = clock ? clock() - o0 : 0;
 
       let modelOutput = out;
       if (guided) {
-        // Batch layout [uncond × k, cond × k]: ε = ε_u + g·(ε_c − ε_u).
-        for (let p = 0; p < n; p++) {
-          const u = out[p]!;
-          guided[p] = u + g * (out[n + p]! - u);
-        }
+        applyGuidance(out, g, guided);
         modelOutput = guided;
       }
       x = sampler.step(i, x, modelOutput, drawNoise);
@@ -373,6 +390,7 @@ export class Pipeline {
         this.counters.steps++;
         this.counters.stepMs += stepMs;
         this.counters.unetMs += unetMs;
+        this.counters.ortMs += ortMs;
       }
       const done = stepFinished(stepMs);
       if (run.onStep) {
@@ -474,6 +492,25 @@ function repeat(one: Float32Array, k: number): Float32Array {
   const out = new Float32Array(one.length * k);
   for (let j = 0; j < k; j++) out.set(one, j * one.length);
   return out;
+}
+
+// The per-step loops live in small functions of their own: V8 optimises these far better than
+// the same loop inlined in the long async denoise() (measured ~20× on the guidance loop).
+
+/** UNet input for one step: x·scale, twice over (uncond and cond halves) under guidance. */
+function scaleInto(x: Float32Array, scale: number, dest: Float32Array, twice: boolean): void {
+  const n = x.length;
+  for (let p = 0; p < n; p++) dest[p] = x[p]! * scale;
+  if (twice) dest.copyWithin(n, 0, n);
+}
+
+/** Classifier-free guidance on a batch laid out [uncond × k, cond × k]: ε = ε_u + g·(ε_c − ε_u). */
+function applyGuidance(out: Float32Array, g: number, dest: Float32Array): void {
+  const n = dest.length;
+  for (let p = 0; p < n; p++) {
+    const u = out[p]!;
+    dest[p] = u + g * (out[n + p]! - u);
+  }
 }
 
 /** Packed RGB bytes → [1,3,H,W] float in [-1,1], the VAE encoder's input range. */

@@ -5,6 +5,7 @@
 // The message types below are the whole protocol between this file and engine/index.ts
 // (which imports them as types only, so importing them never starts a worker).
 import { parentPort, workerData } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
 import { Pipeline, type PipelineStats } from './pipeline.js';
 import {
   EngineError,
@@ -21,6 +22,7 @@ export interface WorkerInit {
   threads?: number;
   warmup?: boolean;
   imagesPerBatch?: number;
+  profileSessions?: boolean;
 }
 
 export type ToWorker =
@@ -43,6 +45,7 @@ function startWorker(): void {
   if (!port) throw new Error('engine/worker.ts must be started as a worker thread (see engine/index.ts)');
   const send = (message: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(message, transfer);
   const init = workerData as WorkerInit;
+  const sessionClock = init.profileSessions ? timeSessionRuns() : undefined;
 
   const pipeline = new Pipeline({
     modelsDir: init.modelsDir,
@@ -50,6 +53,7 @@ function startWorker(): void {
     ...(init.threads !== undefined ? { threads: init.threads } : {}),
     ...(init.warmup !== undefined ? { warmup: init.warmup } : {}),
     ...(init.imagesPerBatch !== undefined ? { imagesPerBatch: init.imagesPerBatch } : {}),
+    ...(sessionClock ? { sessionClock } : {}),
     log: {
       info: (obj, msg) => send({ type: 'log', level: 'info', obj: cloneable(obj), msg }),
       warn: (obj, msg) => send({ type: 'log', level: 'warn', obj: cloneable(obj), msg }),
@@ -118,6 +122,26 @@ function startWorker(): void {
         break;
     }
   });
+}
+
+/**
+ * Benchmark only: wraps InferenceSession.run in this thread so the pipeline can tell the time
+ * onnxruntime spends from the JS work around it. Returns the cumulative milliseconds.
+ */
+function timeSessionRuns(): () => number {
+  let total = 0;
+  // The typings export a factory interface; at run time it is a class whose prototype every session shares.
+  const proto = (ort.InferenceSession as unknown as { prototype: ort.InferenceSession }).prototype;
+  const original = proto.run;
+  proto.run = async function timedRun(this: ort.InferenceSession, ...args: Parameters<typeof original>) {
+    const t0 = performance.now();
+    try {
+      return await original.apply(this, args);
+    } finally {
+      total += performance.now() - t0;
+    }
+  } as typeof original;
+  return () => total;
 }
 
 /** An image's own ArrayBuffer, so it can be transferred instead of copied. */

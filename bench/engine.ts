@@ -1,0 +1,233 @@
+// npm run bench:engine [-- --provider cpu|webgpu|cuda --generations N --steps N --model DIR --threads N]
+//
+// Measures the engine as the bot runs it (createEngine → worker thread) on a synthetic model with
+// Stable-Diffusion-like shapes (512×512 pictures → 4×64×64 latents, 77×768 conditioning, CFG batch
+// 2), or on a real model folder with --model. Prints, each with its goal and value/goal ratio:
+//   - per-step wall time;
+//   - the share of step time spent outside onnxruntime's session.run (goal < 2 %);
+//   - the main thread's event-loop delay p99 while pictures are drawn (goal < 50 ms);
+//   - RSS growth over the generations after a warm-up (goal: flat, < 5 %);
+//   - one-by-one versus batched UNet calls for a 4-picture job (which the pipeline should use).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { createEngine, type WorkerEngine } from '../engine/index.js';
+import { SAMPLERS, type ExecutionProviderName, type GenerateRequest, type ModelInfo, type SamplerName } from '../engine/types.js';
+import { writeTinyModel } from '../test/fixtures/tiny-models.js';
+
+const USAGE = `npm run bench:engine -- [--provider cpu|webgpu|cuda] [--generations 50] [--steps 10]
+                        [--model DIR] [--threads N] [--size 512] [--sampler NAME] [--no-batch-compare]`;
+
+interface Args {
+  provider: ExecutionProviderName;
+  generations: number;
+  steps: number;
+  model: string | undefined;
+  threads: number;
+  size: number | undefined;
+  sampler: SamplerName | undefined;
+  batchCompare: boolean;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`bench:engine: ${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function parse(): Args {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        provider: { type: 'string', default: 'cpu' },
+        generations: { type: 'string', default: '50' },
+        steps: { type: 'string', default: '10' },
+        model: { type: 'string' },
+        threads: { type: 'string', default: '0' },
+        size: { type: 'string' },
+        sampler: { type: 'string' },
+        'no-batch-compare': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const whole = (name: string, text: string, min: number): number => {
+    const v = Number(text);
+    if (!Number.isInteger(v) || v < min) fail(`--${name} ${text}: expected a whole number ≥ ${min}`);
+    return v;
+  };
+  const provider = values.provider as ExecutionProviderName;
+  if (!['cpu', 'webgpu', 'cuda'].includes(provider)) fail(`--provider ${provider}: use cpu, webgpu or cuda`);
+  const size = values.size === undefined ? undefined : whole('size', values.size, 64);
+  if (size !== undefined && size % 64 !== 0) fail('--size must be a multiple of 64');
+  const sampler = values.sampler as SamplerName | undefined;
+  if (sampler !== undefined && !(SAMPLERS as readonly string[]).includes(sampler)) {
+    fail(`--sampler ${sampler}: use one of ${SAMPLERS.join(', ')}`);
+  }
+  return {
+    sampler,
+    provider,
+    generations: whole('generations', values.generations, 2),
+    steps: whole('steps', values.steps, 1),
+    model: values.model,
+    threads: whole('threads', values.threads, 0),
+    size,
+    batchCompare: !values['no-batch-compare'],
+  };
+}
+
+const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MB`;
+
+function row(figure: string, value: string, goal: string, ratio: string): void {
+  process.stdout.write(`${figure.padEnd(40)} ${value.padStart(22)}   ${goal.padEnd(16)} ${ratio}\n`);
+}
+
+async function timeJob(engine: WorkerEngine, req: GenerateRequest, repeats: number): Promise<number> {
+  await engine.generate(req); // first run at a new batch shape pays for onnxruntime's planning
+  const t0 = performance.now();
+  for (let i = 0; i < repeats; i++) await engine.generate({ ...req, seed: req.seed + i });
+  return (performance.now() - t0) / repeats;
+}
+
+async function main(): Promise<void> {
+  const args = parse();
+  let scratch: string | undefined;
+  let modelsDir: string;
+  let name: string;
+  if (args.model) {
+    const dir = path.resolve(args.model);
+    modelsDir = path.dirname(dir);
+    name = path.basename(dir);
+  } else {
+    scratch = await mkdtemp(path.join(tmpdir(), 'bench-engine-'));
+    modelsDir = scratch;
+    name = 'synthetic-sd';
+    // SD 1.x-like IO (4×64×64 latents, 77×768 conditioning) with a body of 3×3 convolutions and
+    // one cross-attention, so a step costs real compute; not SD's 860 M parameters.
+    await writeTinyModel(path.join(scratch, name), {
+      generation: 'optimum-new',
+      unet: 'smooth',
+      sampleSize: 64,
+      hiddenDim: 768,
+      unetBody: { channels: 64, layers: 4, attention: true },
+    });
+  }
+
+  const open = (imagesPerBatch: number): WorkerEngine =>
+    createEngine({
+      modelsDir,
+      providers: args.provider === 'cpu' ? ['cpu'] : [args.provider, 'cpu'],
+      threads: args.threads,
+      warmup: true,
+      profileSessions: true,
+      imagesPerBatch,
+      log: {
+        info: () => undefined,
+        warn: (_o, msg) => process.stderr.write(`warning: ${msg}\n`),
+      },
+    });
+
+  const engine = open(1);
+  try {
+    const scan = await engine.scanModels();
+    const info: ModelInfo | undefined = scan.models.find((m) => m.name === name);
+    if (!info) {
+      const problem = scan.problems.find((p) => p.name === name);
+      fail(problem ? `${name}: ${problem.reason}` : `no model folder ${name} in ${modelsDir}`);
+    }
+    const side = args.size;
+    const req: GenerateRequest = {
+      model: name,
+      prompt: 'a lighthouse on a cliff at dusk, oil painting',
+      negativePrompt: 'blurry',
+      width: side ?? info.nativeWidth,
+      height: side ?? info.nativeHeight,
+      steps: args.steps,
+      guidance: info.defaultGuidance > 1 ? info.defaultGuidance : 7,
+      sampler: args.sampler ?? (info.defaultSampler === 'Turbo' ? 'Euler a' : info.defaultSampler),
+      seed: 1,
+      count: 1,
+    };
+
+    process.stdout.write(
+      `engine bench: ${name} (${info.generation}, ${info.dtype}), ${req.width}x${req.height}, ${req.steps} steps ` +
+        `${req.sampler}, CFG ${req.guidance} (UNet batch 2), provider ${args.provider}, ${args.generations} generations\n`,
+    );
+    const tLoad = performance.now();
+    await engine.generate({ ...req, steps: 1 });
+    process.stdout.write(`model load + warm-up + first picture: ${((performance.now() - tLoad) / 1000).toFixed(2)} s on ${engine.provider()}\n`);
+
+    // Warm-up generations before the RSS baseline: allocator arenas and caches settle first.
+    const warm = Math.min(5, Math.max(1, Math.floor(args.generations / 10)));
+    for (let i = 0; i < warm; i++) await engine.generate({ ...req, seed: 1000 + i });
+    const before = await engine.stats();
+    const rssStart = process.memoryUsage().rss;
+
+    const delay = monitorEventLoopDelay({ resolution: 1 });
+    delay.enable();
+    const t0 = performance.now();
+    for (let i = 0; i < args.generations; i++) {
+      await engine.generate({ ...req, seed: i, previews: i % 2 === 0 }, { onStep: () => undefined });
+      if ((i + 1) % 10 === 0) process.stderr.write(`  ${i + 1}/${args.generations} generations, RSS ${mb(process.memoryUsage().rss)}\n`);
+    }
+    const wall = performance.now() - t0;
+    delay.disable();
+    const rssEnd = process.memoryUsage().rss;
+    const after = await engine.stats();
+
+    const steps = after.steps - before.steps;
+    const stepMs = (after.stepMs - before.stepMs) / steps;
+    const ortMs = (after.ortMs - before.ortMs) / steps;
+    const outside = (stepMs - ortMs) / stepMs;
+    const p99 = delay.percentile(99) / 1e6;
+    const growth = (rssEnd - rssStart) / rssStart;
+
+    process.stdout.write('\n');
+    row('figure', 'value', 'goal', 'value/goal');
+    row('per-step wall time', `${stepMs.toFixed(2)} ms`, '—', '—');
+    row('  of which inside session.run', `${ortMs.toFixed(2)} ms`, '—', '—');
+    row('share of step time outside onnxruntime', `${(outside * 100).toFixed(2)} %`, '< 2 %', (outside / 0.02).toFixed(2));
+    row('main event-loop delay p99', `${p99.toFixed(1)} ms`, '< 50 ms', (p99 / 50).toFixed(2));
+    row('main event-loop delay max', `${(delay.max / 1e6).toFixed(1)} ms`, '—', '—');
+    row(
+      `RSS growth over ${args.generations} generations`,
+      `${rssEnd >= rssStart ? '+' : ''}${mb(rssEnd - rssStart)} (${(growth * 100).toFixed(1)} %)`,
+      'flat (< 5 %)',
+      (Math.max(0, growth) / 0.05).toFixed(2),
+    );
+    row('RSS after', mb(rssEnd), '—', '—');
+    row('wall time per generation', `${(wall / args.generations).toFixed(0)} ms`, '—', '—');
+
+    if (args.batchCompare) {
+      const job: GenerateRequest = { ...req, count: 4, steps: Math.min(req.steps, 4) };
+      const oneByOne = await timeJob(engine, job, 2);
+      const batchedEngine = open(4);
+      let batched: number;
+      try {
+        await batchedEngine.generate({ ...req, steps: 1 });
+        batched = await timeJob(batchedEngine, job, 2);
+      } finally {
+        await batchedEngine.close();
+      }
+      process.stdout.write('\n');
+      row(`4-picture job, ${job.steps} steps: one by one`, `${oneByOne.toFixed(0)} ms`, '—', '—');
+      row(`4-picture job, ${job.steps} steps: one batch`, `${batched.toFixed(0)} ms`, '—', `${(batched / oneByOne).toFixed(2)} of one-by-one`);
+    }
+  } finally {
+    await engine.close();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:engine: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
