@@ -85,14 +85,18 @@ describe('fake discord', () => {
     fake = await startFakeDiscord({ heartbeatIntervalMs: 500 });
     client = await connect(fake);
     const seen: string[] = [];
-    client.on(Events.InteractionCreate, (i: Interaction) => {
-      if (i.isChatInputCommand()) seen.push(i.id);
+    const replayed = new Promise<void>((resolve) => {
+      client!.on(Events.InteractionCreate, (i: Interaction) => {
+        if (!i.isChatInputCommand()) return;
+        seen.push(i.id);
+        resolve();
+      });
     });
     const resumed = fake.gateway.nextReady();
     fake.gateway.requestReconnect();
     const missed = fake.slashCommand('queue');
     await resumed;
-    await new Promise((r) => setTimeout(r, 100));
+    await replayed;
     expect(fake.gateway.resumes).toBe(1);
     expect(fake.gateway.identifies).toBe(1);
     expect(seen).toEqual([missed.id]);

@@ -77,7 +77,7 @@ class JobTracker {
   #statusGone = false;
   #sawEvent = false;
   #finished = false;
-  #closing: AbortController;
+  readonly #closing: AbortController;
 
   constructor(job: Job, deps: FollowerDeps, closing: AbortController) {
     this.jobId = job.id;

@@ -17,8 +17,6 @@ export class EditThrottle<T> {
   #timer: NodeJS.Timeout | undefined;
   #nextAt = 0;
   #closed = false;
-  /** How many edits were actually sent (for logs and tests). */
-  sent = 0;
 
   constructor(opts: EditThrottleOptions<T>) {
     this.#intervalMs = opts.intervalMs;
@@ -67,7 +65,6 @@ export class EditThrottle<T> {
     if (!pending || this.#closed) return;
     this.#pending = undefined;
     this.#nextAt = this.#now() + this.#intervalMs;
-    this.sent++;
     this.#inFlight = this.#send(pending.state)
       .catch(() => undefined)
       .finally(() => {
