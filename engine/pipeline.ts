@@ -88,6 +88,28 @@ const LATENT_RGB: readonly (readonly [number, number, number])[] = [
   [-0.184, -0.271, -0.473],
 ];
 
+/** One UNet batch's denoising loop: what denoise() needs. */
+interface DenoiseJob {
+  model: LoadedModel;
+  sampler: Sampler;
+  /** Starting latents of the k pictures, [k,4,h,w]. */
+  latents: Float32Array;
+  /** UNet conditioning for the batch: [u×k, c×k] under guidance, [c×k] without. */
+  cond: Float32Array;
+  k: number;
+  lh: number;
+  lw: number;
+  /** The guidance scale, or undefined when guidance is off (UNet batch k instead of 2k). */
+  guidance: number | undefined;
+  previews: boolean;
+  drawNoise: () => Float32Array;
+  run: PipelineRunOptions;
+  totalSteps: number;
+  countStats: boolean;
+  /** Called after each step with its wall time; returns the job-wide step number. */
+  stepFinished: (ms: number) => number;
+}
+
 export class Pipeline {
   private readonly options: PipelineOptions;
   private readonly models = new Map<string, LoadedModel>();
@@ -199,7 +221,7 @@ export class Pipeline {
     model: LoadedModel,
     req: GenerateRequest,
     run: PipelineRunOptions,
-    count = true,
+    countStats = true,
   ): Promise<GenerateResult> {
     const lh = req.height / 8;
     const lw = req.width / 8;
@@ -267,9 +289,10 @@ export class Pipeline {
       const sampler = chunk === 0 ? probe : this.sampler(model, req, strength);
       let x: Float32Array;
       if (initImage) {
-        // Order of draws per image (documented in the README of the engine note): starting noise
-        // first — the same noise the seed gives in txt2img, so variation seeds behave alike —
-        // then the encoder's posterior sample, then the ancestral steps.
+        // Order of draws from each picture's generator: the starting noise first (the same noise
+        // the seed gives in txt2img, so seeds and variation seeds mean the same thing here), then
+        // the VAE encoder's posterior sample, then the ancestral steps. diffusers draws the
+        // posterior sample before the noise; we keep the seed's noise first on purpose.
         if (!model.vaeEncode) {
           throw new EngineError(
             'model',
@@ -285,11 +308,25 @@ export class Pipeline {
         if (sigma !== 1) for (let n = 0; n < x.length; n++) x[n]! *= sigma;
       }
 
-      x = await this.denoise(model, sampler, x, condBatch, k, lh, lw, req, useCfg, drawNoise, run, (ms) => {
-        denoiseMs += ms;
-        stepDone++;
-        return stepDone;
-      }, totalSteps, count);
+      x = await this.denoise({
+        model,
+        sampler,
+        latents: x,
+        cond: condBatch,
+        k,
+        lh,
+        lw,
+        guidance: useCfg ? req.guidance : undefined,
+        previews: req.previews === true,
+        drawNoise,
+        run,
+        totalSteps,
+        countStats,
+        stepFinished: (ms) => {
+          denoiseMs += ms;
+          return ++stepDone;
+        },
+      });
 
       run.onLatents?.(x, first, k);
       throwIfCancelled(run.signal);
@@ -340,30 +377,16 @@ export class Pipeline {
     return createSampler(req.sampler, model.scheduler, req.steps, strength !== undefined ? { strength } : {});
   }
 
-  /** The denoising loop. Buffers are allocated once; per step the JS work is two linear passes
-   * (input scaling, guidance) plus the sampler update. */
-  private async denoise(
-    model: LoadedModel,
-    sampler: Sampler,
-    latents: Float32Array,
-    cond: Float32Array,
-    k: number,
-    lh: number,
-    lw: number,
-    req: GenerateRequest,
-    useCfg: boolean,
-    drawNoise: () => Float32Array,
-    run: PipelineRunOptions,
-    stepFinished: (ms: number) => number,
-    totalSteps: number,
-    countStats: boolean,
-  ): Promise<Float32Array> {
-    let x = latents;
+  /** The denoising loop for one UNet batch. Buffers are allocated once; per step the JS work is
+   * two linear passes (input scaling, guidance) plus the sampler update. */
+  private async denoise(job: DenoiseJob): Promise<Float32Array> {
+    const { model, sampler, cond, k, lh, lw, guidance, run, totalSteps } = job;
+    let x = job.latents;
     const n = x.length;
+    const useCfg = guidance !== undefined;
     const unetBatch = useCfg ? 2 * k : k;
     const input = new Float32Array(unetBatch * (n / k));
     const guided = useCfg ? new Float32Array(n) : undefined;
-    const g = req.guidance;
     const steps = sampler.timesteps.length;
 
     for (let i = 0; i < steps; i++) {
@@ -379,23 +402,23 @@ export class Pipeline {
       const ortMs = clock ? clock() - o0 : 0;
 
       let modelOutput = out;
-      if (guided) {
-        applyGuidance(out, g, guided);
+      if (guided && guidance !== undefined) {
+        applyGuidance(out, guidance, guided);
         modelOutput = guided;
       }
-      x = sampler.step(i, x, modelOutput, drawNoise);
+      x = sampler.step(i, x, modelOutput, job.drawNoise);
 
       const stepMs = performance.now() - t0;
-      if (countStats) {
+      if (job.countStats) {
         this.counters.steps++;
         this.counters.stepMs += stepMs;
         this.counters.unetMs += unetMs;
         this.counters.ortMs += ortMs;
       }
-      const done = stepFinished(stepMs);
+      const done = job.stepFinished(stepMs);
       if (run.onStep) {
         const progress: StepProgress = { step: done, total: totalSteps };
-        if (req.previews && i < steps - 1 && (i + 1) % PREVIEW_EVERY === 0) {
+        if (job.previews && i < steps - 1 && (i + 1) % PREVIEW_EVERY === 0) {
           const denoised = sampler.lastDenoised() ?? x;
           progress.preview = { rgb: latentPreview(denoised, lh, lw), width: lw, height: lh };
         }
