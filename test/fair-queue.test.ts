@@ -159,6 +159,14 @@ describe('FairQueue', () => {
     expect(shuffled.order()).toEqual(inOrder.order());
   });
 
+  it('keeps one member order from round to round, so nobody waits more than one round between turns', () => {
+    const q = new FairQueue();
+    // Arrivals interleaved unevenly: E's last job arrives first among the stragglers, A's last.
+    const arrivals = 'ABCDEEDCBAEDCBAABCDEEDCBA'.split('');
+    arrivals.forEach((m, i) => q.add({ jobId: `${m}${i}`, memberKey: m, weight: 1, seq: i }));
+    expect(drainMembers(q).join('')).toBe('ABCDE'.repeat(5));
+  });
+
   it('stays fair across 100 members with uneven loads', () => {
     const q = new FairQueue();
     let s = 0;

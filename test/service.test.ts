@@ -94,7 +94,8 @@ async function until(check: () => boolean, what: string): Promise<void> {
   throw new Error(`timed out waiting for ${what}`);
 }
 
-const tick = () => new Promise((r) => setImmediate(r));
+// Longer than the service's window for coalescing queue moves.
+const tick = () => new Promise((r) => setTimeout(r, 60));
 const ofType = <T extends JobEvent['type']>(events: JobEvent[], type: T) =>
   events.filter((e): e is Extract<JobEvent, { type: T }> => e.type === type);
 

@@ -8,7 +8,10 @@
  *   the round that is being served now.
  * - A job arriving for member m starts at S = max(V, finish tag of m's previous job, waiting or
  *   already served) and finishes at F = S + TURN / w.
- * - Jobs run in order of F; equal F goes to the earlier arrival (lower seq).
+ * - Jobs run in order of F. Equal F (the same round) goes to the member who has been waiting
+ *   longest — the seq of the job that brought the member into the queue — so members keep one
+ *   order from round to round and nobody waits more than one full round between turns; within
+ *   one member, jobs keep their arrival order.
  *
  * Consequences, which the tests pin down:
  * - Weight 1 everywhere is plain round-robin: a member's second waiting job (F = V + 2 turns)
@@ -40,6 +43,8 @@ export interface FairEntry {
 }
 
 interface Slot extends FairEntry {
+  /** Tie-break within a round: the member's place in line (see MemberState.since). */
+  since: number;
   /** V when the job arrived; re-chaining never starts a job before it arrived. */
   arrivalV: number;
   start: number;
@@ -51,6 +56,8 @@ interface MemberState {
   waiting: Slot[];
   /** Finish tag of this member's last job handed out by next(). */
   servedFinish: number;
+  /** Seq of the job that brought this member into the queue: its place in line within a round. */
+  since: number;
 }
 
 const TURN = 2520;
@@ -61,7 +68,9 @@ function costOf(weight: number): number {
 }
 
 function runsBefore(a: Slot, b: Slot): boolean {
-  return a.finish < b.finish || (a.finish === b.finish && a.seq < b.seq);
+  if (a.finish !== b.finish) return a.finish < b.finish;
+  if (a.since !== b.since) return a.since < b.since;
+  return a.seq < b.seq;
 }
 
 export class FairQueue {
@@ -85,10 +94,10 @@ export class FairQueue {
     if (this.byId.has(entry.jobId)) return false;
     let member = this.members.get(entry.memberKey);
     if (!member) {
-      member = { waiting: [], servedFinish: 0 };
+      member = { waiting: [], servedFinish: 0, since: entry.seq };
       this.members.set(entry.memberKey, member);
     }
-    const slot: Slot = { ...entry, arrivalV: this.virtualTime, start: 0, finish: 0 };
+    const slot: Slot = { ...entry, since: member.since, arrivalV: this.virtualTime, start: 0, finish: 0 };
     this.byId.set(slot.jobId, slot);
     const last = member.waiting[member.waiting.length - 1];
     if (!last || last.seq < slot.seq) {
@@ -102,6 +111,15 @@ export class FairQueue {
       member.waiting.splice(at, 0, slot);
       slot.finish = Number.NEGATIVE_INFINITY;
       this.insertOrdered(slot);
+      if (slot.seq < member.since) {
+        // The member has been in line since this older job: move all of its jobs accordingly.
+        member.since = slot.seq;
+        for (const s of member.waiting) {
+          this.removeOrdered(s);
+          s.since = slot.seq;
+          this.insertOrdered(s);
+        }
+      }
       this.rechain(member);
     }
     return true;
@@ -147,9 +165,13 @@ export class FairQueue {
     return this.ordered.map(toEntry);
   }
 
-  /** Visits waiting jobs in run order without copying them (the service walks this on every move). */
-  forEach(visit: (entry: Readonly<FairEntry>, index: number) => void): void {
-    this.ordered.forEach((slot, index) => visit(slot, index));
+  /**
+   * Visits waiting jobs in run order without copying them (the service walks this on every
+   * move); `limit` stops after that many.
+   */
+  forEach(visit: (entry: Readonly<FairEntry>, index: number) => void, limit = Number.POSITIVE_INFINITY): void {
+    const end = Math.min(limit, this.ordered.length);
+    for (let i = 0; i < end; i++) visit(this.ordered[i]!, i);
   }
 
   /** 1-based place in the run order, or undefined when not waiting. */

@@ -70,6 +70,8 @@ const DAY_MS = 86_400_000;
 const ABORT_WAIT_MS = 10_000;
 /** cancel() of a running job waits this long for the engine to stop before answering. */
 const CANCEL_WAIT_MS = 5_000;
+/** Queue movements within this window are announced together (see scheduleMoves). */
+const MOVES_COALESCE_MS = 20;
 /** Preview images are shrunk to this long side before PNG encoding (chat thumbnails). */
 const PREVIEW_SIDE = 256;
 
@@ -111,6 +113,35 @@ function memberKeyOf(r: Pick<Requester, 'platform' | 'userId'>): string {
 
 function clone<T>(value: T): T {
   return structuredClone(value);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
+}
+
+/**
+ * Freezes the parts of a job that never change after submit (what to draw, who asked, where to
+ * answer, notes). Events and answers can then carry a cheap shallow copy — a queue move with
+ * thousands of waiting jobs emits thousands of events — and a consumer that tries to edit, say,
+ * `event.job.spec` gets a TypeError instead of silently changing a queued job.
+ */
+function freezeParts(job: Job): Job {
+  deepFreeze(job.spec);
+  deepFreeze(job.requester);
+  deepFreeze(job.target);
+  deepFreeze(job.notes);
+  if (job.result) deepFreeze(job.result);
+  if (job.delivery) deepFreeze(job.delivery);
+  return job;
+}
+
+/** A snapshot of a live job for events and answers: top-level fields copied, the rest frozen. */
+function view(job: Job): Job {
+  return { ...job };
 }
 
 function isoDay(ms: number): string {
@@ -156,6 +187,8 @@ class FairJobService implements JobServiceWithMaintenance {
   private readonly eta: EtaModel;
   /** Queued and running jobs (the store has the same; this is the working copy). */
   private readonly live = new Map<string, Job>();
+  /** Estimated seconds per live job; cleared whenever the seconds-per-step figures change. */
+  private readonly costs = new Map<string, number>();
   private readonly listeners = new Set<JobEventListener>();
   /** Last position/ETA told to adapters per waiting job: `moved` only fires on a change. */
   private readonly published = new Map<string, QueuePosition>();
@@ -223,7 +256,7 @@ class FairJobService implements JobServiceWithMaintenance {
       }
       if (existing) {
         const where = this.position(existing.id) ?? { position: 0, etaSeconds: 0 };
-        return { ok: true, job: clone(this.live.get(existing.id) ?? existing), ...where, duplicate: true };
+        return { ok: true, job: view(this.live.get(existing.id) ?? existing), ...where, duplicate: true };
       }
     }
 
@@ -251,6 +284,7 @@ class FairJobService implements JobServiceWithMaintenance {
       };
       if (input.parentId) job.parentId = input.parentId;
       if (input.idempotencyKey) job.idempotencyKey = input.idempotencyKey;
+      freezeParts(job);
       // Saved before it is acknowledged: a member is never told "queued" about a job the store lacks.
       await this.store.jobs.put(job);
     } catch (err) {
@@ -262,21 +296,22 @@ class FairJobService implements JobServiceWithMaintenance {
     if (this.stopping) {
       // stop() began while this job was being written: it stays queued in the store and resumes
       // after the restart, which is what the member is told.
-      return { ok: true, job: clone(job), position: this.fair.size + 1, etaSeconds: 0, duplicate: false };
+      return { ok: true, job: view(job), position: this.fair.size + 1, etaSeconds: 0, duplicate: false };
     }
 
     this.enqueue(job);
     const where = this.position(job.id) ?? { position: 1, etaSeconds: 0 };
     this.published.set(job.id, where);
     this.jobLog(job).info({ position: where.position, etaSeconds: where.etaSeconds, kind: job.kind }, 'job queued');
-    this.emit({ type: 'queued', job: clone(job), ...where });
+    this.emit({ type: 'queued', job: view(job), ...where });
     this.scheduleMoves();
     // Added after the event: p-queue may start the task synchronously, and "queued" comes first.
     this.runner.add(() => this.runNext()).catch((err: unknown) => this.log.error({ err }, 'run loop task failed'));
-    return { ok: true, job: clone(job), ...where, duplicate: false };
+    return { ok: true, job: view(job), ...where, duplicate: false };
   }
 
   private enqueue(job: Job): void {
+    freezeParts(job);
     this.live.set(job.id, job);
     this.fair.add({ jobId: job.id, memberKey: memberKeyOf(job.requester), weight: this.weightOf(job.tier), seq: job.seq });
   }
@@ -326,6 +361,15 @@ class FairJobService implements JobServiceWithMaintenance {
 
   // ---- positions and ETAs ----------------------------------------------------------------------
 
+  private costOf(job: Job): number {
+    let seconds = this.costs.get(job.id);
+    if (seconds === undefined) {
+      seconds = this.eta.jobSeconds(job.spec);
+      this.costs.set(job.id, seconds);
+    }
+    return seconds;
+  }
+
   private runningRemaining(): number {
     const r = this.running;
     return r ? this.eta.remainingSeconds(r.job.spec, r.step, r.total || stepsToRun(r.job.spec)) : 0;
@@ -340,7 +384,7 @@ class FairJobService implements JobServiceWithMaintenance {
     });
     const etas = cumulativeEtas(
       this.runningRemaining(),
-      jobs.map((j) => this.eta.jobSeconds(j.spec)),
+      jobs.map((j) => this.costOf(j)),
     );
     return jobs.map((job, i) => ({ job, position: i + 1, etaSeconds: etas[i] ?? 0 }));
   }
@@ -350,30 +394,35 @@ class FairJobService implements JobServiceWithMaintenance {
     const place = this.fair.positionOf(jobId);
     if (place === undefined) return undefined;
     let total = this.runningRemaining();
-    this.fair.forEach((entry, index) => {
-      if (index >= place) return;
+    // Jobs ahead plus the job itself (the first `place` entries).
+    this.fair.forEach((entry) => {
       const job = this.live.get(entry.jobId);
-      if (job) total += this.eta.jobSeconds(job.spec);
-    });
+      if (job) total += this.costOf(job);
+    }, place);
     return { position: place, etaSeconds: Math.ceil(total - 1e-9) };
   }
 
   snapshot(): QueueSnapshot {
     const r = this.running;
-    const waiting = this.waitingList().map((w) => ({ ...w, job: clone(w.job) }));
+    const waiting = this.waitingList().map((w) => ({ ...w, job: view(w.job) }));
     return r
-      ? { running: { job: clone(r.job), step: r.step, total: r.total || stepsToRun(r.job.spec) }, waiting }
+      ? { running: { job: view(r.job), step: r.step, total: r.total || stepsToRun(r.job.spec) }, waiting }
       : { waiting };
   }
 
-  /** Coalesces queue movements within one tick into one pass of `moved` events. */
+  /**
+   * Coalesces queue movements into one pass of `moved` events. The short window also swallows the
+   * gap between one job's end and the next one's start, where every ETA would dip by the
+   * finished job's time only to come back a moment later.
+   */
   private scheduleMoves(): void {
     if (this.movesScheduled) return;
     this.movesScheduled = true;
-    setImmediate(() => {
+    const timer = setTimeout(() => {
       this.movesScheduled = false;
       this.publishMoves();
-    });
+    }, MOVES_COALESCE_MS);
+    timer.unref?.();
   }
 
   private publishMoves(): void {
@@ -385,7 +434,7 @@ class FairJobService implements JobServiceWithMaintenance {
       if (before && before.position === w.position && before.etaSeconds === w.etaSeconds) continue;
       this.published.set(w.job.id, { position: w.position, etaSeconds: w.etaSeconds });
       // The first number a job gets is announced by `queued`/`resumed`, not `moved`.
-      if (before) this.emit({ type: 'moved', job: clone(w.job), position: w.position, etaSeconds: w.etaSeconds });
+      if (before) this.emit({ type: 'moved', job: view(w.job), position: w.position, etaSeconds: w.etaSeconds });
     }
     for (const id of this.published.keys()) if (!still.has(id)) this.published.delete(id);
   }
@@ -423,11 +472,12 @@ class FairJobService implements JobServiceWithMaintenance {
         return;
       }
       log.info({ attempt: job.attempts }, 'job started');
-      this.emit({ type: 'started', job: clone(job) });
+      this.emit({ type: 'started', job: view(job) });
       this.scheduleMoves();
       await this.render(run);
     } finally {
       this.live.delete(job.id);
+      this.costs.delete(job.id);
       if (this.running === run) this.running = undefined;
       this.scheduleMoves();
       release();
@@ -466,16 +516,17 @@ class FairJobService implements JobServiceWithMaintenance {
 
     const durationMs = Math.round(performance.now() - clock);
     this.eta.record(result.model, durationMs, result.timing.stepsRun || stepsToRun(job.spec), images.length);
+    this.costs.clear();
     job.status = 'done';
     job.finishedAt = this.now();
-    job.result = {
+    job.result = deepFreeze({
       images,
+      ...(grid ? { grid } : {}),
       model: result.model,
       provider: result.provider,
       durationMs,
       truncation: result.truncation,
-    };
-    if (grid) job.result.grid = grid;
+    });
     try {
       await this.store.jobs.put(job);
     } catch (err) {
@@ -485,7 +536,7 @@ class FairJobService implements JobServiceWithMaintenance {
       return;
     }
     log.info({ durationMs, images: images.length, provider: result.provider }, 'job done');
-    this.emit({ type: 'done', job: clone(job) });
+    this.emit({ type: 'done', job: view(job) });
   }
 
   private async emitProgress(run: RunningJob, progress: StepProgress): Promise<void> {
@@ -505,7 +556,7 @@ class FairJobService implements JobServiceWithMaintenance {
     if (this.running !== run) return;
     this.emit({
       type: 'progress',
-      job: clone(run.job),
+      job: view(run.job),
       step: progress.step,
       total: progress.total,
       ...(preview ? { preview } : {}),
@@ -592,7 +643,7 @@ class FairJobService implements JobServiceWithMaintenance {
         log.error({ err: storeErr }, 'could not record a cancelled job');
       }
       log.info({ by: run.cancelledBy }, 'running job cancelled');
-      this.emit({ type: 'cancelled', job: clone(job), by: run.cancelledBy });
+      this.emit({ type: 'cancelled', job: view(job), by: run.cancelledBy });
       return;
     }
     let reason: string;
@@ -619,7 +670,7 @@ class FairJobService implements JobServiceWithMaintenance {
     } catch (err) {
       this.jobLog(job).error({ err }, 'could not record a failed job');
     }
-    this.emit({ type: 'failed', job: clone(job), reason });
+    this.emit({ type: 'failed', job: view(job), reason });
   }
 
   /**
@@ -655,12 +706,13 @@ class FairJobService implements JobServiceWithMaintenance {
         run.controller.abort(new EngineError('cancelled', 'cancelled'));
       }
       await Promise.race([run.settled, delay(CANCEL_WAIT_MS)]);
-      return { ok: true, job: clone(run.job), wasRunning: true };
+      return { ok: true, job: view(run.job), wasRunning: true };
     }
 
     if (job.status === 'queued' && this.fair.has(jobId)) {
       const entry = this.fair.remove(jobId)!;
       this.live.delete(jobId);
+      this.costs.delete(jobId);
       this.published.delete(jobId);
       const before = clone(job);
       job.status = 'cancelled';
@@ -673,15 +725,32 @@ class FairJobService implements JobServiceWithMaintenance {
         Object.assign(job, before);
         delete job.cancelledBy;
         delete job.finishedAt;
+        freezeParts(job);
         this.live.set(jobId, job);
         this.fair.add(entry);
         return { ok: false, reason: 'Could not cancel right now — please try again.' };
       }
       this.jobLog(job).info({ by: who }, 'queued job cancelled');
-      this.emit({ type: 'cancelled', job: clone(job), by: who });
+      this.emit({ type: 'cancelled', job: view(job), by: who });
       this.scheduleMoves();
-      return { ok: true, job: clone(job), wasRunning: false };
+      return { ok: true, job: view(job), wasRunning: false };
     }
+    if (job.status === 'queued') {
+      // Stored as queued but not in this process's queue: submitted while the bot was stopping,
+      // or before start(). Cancelling it in the store is enough; it will never be picked up.
+      job.status = 'cancelled';
+      job.cancelledBy = who;
+      job.finishedAt = this.now();
+      try {
+        await this.store.jobs.put(job);
+      } catch (err) {
+        this.jobLog(job).error({ err }, 'could not record a cancel');
+        return { ok: false, reason: 'Could not cancel right now — please try again.' };
+      }
+      this.emit({ type: 'cancelled', job: view(job), by: who });
+      return { ok: true, job: view(job), wasRunning: false };
+    }
+    if (job.status === 'running') return { ok: false, reason: MESSAGES.restarting };
     return { ok: false, reason: MESSAGES.alreadyOver(job) };
   }
 
@@ -689,7 +758,7 @@ class FairJobService implements JobServiceWithMaintenance {
 
   async get(jobId: string): Promise<Job | undefined> {
     const live = this.live.get(jobId);
-    if (live) return clone(live);
+    if (live) return view(live);
     return this.store.jobs.get(jobId);
   }
 
@@ -754,7 +823,7 @@ class FairJobService implements JobServiceWithMaintenance {
           job.finishedAt = this.now();
           await this.store.jobs.put(job);
           log.warn({ attempts: job.attempts }, 'job dropped after repeated crashes');
-          this.emit({ type: 'failed', job: clone(job), reason });
+          this.emit({ type: 'failed', job: view(job), reason });
           continue;
         }
         job.status = 'queued';
@@ -768,7 +837,7 @@ class FairJobService implements JobServiceWithMaintenance {
       const where = this.position(job.id) ?? { position: 0, etaSeconds: 0 };
       this.published.set(job.id, where);
       this.jobLog(job).info({ ...where, attempts: job.attempts }, 'job resumed after restart');
-      this.emit({ type: 'resumed', job: clone(job), ...where });
+      this.emit({ type: 'resumed', job: view(job), ...where });
     }
     for (let i = 0; i < resumed.length; i++) {
       this.runner.add(() => this.runNext()).catch((err: unknown) => this.log.error({ err }, 'run loop task failed'));

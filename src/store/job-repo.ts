@@ -61,6 +61,7 @@ export class KeyvJobRepo implements JobRepo {
   private finishedHours: Set<number> | undefined;
   /** Idempotency and message keys this process has already written (saves a write per put). */
   private readonly writtenPointers = new Set<string>();
+  private readonly lists = new Map<string, string[]>();
 
   constructor(private readonly kv: Keyv) {}
 
@@ -200,9 +201,25 @@ export class KeyvJobRepo implements JobRepo {
     this.writtenPointers.delete(key);
   }
 
+  /**
+   * An index bucket, from memory after its first read: this process is the store's only writer,
+   * so the copy stays true, and a put does not have to parse a thousand ids first. Returns a
+   * copy the caller may change; writeList() makes the change real.
+   */
   private async readList(key: string): Promise<string[]> {
-    const value = await this.kv.get<unknown>(key);
-    return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+    let ids = this.lists.get(key);
+    if (!ids) {
+      const value = await this.kv.get<unknown>(key);
+      ids = Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+      this.lists.set(key, ids);
+    }
+    return [...ids];
+  }
+
+  private async writeList(key: string, ids: string[]): Promise<void> {
+    this.lists.delete(key); // if the write fails, the next read goes back to the store
+    await this.write(key, ids);
+    this.lists.set(key, ids);
   }
 
   private async readJobs(ids: string[]): Promise<(Job | undefined)[]> {
@@ -240,7 +257,7 @@ export class KeyvJobRepo implements JobRepo {
     const ids = await this.readList(`${kind}:${bucket}`);
     if (ids.includes(id)) return;
     ids.push(id);
-    await this.write(`${kind}:${bucket}`, ids);
+    await this.writeList(`${kind}:${bucket}`, ids);
   }
 
   private async removeFromBucket(kind: 'active' | 'finished', bucket: number, id: string): Promise<void> {
@@ -258,10 +275,12 @@ export class KeyvJobRepo implements JobRepo {
   /** Rewrites a bucket; an empty one is deleted, then unlisted (content first, pointer after). */
   private async writeBucket(kind: 'active' | 'finished', bucket: number, ids: string[]): Promise<void> {
     if (ids.length > 0) {
-      await this.write(`${kind}:${bucket}`, ids);
+      await this.writeList(`${kind}:${bucket}`, ids);
       return;
     }
+    this.lists.delete(`${kind}:${bucket}`);
     await this.kv.delete(`${kind}:${bucket}`);
+    this.lists.set(`${kind}:${bucket}`, []);
     const set = await this.buckets(kind);
     if (set.delete(bucket)) await this.writeBucketList(kind, set);
   }
