@@ -505,7 +505,9 @@ class FairJobService implements JobServiceWithMaintenance {
       const request = await this.requestFor(job);
       result = await this.engine.generate(request, { signal: run.controller.signal, onStep });
       await progressChain;
-      if (run.shutdown || run.cancelledBy !== undefined) throw new EngineError('cancelled', 'cancelled');
+      // A result that arrives despite a stop() abort is kept (finished work is never thrown
+      // away); one that arrives despite a member's cancel is not.
+      if (run.cancelledBy !== undefined) throw new EngineError('cancelled', 'cancelled');
       ({ images, grid } = await this.saveImages(job, result));
     } catch (err) {
       await progressChain;
@@ -513,6 +515,12 @@ class FairJobService implements JobServiceWithMaintenance {
       return;
     }
     if (run.abandoned) return;
+    if (run.cancelledBy !== undefined) {
+      // Cancelled while the files were being written: honour it, and leave no orphan files.
+      await Promise.all([...images.map((i) => i.file), ...(grid ? [grid] : [])].map((f) => rm(this.filePath(f), { force: true })));
+      await this.handleRunError(run, new EngineError('cancelled', 'cancelled'));
+      return;
+    }
 
     const durationMs = Math.round(performance.now() - clock);
     this.eta.record(result.model, durationMs, result.timing.stepsRun || stepsToRun(job.spec), images.length);
