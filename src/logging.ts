@@ -54,6 +54,11 @@ const REDACT_PATHS = [
   '*.headers.Authorization',
   'err.requestBody',
   '*.requestBody',
+  // Discord interaction tokens live in a stored job's reply handle (job.target.handle.token).
+  'target.handle.token',
+  '*.target.handle.token',
+  'handle.token',
+  '*.handle.token',
 ];
 
 export function createLogger(config: Config, destination?: DestinationStream): Logger {

@@ -8,7 +8,7 @@ import type { AdapterDeps, AdapterHandle } from './adapters/types.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createJobService } from './jobs/service.js';
-import { createLogger } from './logging.js';
+import { createLogger, redactSecrets } from './logging.js';
 import { createStore } from './store/index.js';
 
 const MODEL_RESCAN_MS = 5 * 60_000;
@@ -81,7 +81,6 @@ async function main(): Promise<void> {
 
   const jobs = createJobService({ config, store, engine, log });
   const commands: CommandContext = { config, jobs, settings: store.settings, models: () => scan.models, log };
-  await jobs.start();
 
   const adapters: AdapterHandle[] = [];
   const deps = (token: string): AdapterDeps => ({ config, jobs, commands, log, token });
@@ -100,11 +99,12 @@ async function main(): Promise<void> {
   }
   if (adapters.length === 0) {
     log.fatal('no adapter could start; exiting');
-    await jobs.stop(0);
     await engine.close();
     await store.close();
     process.exit(1);
   }
+  // The adapters listen before recovery, so members whose jobs come back after a restart are told.
+  await jobs.start();
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -130,5 +130,5 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  fail(`could not start: ${err instanceof Error ? err.message : String(err)}`, 1);
+  fail(`could not start: ${redactSecrets(err instanceof Error ? err.message : String(err))}`, 1);
 });

@@ -245,7 +245,9 @@ describe('discord adapter, end to end', () => {
     expect(rerollJob.requester.userId).toBe(reactor.id);
     // The reroll's own message is indexed too, so 🔁 on it works later.
     const ref = rerollJob.delivery!.ref!;
-    expect((await h.jobs.findByMessage('discord', ref.chatId!, ref.messageId!))?.id).toBe(rerollJob.id);
+    // (the message index is written right after the delivered record, so give it a moment)
+    const found = await eventually(() => h.jobs.findByMessage('discord', ref.chatId!, ref.messageId!), 'the message index');
+    expect(found.id).toBe(rerollJob.id);
     // One reroll job, one status message: the bot's reaction, 👍 and the repeat did nothing.
     expect(fake.routeRequests(CHANNEL_POST)).toHaveLength(1);
     expect(h.jobs.snapshot().waiting).toHaveLength(0);

@@ -37,7 +37,7 @@ describe('npm start', () => {
   });
 
   it('without any platform token says exactly which variables to set and exits non-zero', async () => {
-    const run = await start({ BOT_CONFIG: path.join(dir, 'none.jsonc'), DATA_DIR: path.join(dir, 'data') });
+    const run = await start({ DATA_DIR: path.join(dir, 'data') });
     expect(run.code).not.toBe(0);
     expect(run.stderr).toContain('DISCORD_TOKEN');
     expect(run.stderr).toContain('TELEGRAM_TOKEN');
