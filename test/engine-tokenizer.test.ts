@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipTokenizer } from '../engine/tokenizer.js';
+import { sharedTokenizerDir } from './helpers/shared-fixtures.js';
 
-const TOKENIZER_DIR = process.env.SD_TOKENIZER_DIR ?? join(import.meta.dirname, '../../shared/fixtures/sd15-onnx-layout/tokenizer');
+const TOKENIZER_DIR = sharedTokenizerDir();
 const HAVE_FILES = existsSync(join(TOKENIZER_DIR, 'vocab.json')) && existsSync(join(TOKENIZER_DIR, 'merges.txt'));
 if (!HAVE_FILES) {
   console.warn(`engine-tokenizer: real CLIP tokenizer files not found in ${TOKENIZER_DIR}; set SD_TOKENIZER_DIR to run these tests`);
