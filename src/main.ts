@@ -1,15 +1,11 @@
 // The composition root: config → logger → store → engine worker → job service → adapters.
-import type { CommandContext } from '../commands/types.js';
-import { createEngine } from '../engine/index.js';
-import type { ModelScan } from '../engine/types.js';
 import { startDiscord } from './adapters/discord/index.js';
 import { startTelegram } from './adapters/telegram/index.js';
 import type { AdapterDeps, AdapterHandle } from './adapters/types.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { createJobService } from './jobs/service.js';
+import { createCore } from './core.js';
 import { createLogger, redactSecrets } from './logging.js';
-import { createStore } from './store/index.js';
 
 const MODEL_RESCAN_MS = 5 * 60_000;
 
@@ -47,17 +43,10 @@ async function main(): Promise<void> {
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection'));
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
 
-  const store = await createStore(config, log);
-  const engine = createEngine({
-    modelsDir: config.models.dir,
-    providers: [...config.engine.providers],
-    threads: config.engine.threads,
-    warmup: config.engine.warmup,
-    log: { info: (o, m) => log.info(o, m), warn: (o, m) => log.warn(o, m) },
-  });
-
-  let scan: ModelScan = await engine.scanModels();
+  const core = await createCore(config, log);
+  const { jobs, commands } = core;
   const reportScan = () => {
+    const scan = core.scan();
     for (const problem of scan.problems) log.warn({ model: problem.name, dir: problem.dir }, problem.reason);
     if (scan.models.length === 0) {
       log.warn({ dir: config.models.dir }, 'no usable model found; members will be told. See README "Models".');
@@ -68,19 +57,12 @@ async function main(): Promise<void> {
   reportScan();
   // Admins drop new model folders in while the bot runs; pick them up without a restart.
   const rescan = setInterval(() => {
-    engine
-      .scanModels()
-      .then((next) => {
-        const before = scan.models.map((m) => m.name).join(',');
-        scan = next;
-        if (next.models.map((m) => m.name).join(',') !== before) reportScan();
-      })
+    core
+      .rescan()
+      .then((changed) => changed && reportScan())
       .catch((err: unknown) => log.warn({ err }, 'model rescan failed'));
   }, MODEL_RESCAN_MS);
   rescan.unref();
-
-  const jobs = createJobService({ config, store, engine, log });
-  const commands: CommandContext = { config, jobs, settings: store.settings, models: () => scan.models, log };
 
   const adapters: AdapterHandle[] = [];
   const deps = (token: string): AdapterDeps => ({ config, jobs, commands, log, token });
@@ -99,8 +81,7 @@ async function main(): Promise<void> {
   }
   if (adapters.length === 0) {
     log.fatal('no adapter could start; exiting');
-    await engine.close();
-    await store.close();
+    await core.close(0);
     process.exit(1);
   }
   // The adapters listen before recovery, so members whose jobs come back after a restart are told.
@@ -119,8 +100,7 @@ async function main(): Promise<void> {
     // the job that finishes inside the grace period; a job that does not is put back in the queue.
     await jobs.stop(config.queue.shutdownGraceSeconds * 1000);
     await Promise.allSettled(adapters.map((a) => a.stop()));
-    await engine.close();
-    await store.close();
+    await core.close(0);
     log.info('stopped');
     log.flush();
     process.exit(0);

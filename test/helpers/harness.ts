@@ -6,15 +6,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { CommandContext } from '../../commands/types.js';
-import { createEngine } from '../../engine/index.js';
 import type { Engine, ModelInfo } from '../../engine/types.js';
 import { defaultConfig, type DeepPartial } from '../../src/config/load.js';
 import type { Config, FileConfig } from '../../src/config/schema.js';
-import { createJobService } from '../../src/jobs/service.js';
+import type { Core } from '../../src/core.js';
 import type { JobService, Store } from '../../src/jobs/types.js';
+import { createCore } from '../../src/core.js';
 import { createLogger } from '../../src/logging.js';
-import { createStore } from '../../src/store/index.js';
 import { writeTinyModel, type TinyModelOptions } from '../fixtures/tiny-models.js';
 
 export interface HarnessOptions {
@@ -28,7 +26,7 @@ export interface Harness {
   store: Store;
   engine: Engine;
   jobs: JobService;
-  commands: CommandContext;
+  commands: Core['commands'];
   models: ModelInfo[];
   log: Logger;
   /** Every JSON log line written so far (for redaction and job-id assertions). */
@@ -73,34 +71,17 @@ async function boot(root: string, options: HarnessOptions, logLines: string[]): 
     },
   });
   const log = createLogger(config, sink);
-  const store = await createStore(config, log);
-  const engine = createEngine({
-    modelsDir: config.models.dir,
-    providers: [...config.engine.providers],
-    threads: config.engine.threads,
-    warmup: config.engine.warmup,
-    log: { info: (o, m) => log.info(o, m), warn: (o, m) => log.warn(o, m) },
-  });
-  const scan = await engine.scanModels();
-  const jobs = createJobService({ config, store, engine, log });
-  const commands: CommandContext = { config, jobs, settings: store.settings, models: () => scan.models, log };
+  const core = await createCore(config, log);
+  const { store, engine, jobs, commands } = core;
   await jobs.start();
-
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await jobs.stop(0);
-    await engine.close();
-    await store.close();
-  };
+  const close = () => core.close(0);
   return {
     config,
     store,
     engine,
     jobs,
     commands,
-    models: scan.models,
+    models: core.scan().models,
     log,
     logLines,
     root,
@@ -122,11 +103,16 @@ export async function createHarness(options: HarnessOptions = {}): Promise<Harne
     vaeEncoder: true,
     ...options.model,
   } as TinyModelOptions);
-  const harness = await boot(root, options, []);
-  const close = harness.close;
+  return withCleanup(await boot(root, options, []));
+}
+
+/** The temp folder goes when the last harness of a restart chain is closed. */
+function withCleanup(harness: Harness): Harness {
+  const { close, restart } = harness;
   harness.close = async () => {
     await close();
-    await rm(root, { recursive: true, force: true });
+    await rm(harness.root, { recursive: true, force: true });
   };
+  harness.restart = async () => withCleanup(await restart());
   return harness;
 }

@@ -13,7 +13,8 @@ import {
 import type { Logger } from 'pino';
 import { decodeAction } from '../../../commands/codec.js';
 import { runCommand } from '../../../commands/index.js';
-import type { ActionName, CommandContext, CommandName, CommandReply, CommandRequest } from '../../../commands/types.js';
+import { commandForAction, startsJob } from '../../../commands/routing.js';
+import type { CommandContext, CommandName, CommandReply, CommandRequest } from '../../../commands/types.js';
 import type { Config } from '../../config/schema.js';
 import type { Requester } from '../../jobs/types.js';
 import { encodeForDelivery } from '../../render/index.js';
@@ -28,17 +29,6 @@ import { interactionTarget } from './target.js';
 export const STALE_BUTTON = 'This button is no longer valid.';
 const NEED_ATTACH = 'I need the “Attach Files” permission in this channel to post pictures; please ask a moderator.';
 const SLASH_COMMANDS = new Set<CommandName>(['imagine', 'settings', 'queue', 'cancel', 'help']);
-const BUTTON_COMMANDS: Record<ActionName, CommandName> = {
-  reroll: 'reroll',
-  vary: 'vary',
-  'vary-strong': 'vary',
-  upscale: 'upscale',
-  info: 'info',
-  cancel: 'cancel',
-  delete: 'delete',
-};
-/** These answer with a new public message that follows a new job. */
-const STARTS_JOB = new Set<CommandName>(['imagine', 'reroll', 'vary', 'upscale']);
 /** Long private answers (info with a long prompt) go out in at most this many messages. */
 const MAX_PARTS = 3;
 
@@ -118,7 +108,7 @@ export class InteractionHandler {
     const command = i.commandName as CommandName;
     const refusal = this.#refusal(i) ?? (SLASH_COMMANDS.has(command) ? undefined : `Unknown command /${i.commandName}. Try /help.`);
     if (refusal) return this.#refuseAtOnce(i, refusal);
-    const isPublic = STARTS_JOB.has(command);
+    const isPublic = startsJob(command);
     if (!(await this.#defer(i, isPublic))) return;
     if (this.#cannotAttach(i, command)) return this.#answer(i, isPublic, { ok: false, visibility: 'private', text: NEED_ATTACH });
     const options: Record<string, string | number | boolean> = {};
@@ -143,8 +133,8 @@ export class InteractionHandler {
     if (!action) return this.#refuseAtOnce(i, STALE_BUTTON);
     const refusal = this.#refusal(i);
     if (refusal) return this.#refuseAtOnce(i, refusal);
-    const command = BUTTON_COMMANDS[action.action];
-    const isPublic = STARTS_JOB.has(command);
+    const command = commandForAction(action.action);
+    const isPublic = startsJob(command);
     if (!(await this.#defer(i, isPublic))) return;
     if (this.#cannotAttach(i, command)) return this.#answer(i, isPublic, { ok: false, visibility: 'private', text: NEED_ATTACH });
     const req: CommandRequest = {
@@ -166,7 +156,7 @@ export class InteractionHandler {
 
   /** A job whose picture could not be posted here would fail only at delivery (50013). */
   #cannotAttach(i: ChatInputCommandInteraction | ButtonInteraction, command: CommandName): boolean {
-    return STARTS_JOB.has(command) && i.inGuild() && !i.appPermissions.has(PermissionFlagsBits.AttachFiles);
+    return startsJob(command) && i.inGuild() && !i.appPermissions.has(PermissionFlagsBits.AttachFiles);
   }
 
   #target(i: ChatInputCommandInteraction | ButtonInteraction) {

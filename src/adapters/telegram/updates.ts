@@ -6,7 +6,8 @@ import type { Chat, Message, MessageReactionUpdated, User } from 'grammy/types';
 import type { Logger } from 'pino';
 import { decodeAction } from '../../../commands/codec.js';
 import { runCommand } from '../../../commands/index.js';
-import type { Action, ActionName, CommandContext, CommandName, CommandReply, CommandRequest } from '../../../commands/types.js';
+import { commandForAction, startsJob } from '../../../commands/routing.js';
+import type { Action, CommandContext, CommandName, CommandReply, CommandRequest } from '../../../commands/types.js';
 import type { Config } from '../../config/schema.js';
 import type { JobService, Requester } from '../../jobs/types.js';
 import { classifyFailure, describeFailure } from './errors.js';
@@ -27,17 +28,6 @@ export const PLACEHOLDER_TEXT = '⏳ One moment…';
 const OOPS = 'Sorry, something went wrong on our side. Please try again in a minute.';
 const EXPIRED_BUTTON = 'This button is no longer valid. Use the buttons on a newer result.';
 
-/** Button actions → the command that serves them; the ones that start a job get a status message. */
-const ACTION_COMMANDS: Record<ActionName, CommandName> = {
-  reroll: 'reroll',
-  vary: 'vary',
-  'vary-strong': 'vary',
-  upscale: 'upscale',
-  info: 'info',
-  cancel: 'cancel',
-  delete: 'delete',
-};
-const STARTS_JOB: ReadonlySet<CommandName> = new Set<CommandName>(['imagine', 'reroll', 'vary', 'upscale']);
 
 /** Commands whose argument text is also their single slash option (see commands/definitions.ts). */
 const TEXT_OPTION: Partial<Record<CommandName, string>> = { cancel: 'job', settings: 'change' };
@@ -132,14 +122,14 @@ export class UpdateHandlers {
   }
 
   private actionRequest(action: Action, from: User, via: 'button' | 'reaction', idempotencyKey: string): Omit<CommandRequest, 'target'> {
-    return { command: ACTION_COMMANDS[action.action], requester: requesterOf(from), via, action, idempotencyKey };
+    return { command: commandForAction(action.action), requester: requesterOf(from), via, action, idempotencyKey };
   }
 
   /** Runs one request and draws its reply. Requests that start a job get their status message first. */
   private async handle(place: Place, request: Omit<CommandRequest, 'target'>): Promise<void> {
-    const startsJob = STARTS_JOB.has(request.command);
+    const startsAJob = startsJob(request.command);
     let placeholder: number | null = null;
-    if (startsJob) {
+    if (startsAJob) {
       // Sent before the command runs so its id is stored with the job: the status message can
       // then be edited and removed even after a restart.
       try {

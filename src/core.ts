@@ -1,0 +1,63 @@
+// Everything between the adapters and the GPU, composed once: store → engine worker → job
+// service → command context. src/main.ts adds the adapters and signals; tests add fakes.
+import type { Logger } from 'pino';
+import type { CommandContext } from '../commands/types.js';
+import { createEngine } from '../engine/index.js';
+import type { Engine, ModelScan } from '../engine/types.js';
+import type { Config } from './config/schema.js';
+import { createJobService } from './jobs/service.js';
+import type { JobService, Store } from './jobs/types.js';
+import { createStore } from './store/index.js';
+
+export interface Core {
+  store: Store;
+  engine: Engine;
+  jobs: JobService;
+  commands: CommandContext;
+  /** The latest model scan (members see these names). */
+  scan(): ModelScan;
+  /** Scan the models directory again; returns true when the set of usable models changed. */
+  rescan(): Promise<boolean>;
+  /** Stop the job service (grace period for the running job), then the engine and the store. */
+  close(graceMs: number): Promise<void>;
+}
+
+function names(scan: ModelScan): string {
+  return scan.models.map((m) => m.name).join('\n');
+}
+
+export async function createCore(config: Config, log: Logger): Promise<Core> {
+  const store = await createStore(config, log);
+  const engine = createEngine({
+    modelsDir: config.models.dir,
+    providers: [...config.engine.providers],
+    threads: config.engine.threads,
+    warmup: config.engine.warmup,
+    log: { info: (o, m) => log.info(o, m), warn: (o, m) => log.warn(o, m) },
+  });
+  let scan = await engine.scanModels();
+  const jobs = createJobService({ config, store, engine, log });
+  const commands: CommandContext = { config, jobs, settings: store.settings, models: () => scan.models, log };
+
+  let closed = false;
+  return {
+    store,
+    engine,
+    jobs,
+    commands,
+    scan: () => scan,
+    rescan: async () => {
+      const next = await engine.scanModels();
+      const changed = names(next) !== names(scan);
+      scan = next;
+      return changed;
+    },
+    close: async (graceMs) => {
+      if (closed) return;
+      closed = true;
+      await jobs.stop(graceMs);
+      await engine.close();
+      await store.close();
+    },
+  };
+}
