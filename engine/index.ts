@@ -45,7 +45,9 @@ interface InFlight {
   onStep: ((progress: StepProgress) => void) | undefined;
 }
 
-const CLOSE_GRACE_MS = 5_000;
+// A CPU UNet step of a real model can take several seconds, and terminating a worker inside a
+// native onnxruntime run can take the process down: wait for the step to end first.
+const CLOSE_GRACE_MS = 30_000;
 
 export function createEngine(options: WorkerEngineOptions): WorkerEngine {
   let worker: Worker | undefined;
@@ -196,7 +198,12 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
     },
     async terminateWorkerForTest(): Promise<void> {
       const w = worker;
-      if (w) await w.terminate();
+      if (!w) return;
+      // Worker.terminate() during a native onnxruntime run can take the whole process down, so
+      // the simulated crash happens in the worker between steps.
+      const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+      w.postMessage({ type: 'crash-for-test' } satisfies ToWorker);
+      await exited;
     },
     async close(): Promise<void> {
       if (closed) return;

@@ -29,7 +29,9 @@ export type ToWorker =
   | { type: 'generate'; id: number; request: GenerateRequest; wantsSteps: boolean }
   | { type: 'cancel'; id: number }
   | { type: 'stats'; id: number }
-  | { type: 'close' };
+  | { type: 'close' }
+  /** Tests: end the thread the way a crash would, but between steps (never inside a native run). */
+  | { type: 'crash-for-test' };
 
 export type FromWorker =
   | { type: 'step'; id: number; progress: StepProgress }
@@ -109,6 +111,10 @@ function startWorker(): void {
         break;
       case 'stats':
         send({ type: 'stats', id: message.id, stats: pipeline.stats() });
+        break;
+      case 'crash-for-test':
+        // In a worker thread process.exit() ends only this thread.
+        process.exit(70);
         break;
       case 'close':
         for (const controller of running.values()) controller.abort();
