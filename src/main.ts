@@ -8,6 +8,10 @@ import { createCore } from './core.js';
 import { createLogger, redactSecrets } from './logging.js';
 
 const MODEL_RESCAN_MS = 5 * 60_000;
+/** How long recovery waits for the platforms to connect at start-up. */
+const ADAPTER_WAIT_MS = 20_000;
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function fail(message: string, code: number): never {
   process.stderr.write(`${message}\n`);
@@ -70,21 +74,28 @@ async function main(): Promise<void> {
     ['discord', discordToken, startDiscord],
     ['telegram', telegramToken, startTelegram],
   ];
-  for (const [platform, token, start] of starters) {
-    if (!token) continue;
+  // Started side by side: one platform being slow to answer must not hold up the other.
+  const starting = starters.map(async ([platform, token, start]) => {
+    if (!token) return;
     try {
       adapters.push(await start(deps(token)));
       log.info({ platform }, 'adapter started');
     } catch (err) {
       log.error({ err, platform }, 'adapter could not start');
     }
-  }
-  if (adapters.length === 0) {
+  });
+  let settled = false;
+  const allSettled = Promise.all(starting).then(() => {
+    settled = true;
+    if (adapters.length > 0) return;
     log.fatal('no adapter could start; exiting');
-    await core.close(0);
-    process.exit(1);
-  }
-  // The adapters listen before recovery, so members whose jobs come back after a restart are told.
+    void core.close(0).finally(() => process.exit(1));
+  });
+  // Recovery waits for the adapters that connect promptly, so their members hear that their jobs
+  // are back in the queue; a platform that cannot be reached does not hold up the others' jobs.
+  await Promise.race([allSettled, delay(ADAPTER_WAIT_MS)]);
+  if (settled && adapters.length === 0) return;
+  if (adapters.length === 0) log.warn('no platform is connected yet; the queue starts and results wait for delivery');
   await jobs.start();
 
   let stopping = false;

@@ -20,6 +20,8 @@ export const ALLOWED_UPDATES = ['message', 'callback_query', 'message_reaction']
 /** auto-retry's defaults are unbounded; a job slot must not hang for hours on a flood wait. */
 export const RETRY = { maxRetryAttempts: 3, maxDelaySeconds: 30 } as const;
 const POLL_TIMEOUT_SECONDS = 30;
+/** A request may take this long beyond a long poll's own wait before it counts as failed. */
+const REQUEST_MARGIN_SECONDS = 15;
 const POLL_RETRY_MS = 3_000;
 /** How long stop() waits for a delivery under way. */
 const STOP_FLUSH_MS = 15_000;
@@ -28,15 +30,14 @@ export async function startTelegram(deps: AdapterDeps): Promise<AdapterHandle> {
   const { config, jobs, commands, token } = deps;
   const log = deps.log.child({ platform: 'telegram' });
   // Bot.token is a public enumerable field: the bot object must never reach a log line.
-  const bot = new Bot(token, { client: { apiRoot: config.telegram.apiRoot } });
+  // grammY's default request timeout is 500 s: an unreachable API would hang start-up silently.
+  const bot = new Bot(token, {
+    client: { apiRoot: config.telegram.apiRoot, timeoutSeconds: POLL_TIMEOUT_SECONDS + REQUEST_MARGIN_SECONDS },
+  });
   bot.api.config.use(autoRetry({ ...RETRY, rethrowHttpErrors: true }));
   bot.api.config.use(logPollingTrouble(log));
 
-  try {
-    await bot.init();
-  } catch (err) {
-    throw new Error(startupFailure(err));
-  }
+  bot.botInfo = await connect(bot, log);
   // A webhook left set by another deployment makes every getUpdates answer 409.
   await bot.api.deleteWebhook().catch((err: unknown) => log.warn(describeFailure(err), 'telegram: deleteWebhook failed'));
   await bot.api
@@ -151,6 +152,25 @@ export function menu(config: Config): BotCommand[] {
   return commandDefinitions(config)
     .filter((def) => /^[a-z0-9_]{1,32}$/.test(def.name))
     .map((def) => ({ command: def.name, description: def.description.slice(0, 256) }));
+}
+
+const CONNECT_RETRY_MAX_MS = 60_000;
+
+/**
+ * getMe until Telegram answers. A rejected token is final; an unreachable API (network down at
+ * boot) is retried with a capped backoff and a log line each time, instead of grammY's silent
+ * retries, so an admin can see why the bot is not answering yet.
+ */
+async function connect(bot: Bot, log: AdapterDeps['log']): Promise<Bot['botInfo']> {
+  for (let attempt = 1, wait = 1_000; ; attempt++, wait = Math.min(wait * 2, CONNECT_RETRY_MAX_MS)) {
+    try {
+      return await bot.api.getMe();
+    } catch (err) {
+      if (err instanceof GrammyError) throw new Error(startupFailure(err));
+      log.warn({ attempt, retryInSeconds: wait / 1000, ...describeFailure(err) }, 'telegram: API unreachable; retrying');
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
 }
 
 function startupFailure(err: unknown): string {
