@@ -72,7 +72,7 @@ export function probeProvider(provider: ExecutionProviderName): Promise<ProbeRes
       execFile(
         process.execPath,
         ['--input-type=module', '-e', probeScript(provider)],
-        { timeout: PROBE_TIMEOUT_MS, env: process.env },
+        { timeout: PROBE_TIMEOUT_MS },
         (err, _stdout, stderr) => {
           if (!err) return resolve({ ok: true });
           const signal = (err as { signal?: string | null }).signal;

@@ -284,6 +284,18 @@ describe('Telegram adapter end to end (fake Bot API, real grammY, real engine)',
     expect(fake.callsOf('sendMessage').filter((c) => c.params.text === PLACEHOLDER_TEXT)).toHaveLength(2);
   });
 
+  it('rerolls on a reaction the club configured (Telegram has no standard 🔁 reaction)', async () => {
+    const w = await setup({ config: { telegram: { rerollReactions: ['🤔'] } } });
+    const { fake } = w;
+    const alice = fake.user(42, 'Alice', 'alice');
+    const { photo, chat } = await privatePrompt(w, alice, 'a kite --seed 8');
+    await jobOfResult(w.harness, 42, photo);
+    const mark = fake.calls.at(-1)?.seq ?? 0;
+    fake.react(chat, photo.message_id, alice, ['🤔']);
+    const rerolled = await nextPhotoReplyingTo(fake, 42, photo.message_id, mark);
+    expect(String(rerolled.params.caption)).toContain('a kite');
+  });
+
   it('answers bad input with a clear reply, and refuses members outside the allowlist', async () => {
     const w = await setup({ config: { telegram: { allowedUsers: ['42'] } } });
     const { fake } = w;

@@ -121,6 +121,8 @@ export const ConfigSchema = z
           .refine((s) => !s.endsWith('/'), 'no trailing slash'),
         groupEditMs: z.number().int().min(250),
         privateEditMs: z.number().int().min(250),
+        /** Reactions that reroll a result. Telegram's standard reaction set has no 🔁, so clubs add one it has. */
+        rerollReactions: z.array(z.string().min(1).max(16)).min(1),
       })
       .strict(),
     retention: z

@@ -17,13 +17,6 @@ import { readMessage } from './requests.js';
 import type { StatusBoard } from './status.js';
 import { CAPTION_LIMIT, clip, MESSAGE_LIMIT, splitMessage } from './text.js';
 
-/**
- * Reactions that reroll a result. Telegram's standard reaction list does not include 🔁 (as
- * of Bot API 7–9 it is a fixed set of 70-odd emoji), so clients can only send it where custom
- * reactions exist; the button does the same for everyone.
- */
-export const REROLL_REACTIONS: readonly string[] = ['🔁'];
-
 export const PLACEHOLDER_TEXT = '⏳ One moment…';
 const OOPS = 'Sorry, something went wrong on our side. Please try again in a minute.';
 const EXPIRED_BUTTON = 'This button is no longer valid. Use the buttons on a newer result.';
@@ -111,7 +104,7 @@ export class UpdateHandlers {
     if (!update || !user || user.is_bot || update.chat.type === 'channel') return;
     const before = new Set(update.old_reaction.flatMap((r) => (r.type === 'emoji' ? [r.emoji as string] : [])));
     const added = update.new_reaction.flatMap((r) => (r.type === 'emoji' && !before.has(r.emoji) ? [r.emoji as string] : []));
-    if (!added.some((emoji) => REROLL_REACTIONS.includes(emoji))) return;
+    if (!added.some((emoji) => this.deps.config.telegram.rerollReactions.includes(emoji))) return;
     // Reactions are easy to add by accident: outside the allowed chats they are ignored silently.
     if (this.refusal(update.chat.id, user.id)) return;
     const job = await this.deps.jobs.findByMessage('telegram', String(update.chat.id), String(update.message_id));
