@@ -16,6 +16,7 @@ export { isActiveJob, KeyvJobRepo } from './job-repo.js';
 // No `_` or `%`: @keyv/sqlite's clear() matches the namespace with LIKE, where both are wildcards.
 const NAMESPACE = 'clubbot';
 const BUSY_TIMEOUT_MS = 5_000;
+const REDIS_CONNECT_TIMEOUT_MS = 10_000;
 
 export class StoreError extends Error {
   constructor(message: string) {
@@ -56,14 +57,35 @@ async function openSqlite(url: string, onError: OnError): Promise<Keyv> {
 }
 
 async function openRedis(url: string, onError: OnError): Promise<Keyv> {
-  const kv = createRedisKeyv(url, { namespace: NAMESPACE, throwOnErrors: true, throwOnConnectError: true });
+  const kv = createRedisKeyv(url, {
+    namespace: NAMESPACE,
+    throwOnErrors: true,
+    throwOnConnectError: true,
+    connectionTimeout: REDIS_CONNECT_TIMEOUT_MS,
+  });
   kv.on('error', onError);
+  // The client reconnects forever by default: without a deadline an unreachable Redis would
+  // hang start-up silently instead of saying what is wrong.
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${REDIS_CONNECT_TIMEOUT_MS / 1000} s`)), REDIS_CONNECT_TIMEOUT_MS);
+  });
   try {
-    await kv.get('seq');
+    await Promise.race([kv.get('seq'), deadline]);
   } catch (err) {
-    throw new StoreError(`storage.url: cannot reach Redis (${err instanceof Error ? err.message : String(err)})`);
+    await kv.disconnect().catch(() => undefined);
+    throw new StoreError(
+      `storage.url: cannot reach Redis at ${redactUrl(url)} (${err instanceof Error ? err.message : String(err)})`,
+    );
+  } finally {
+    clearTimeout(timer);
   }
   return kv;
+}
+
+/** A Redis URL may carry a password: keep it out of messages. */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
 }
 
 /** Opens the configured keyv (SQLite or Redis) with this module's namespace and error policy. */
