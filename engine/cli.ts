@@ -1,7 +1,7 @@
 // `npm run imagine -- --model DIR "a prompt" -o out.png`: the engine on its own, without the bot.
 // Writes PNGs that carry AUTOMATIC1111's `parameters` text chunk. Bad input gets one line on
 // stderr and exit code 2; engine failures exit 1; Ctrl-C cancels between steps (exit 130).
-import { existsSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -72,13 +72,43 @@ interface CliArgs {
   prompt: string;
 }
 
+/**
+ * `--seed -1` would make parseArgs refuse the value as "ambiguous" (it looks like a flag); a
+ * negative number after a value-taking flag is that flag's value, so the range check below can
+ * say what is allowed.
+ */
+function joinNegativeValues(argv: string[]): string[] {
+  const valueFlags = new Map<string, string>();
+  for (const [name, o] of Object.entries(OPTIONS)) {
+    if (o.type !== 'string') continue;
+    valueFlags.set(`--${name}`, name);
+    if ('short' in o) valueFlags.set(`-${o.short}`, name);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return [...out, ...argv.slice(i)];
+    const name = valueFlags.get(arg);
+    const next = argv[i + 1];
+    if (name !== undefined && next !== undefined && /^-\.?\d/.test(next)) {
+      out.push(`--${name}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
 function parseCli(argv: string[]): CliArgs | 'help' {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joinNegativeValues(argv), options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    // parseArgs' messages name the flag ("Unknown option '--colour'"); drop its hint text.
-    throw new UsageError(((err as Error).message.split('. ')[0] ?? 'bad arguments').replace(/\.$/, ''));
+    // parseArgs' messages name the flag ("Unknown option '--colour'") and go on with hint
+    // sentences, some on further lines: keep the first sentence, so the user gets one line.
+    const first = (err as Error).message.split(/\.(?:\s|$)/)[0]?.trim();
+    throw new UsageError(first || 'bad arguments');
   }
   if (parsed.values.help) return 'help';
   if (parsed.positionals.length === 0) throw new UsageError('no prompt given (put it in quotes after the options)');
@@ -175,6 +205,32 @@ async function readInit(file: string, size: { width: number; height: number } | 
   }
 }
 
+/** Fails before any drawing when the output file could not be written. */
+function checkOutput(given: string): string {
+  const output = path.resolve(given);
+  const folder = path.dirname(output);
+  if (!existsSync(folder)) throw new UsageError(`--output ${given}: folder ${folder} does not exist`);
+  if (!statSync(folder).isDirectory()) throw new UsageError(`--output ${given}: ${folder} is not a folder`);
+  if (existsSync(output) && statSync(output).isDirectory()) {
+    throw new UsageError(`--output ${given} is a folder; give a file name, e.g. ${path.join(given, 'out.png')}`);
+  }
+  try {
+    accessSync(folder, fsConstants.W_OK);
+  } catch {
+    throw new UsageError(`--output ${given}: folder ${folder} is not writable`);
+  }
+  return output;
+}
+
+async function writeOutput(file: string, data: Buffer): Promise<void> {
+  try {
+    await writeFile(file, data);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new UsageError(`cannot write ${file} (${code})`);
+  }
+}
+
 function outputNames(output: string, count: number): string[] {
   if (count === 1) return [output];
   const ext = path.extname(output) || '.png';
@@ -206,8 +262,7 @@ async function main(argv: string[]): Promise<number> {
   if (strength === 0) throw new UsageError('--strength must be above 0');
   const providers = providersOf(v.provider);
   const threads = integer('threads', v.threads, 0, 1024);
-  const output = path.resolve(v.output ?? 'out.png');
-  if (!existsSync(path.dirname(output))) throw new UsageError(`--output ${v.output}: folder ${path.dirname(output)} does not exist`);
+  const output = checkOutput(v.output ?? 'out.png');
   const located = locateModel(v.model, v['models-dir']);
   const init = v.init ? await readInit(v.init, size, strength ?? 0.75) : undefined;
 
@@ -277,7 +332,7 @@ async function main(argv: string[]): Promise<number> {
       const png = await sharp(image.rgb, { raw: { width: image.width, height: image.height, channels: 3 } })
         .png()
         .toBuffer();
-      await writeFile(names[i]!, insertTextChunk(png, 'parameters', image.infoText));
+      await writeOutput(names[i]!, insertTextChunk(png, 'parameters', image.infoText));
       process.stdout.write(`${names[i]} (seed ${image.seed})\n`);
     }
     return 0;

@@ -2,7 +2,7 @@
 // TypeScript sources too), a tiny fixture model, PNGs read back with sharp.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -159,6 +159,12 @@ describe('npm run imagine', () => {
     ['a missing model folder', ['--model', '/nonexistent/model', 'a cat'], /no such folder/],
     ['an unknown model name', ['--model', 'nope', '--models-dir', 'MODELS', 'a cat'], /model "nope" not found .*available: tiny/],
     ['a broken model folder', ['--model', 'BROKEN', 'a cat'], /tokenizer\/merges\.txt/],
+    // parseArgs calls a value that starts with '-' "ambiguous" (with hint lines): it is a value here.
+    ['a negative seed', ['--model', 'MODEL', 'a cat', '--seed', '-1'], /--seed "-1" is not a whole number from 0 to 4294967295/],
+    ['a negative guidance', ['--model', 'MODEL', 'a cat', '--cfg', '-2.5'], /--cfg "-2\.5" is not a number from 0 to 100/],
+    ['a value-taking flag with no value', ['--model', 'MODEL', 'a cat', '--steps'], /--steps/],
+    ['an unknown sampler', ['--model', 'MODEL', 'a cat', '--sampler', 'heun'], /--sampler "heun" is unknown/],
+    ['an init file that is not a picture', ['--model', 'MODEL', 'a cat', '--init', 'NOT_IMAGE'], /--init .*not a readable picture/],
   ];
   for (const [what, args, message] of badInputs) {
     it(`${what}: one clear line on stderr, exit code 2, no file`, async () => {
@@ -170,7 +176,9 @@ describe('npm run imagine', () => {
             ? path.join(root, 'models')
             : a === 'BROKEN'
               ? path.join(root, 'models', 'broken')
-              : a,
+              : a === 'NOT_IMAGE'
+                ? path.join(repo, 'package.json')
+                : a,
       );
       const run = await imagine([...resolved, '-o', out]);
       expect(run.code).toBe(2);
@@ -181,4 +189,19 @@ describe('npm run imagine', () => {
       expect(existsSync(out)).toBe(false);
     });
   }
+
+  it('an output path that cannot be written is refused before drawing: one line, exit code 2', async () => {
+    const model = path.join(root, 'models', 'tiny');
+    const notAFolder = path.join(root, 'plain-file.txt');
+    await writeFile(notAFolder, 'x');
+    for (const [output, message] of [
+      [root, /--output .* is a folder; give a file name/],
+      [path.join(notAFolder, 'out.png'), /--output .*plain-file\.txt is not a folder/],
+    ] as const) {
+      const run = await imagine(['--model', model, 'a cat', '--steps', '1', '-o', output]);
+      expect(run.code).toBe(2);
+      const lines = run.stderr.split('\n').filter((l) => l.trim() !== '');
+      expect(lines).toEqual([expect.stringMatching(message)]);
+    }
+  });
 });
