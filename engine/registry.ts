@@ -13,6 +13,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { OnnxElemType, readOnnxSignature, type OnnxSignature, type OnnxValueDecl } from './onnx-header.js';
+import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import type { ExportGeneration, ModelFamily, ModelInfo, ModelProblem, ModelScan, SamplerName } from './types.js';
 
 /** Files every usable folder needs, relative to the model folder. */
@@ -28,6 +29,8 @@ const REQUIRED_FILES = [
 
 const SD_PIPELINE_CLASSES = new Set([
   'OnnxStableDiffusionPipeline',
+  // The name diffusers ≤ 0.5's conversion script saved (deprecated alias, same layout).
+  'StableDiffusionOnnxPipeline',
   'OnnxStableDiffusionImg2ImgPipeline',
   'ORTStableDiffusionPipeline',
   'ORTStableDiffusionImg2ImgPipeline',
@@ -161,6 +164,14 @@ async function inspectModel(name: string, dir: string): Promise<ModelInfo> {
   if (scheduler['_class_name'] === 'LCMScheduler') {
     problem('LCM (latent consistency) models are not supported yet (scheduler/scheduler_config.json says LCMScheduler)');
   }
+  // Parsed here as the loader will parse it, so a config the samplers cannot use is reported at
+  // scan time instead of listing a model whose every generation fails.
+  let schedulerConfig: SchedulerConfig;
+  try {
+    schedulerConfig = parseSchedulerConfig(scheduler);
+  } catch (err) {
+    return problem(`scheduler/scheduler_config.json: ${(err as Error).message.replace(/^scheduler config: /, '')}`);
+  }
 
   for (const rel of REQUIRED_FILES) {
     if (!(await isReadable(path.join(dir, rel)))) problem(`${rel} is missing`);
@@ -199,10 +210,7 @@ async function inspectModel(name: string, dir: string): Promise<ModelInfo> {
   }
   if (numberField(unetConfig, 'in_channels') === 9) problem('inpainting models are not supported (unet/config.json in_channels is 9)');
 
-  const predictionType = scheduler['prediction_type'] === 'v_prediction' ? 'v_prediction' : 'epsilon';
-  if (scheduler['prediction_type'] !== undefined && scheduler['prediction_type'] !== 'epsilon' && predictionType !== 'v_prediction') {
-    problem(`scheduler/scheduler_config.json has prediction_type ${JSON.stringify(scheduler['prediction_type'])}; expected "epsilon" or "v_prediction"`);
-  }
+  const predictionType = schedulerConfig.predictionType;
   const family: ModelFamily = hiddenDim === 768 ? 'sd1' : isTurbo(name, scheduler) ? 'sd-turbo' : 'sd2';
 
   const staticSide = (i: number): number | undefined => {

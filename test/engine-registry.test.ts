@@ -198,3 +198,70 @@ describe('scanModels: the models directory itself', () => {
     expect((await scanModels(file)).problems[0]!.reason).toContain('is not a directory');
   });
 });
+
+describe('scanModels: configs as real exports write them', () => {
+  // runwayml/stable-diffusion-v1-5 (onnx revision) model_index.json and scheduler config, with
+  // the components the engine does not use (safety checker, feature extractor).
+  const sd15Index = {
+    _class_name: 'OnnxStableDiffusionPipeline',
+    _diffusers_version: '0.24.0',
+    feature_extractor: ['transformers', 'CLIPFeatureExtractor'],
+    requires_safety_checker: true,
+    safety_checker: ['diffusers', 'OnnxRuntimeModel'],
+    scheduler: ['diffusers', 'PNDMScheduler'],
+    text_encoder: ['diffusers', 'OnnxRuntimeModel'],
+    tokenizer: ['transformers', 'CLIPTokenizer'],
+    unet: ['diffusers', 'OnnxRuntimeModel'],
+    vae_decoder: ['diffusers', 'OnnxRuntimeModel'],
+    vae_encoder: ['diffusers', 'OnnxRuntimeModel'],
+  };
+  const sd15Scheduler = {
+    _class_name: 'PNDMScheduler',
+    _diffusers_version: '0.24.0',
+    beta_end: 0.012,
+    beta_schedule: 'scaled_linear',
+    beta_start: 0.00085,
+    clip_sample: false,
+    num_train_timesteps: 1000,
+    prediction_type: 'epsilon',
+    set_alpha_to_one: false,
+    skip_prk_steps: true,
+    steps_offset: 1,
+    timestep_spacing: 'leading',
+    trained_betas: null,
+  };
+
+  async function withConfigs(name: string, index: Record<string, unknown>, scheduler: Record<string, unknown>): Promise<ModelScan> {
+    const modelsDir = path.join(root, `configs-${name}`);
+    const dir = await writeTinyModel(path.join(modelsDir, name), { generation: 'diffusers-legacy', omit: ['unet/config.json'] });
+    await writeFile(path.join(dir, 'model_index.json'), JSON.stringify(index));
+    await writeFile(path.join(dir, 'scheduler/scheduler_config.json'), JSON.stringify(scheduler));
+    return scanModels(modelsDir);
+  }
+
+  it('the SD 1.5 onnx-revision configs, extra components included', async () => {
+    const scan = await withConfigs('sd15', sd15Index, sd15Scheduler);
+    expect(scan.problems).toEqual([]);
+    expect(scan.models[0]).toMatchObject({ family: 'sd1', predictionType: 'epsilon', nativeWidth: 512, nativeHeight: 512 });
+  });
+
+  it("diffusers ≤ 0.5's StableDiffusionOnnxPipeline class name (no vae_encoder) is the same legacy layout", async () => {
+    const { vae_encoder: _unused, ...index } = sd15Index;
+    const scan = await withConfigs('sd14-old', { ...index, _class_name: 'StableDiffusionOnnxPipeline', _diffusers_version: '0.3.0' }, sd15Scheduler);
+    expect(scan.problems).toEqual([]);
+    expect(scan.models[0]!.family).toBe('sd1');
+  });
+
+  it('a scheduler config the samplers cannot use is a scan problem naming the file and key', async () => {
+    for (const [name, patch, key] of [
+      ['sigmoid', { beta_schedule: 'sigmoid' }, /beta_schedule is "sigmoid"/],
+      ['short-betas', { trained_betas: [0.1, 0.2] }, /trained_betas/],
+      ['sample', { prediction_type: 'sample' }, /prediction_type/],
+    ] as const) {
+      const scan = await withConfigs(name, sd15Index, { ...sd15Scheduler, ...patch });
+      expect(scan.models).toEqual([]);
+      expect(scan.problems[0]!.reason).toMatch(/^scheduler\/scheduler_config\.json: /);
+      expect(scan.problems[0]!.reason).toMatch(key);
+    }
+  });
+});
