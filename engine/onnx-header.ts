@@ -20,6 +20,11 @@ export interface OnnxSignature {
   outputs: OnnxValueDecl[];
   /** `location` values of initializers stored as external data (relative to the model file's folder). */
   externalFiles: string[];
+  /**
+   * Per external file, the least size it must have: the largest `offset + length` its
+   * initializers declare (0 when they declare none). A shorter file is a truncated download.
+   */
+  externalBytesNeeded: Record<string, number>;
 }
 
 const WINDOW = 64 * 1024;
@@ -152,8 +157,11 @@ function readValueInfo(buf: Buffer): OnnxValueDecl {
   return decl;
 }
 
-function readExternalLocation(tensor: Buffer): string | undefined {
+/** Where an initializer's bytes live, when stored as external data (offset/length: decimal strings in the file). */
+function readExternalPlacement(tensor: Buffer): { location: string; end: number } | undefined {
   let location: string | undefined;
+  let offset = 0;
+  let length = 0;
   eachField(tensor, (field, wire, c) => {
     if (field !== 13 || wire !== 2) return;
     let key = '';
@@ -163,8 +171,10 @@ function readExternalLocation(tensor: Buffer): string | undefined {
       else if (f === 2 && w === 2) value = e.bytes(e.varint()).toString('utf8');
     });
     if (key === 'location') location = value;
+    else if (key === 'offset') offset = Number(value) || 0;
+    else if (key === 'length') length = Number(value) || 0;
   });
-  return location;
+  return location === undefined ? undefined : { location, end: length > 0 ? offset + length : 0 };
 }
 
 async function skipField(c: FileCursor, wire: number): Promise<void> {
@@ -190,8 +200,12 @@ async function readGraph(c: FileCursor, end: number, sig: OnnxSignature): Promis
     } else if (wire === 2 && field === 5) {
       const length = await c.varint();
       if (length <= SMALL_TENSOR) {
-        const location = readExternalLocation(await c.bytes(length));
-        if (location !== undefined && !sig.externalFiles.includes(location)) sig.externalFiles.push(location);
+        const placement = readExternalPlacement(await c.bytes(length));
+        if (placement !== undefined) {
+          const { location, end } = placement;
+          if (!sig.externalFiles.includes(location)) sig.externalFiles.push(location);
+          sig.externalBytesNeeded[location] = Math.max(sig.externalBytesNeeded[location] ?? 0, end);
+        }
       } else {
         c.pos += length;
       }
@@ -208,7 +222,7 @@ export async function readOnnxSignature(file: string): Promise<OnnxSignature> {
   try {
     const { size } = await fh.stat();
     const c = new FileCursor(fh, size);
-    const sig: OnnxSignature = { inputs: [], outputs: [], externalFiles: [] };
+    const sig: OnnxSignature = { inputs: [], outputs: [], externalFiles: [], externalBytesNeeded: {} };
     let sawGraph = false;
     while (c.pos < size) {
       const tag = await c.varint();

@@ -96,8 +96,16 @@ async function readSignature(dir: string, rel: string): Promise<OnnxSignature> {
   const partDir = path.dirname(rel);
   for (const location of sig.externalFiles) {
     const relData = path.posix.join(partDir, location);
-    if (!(await isReadable(path.join(dir, relData)))) {
-      problem(`${relData} is missing (${rel} keeps its weights there)`);
+    const file = path.join(dir, relData);
+    if (!(await isReadable(file))) problem(`${relData} is missing (${rel} keeps its weights there)`);
+    // Multi-gigabyte weight files are the part of a download most likely to stop early; onnxruntime
+    // would only say so at session creation, after the model was listed as usable.
+    const needed = sig.externalBytesNeeded[location] ?? 0;
+    const info = await stat(file);
+    if (!info.isFile()) problem(`${relData} is not a file (${rel} keeps its weights there)`);
+    const size = info.size;
+    if (size < needed) {
+      problem(`${relData} is truncated (${size} bytes; ${rel} needs at least ${needed}); download it again`);
     }
   }
   return sig;

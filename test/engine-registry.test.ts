@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -140,6 +140,19 @@ describe('scanModels: refusals and broken folders name the reason and the file',
   it('missing external weights are named (model.onnx_data, weights.pb)', async () => {
     expect(await problemFor('no-data', { generation: 'optimum-new', omit: ['unet/model.onnx_data'] })).toMatch(/^unet\/model\.onnx_data is missing/);
     expect(await problemFor('no-pb', { generation: 'diffusers-legacy', omit: ['unet/weights.pb'] })).toMatch(/^unet\/weights\.pb is missing/);
+  });
+
+  it('weights cut short by a stopped download are named at scan time', async () => {
+    const modelsDir = path.join(root, 'cut-weights');
+    const dir = await writeTinyModel(path.join(modelsDir, 'cut'), { generation: 'optimum-old' });
+    const data = path.join(dir, 'unet/model.onnx_data');
+    const full = (await stat(data)).size;
+    await truncate(data, Math.floor(full / 2));
+    const scan = await scanModels(modelsDir);
+    expect(scan.models).toEqual([]);
+    expect(scan.problems[0]!.reason).toMatch(/^unet\/model\.onnx_data is truncated \(\d+ bytes; unet\/model\.onnx needs at least \d+\)/);
+    await truncate(data, 0);
+    expect((await scanModels(modelsDir)).problems[0]!.reason).toMatch(/^unet\/model\.onnx_data is truncated \(0 bytes/);
   });
 
   it('corrupt model_index.json', async () => {

@@ -1,6 +1,6 @@
 // createEngine: the worker-thread engine the bot uses. Real worker, real onnxruntime sessions,
 // tiny fixture models; the main thread must stay free while a picture is drawn.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -109,11 +109,39 @@ describe('createEngine (worker thread)', () => {
     expect((size as EngineError).code).toBe('bad_request');
   });
 
+  it('a model that scans fine but whose session cannot be created fails as "model", naming the file; the worker goes on', async () => {
+    const dir = path.join(root, 'separate');
+    await writeTinyModel(path.join(dir, 'good'), { generation: 'optimum-old', unet: 'smooth' });
+    const bad = await writeTinyModel(path.join(dir, 'bad'), { generation: 'optimum-old', unet: 'smooth' });
+    // The declared inputs and outputs (all a scan reads) stay intact; a node's operator does not
+    // exist, which onnxruntime finds only when it builds the session.
+    const unetFile = path.join(bad, 'unet', 'model.onnx');
+    const bytes = await readFile(unetFile);
+    let replaced = 0;
+    for (let at = bytes.indexOf('Reshape'); at >= 0; at = bytes.indexOf('Reshape', at + 1), replaced++) bytes.write('Reshapf', at);
+    expect(replaced).toBeGreaterThan(0);
+    await writeFile(unetFile, bytes);
+    const own = createEngine({ modelsDir: dir, providers: ['cpu'], threads: 1 });
+    try {
+      expect((await own.scanModels()).models.map((m) => m.name).sort()).toEqual(['bad', 'good']);
+      const err = await own.generate(request({ model: 'bad', count: 1 })).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(EngineError);
+      expect((err as EngineError).code).toBe('model');
+      expect((err as EngineError).message).toMatch(/^model "bad": cannot load unet\/model\.onnx: /);
+      const ok = await own.generate(request({ model: 'good', count: 1, steps: 2 }));
+      expect(ok.images).toHaveLength(1);
+    } finally {
+      await own.close();
+    }
+  });
+
   it('cancels through an AbortSignal between steps, and keeps working', async () => {
     const controller = new AbortController();
     const seen: number[] = [];
+    // The heavier model: a tiny model's 40 steps can all finish before the cancel message
+    // reaches the worker, since steps do not wait for the main thread.
     const err = await engine
-      .generate(request({ steps: 40, count: 1 }), {
+      .generate(request({ model: 'slow', width: 512, height: 512, steps: 40, count: 1 }), {
         signal: controller.signal,
         onStep: (p) => {
           seen.push(p.step);
