@@ -52,7 +52,9 @@ function clampNumber(
   integer: boolean,
   why: string,
 ): Outcome {
-  const n = Number(raw.replace(',', '.'));
+  // Plain decimals only, as the /imagine parser reads them: Number() alone would take 0x10 or 1e1.
+  const text = raw.replace(',', '.');
+  const n = /^[-+]?(\d+(\.\d*)?|\.\d+)$/.test(text) ? Number(text) : Number.NaN;
   if (!raw || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
     return { ok: false, error: `${label} takes ${integer ? 'a whole number' : 'a number'} from ${min} to ${max}; "${shorten(raw, 20)}" is not one.` };
   }
@@ -89,7 +91,9 @@ function validate(key: Key, raw: string, ctx: CommandContext): Outcome {
     }
     case 'negativePrompt': {
       // "none" means "no negative prompt", overriding the club's default one.
-      const text = /^(none|-|off|"")$/i.test(raw) ? '' : raw;
+      // Control characters would be dropped by the parser anyway; keep them out of the overview too.
+      const clean = raw.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, ' ').trim();
+      const text = /^(none|-|off|"")$/i.test(clean) ? '' : clean;
       if (text.length > limits.maxPromptLength) {
         return {
           ok: true,
@@ -138,7 +142,9 @@ const USAGE =
   'images 2 · model NAME · guidance 6. "reset" clears all, "reset steps" one.';
 
 function keyOf(word: string): Key | undefined {
-  return ALIASES[word.toLowerCase().replace(/^-+/, '').replace(/[\s_-]/g, '')];
+  const name = word.toLowerCase().replace(/^-+/, '').replace(/[\s_-]/g, '');
+  // Own properties only: "constructor" or "toString" must read as unknown settings.
+  return Object.hasOwn(ALIASES, name) ? ALIASES[name] : undefined;
 }
 
 /** "steps 30", "steps: 30", "--steps 30", "negative prompt blurry, text". */
@@ -183,10 +189,12 @@ export async function settings(req: CommandRequest, ctx: CommandContext): Promis
     return { ok: true, visibility: 'private', text: `${LABEL[key]} is back to the club default.\n${overview(next, ctx)}` };
   }
 
+  const changes = changesOf(text);
+  if (changes.length === 0) return refuse(`Nothing to change there. ${USAGE}`);
   const next: MemberSettings = { ...current };
   const notes: string[] = [];
   const saved: string[] = [];
-  for (const line of changesOf(text)) {
+  for (const line of changes) {
     const change = splitChange(line);
     if ('error' in change) return refuse(`${change.error}\n${USAGE}`);
     const { key, value } = change;

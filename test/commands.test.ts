@@ -658,6 +658,11 @@ describe('settings', () => {
       ['colour blue', /Unknown setting "colour"/],
       ['reset colour', /Unknown setting/],
       ['steps', /Which steps/],
+      ['constructor 5', /Unknown setting "constructor"/],
+      ['reset constructor', /Unknown setting "constructor"/],
+      ['steps 0x10', /whole number from 1 to/],
+      ['guidance 1e1', /a number from 0 to/],
+      [';;;', /Nothing to change/],
     ];
     for (const [change, expected] of cases) {
       const reply = await set(change);
