@@ -42,6 +42,8 @@ describe('readMessage', () => {
     expect(readMessage(msg('/cancel ab12cd34', 'supergroup'), BOT)).toMatchObject({ command: 'cancel', text: 'ab12cd34' });
     expect(readMessage(msg('/queue', 'private'), BOT)).toMatchObject({ command: 'queue' });
     expect(readMessage(msg('/draw a fox', 'private'), BOT)).toEqual({ kind: 'unknown-command', name: 'draw' });
+    expect(readMessage(msg('/constructor', 'private'), BOT)).toEqual({ kind: 'unknown-command', name: 'constructor' });
+    expect(readMessage(msg('/__proto__@club_imagine_bot', 'supergroup'), BOT)).toEqual({ kind: 'unknown-command', name: '__proto__' });
     expect(readMessage(msg('/draw@club_imagine_bot a fox', 'supergroup'), BOT)).toEqual({ kind: 'unknown-command', name: 'draw' });
   });
 });

@@ -33,7 +33,8 @@ export function readMessage(message: TextMessage, botUsername: string): MessageI
     // In groups several bots share the menu: `/imagine@otherbot` is not for us.
     if (addressee !== undefined && addressee.toLowerCase() !== bot) return { kind: 'ignore' };
     const name = rawName.toLowerCase();
-    const mapped = COMMANDS[name];
+    // Own properties only: `/constructor` is an unknown command, not Object's constructor.
+    const mapped = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
     const rest = text.slice(command.length).trim();
     if (mapped) return { kind: 'command', command: mapped, text: rest, via: 'slash' };
     if (isPrivate || addressee !== undefined) return { kind: 'unknown-command', name };
