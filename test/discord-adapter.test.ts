@@ -453,6 +453,23 @@ describe('discord adapter, end to end', () => {
     expect(fake.routeRequests(CHANNEL_POST)).toHaveLength(0);
   });
 
+  it('posts a result once when recording its delivery fails for a moment (a busy store), and records it', async () => {
+    const { h, fake } = await boot();
+    const markDelivered = h.jobs.markDelivered.bind(h.jobs);
+    let failures = 0;
+    h.jobs.markDelivered = async (jobId, ref) => {
+      if (failures++ === 0) throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+      return markDelivered(jobId, ref);
+    };
+    const i = fake.slashCommand('imagine', { prompt: 'a kite', seed: 1 });
+    await resultEdit(fake, i);
+    const job = await deliveredAs(h, fake.ids.channelId, resultMessageId(fake, i));
+    expect(job.status).toBe('delivered');
+    expect(failures).toBe(2);
+    const posts = [...fake.routeRequests(EDIT_ORIGINAL).filter(forToken(i.token)), ...fake.routeRequests(CHANNEL_POST)].filter(withFile);
+    expect(posts).toHaveLength(1);
+  });
+
   it('fits the picture under the interaction’s attachment_size_limit', async () => {
     const { fake } = await boot();
     const i = fake.slashCommand('imagine', { prompt: 'a striped umbrella' }, { attachmentSizeLimit: 700 });

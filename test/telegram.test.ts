@@ -351,6 +351,21 @@ describe('Telegram adapter end to end (fake Bot API, real grammY, real engine)',
     expect(fake.callsOf('sendPhoto')).toHaveLength(1);
   });
 
+  it('sends a result once when recording its delivery fails for a moment (a busy store), and records it', async () => {
+    const w = await setup();
+    const { fake, harness } = w;
+    const markDelivered = harness.jobs.markDelivered.bind(harness.jobs);
+    let failures = 0;
+    harness.jobs.markDelivered = async (jobId, ref) => {
+      if (failures++ === 0) throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+      return markDelivered(jobId, ref);
+    };
+    const { photo } = await privatePrompt(w, fake.user(42, 'Alice'), 'a kite --seed 1');
+    expect((await jobOfResult(harness, 42, photo)).status).toBe('delivered');
+    expect(failures).toBe(2);
+    expect(fake.callsOf('sendPhoto')).toHaveLength(1);
+  });
+
   it("answers a second member while the first member's request is still being handled and drawn", async () => {
     const w = await setup();
     const { fake } = w;

@@ -26,6 +26,8 @@ export const MAX_CONTENT = 2000;
 /** Waits before retrying a delivery that failed for a passing reason (5xx, network). */
 const RETRY_DELAYS_MS = [2_000, 10_000, 60_000];
 const REMEMBERED_FINISHED = 2_000;
+/** Retries of recording a delivery that has happened (a busy store passes quickly). */
+const RECORD_DELAYS_MS = [0, 250, 1_000];
 
 export interface FollowerDeps {
   config: Config;
@@ -246,11 +248,9 @@ class JobTracker {
     });
     let shrunk = false;
     for (let attempt = 0; ; attempt++) {
+      let ref: MessageRef;
       try {
-        const ref = await this.#post(msg(picture));
-        await jobs.markDelivered(job.id, { chatId: ref.channelId, messageId: ref.messageId });
-        this.#log.info({ messageId: ref.messageId, bytes: picture.data.length }, 'result delivered');
-        return;
+        ref = await this.#post(msg(picture));
       } catch (err) {
         const f = describeFailure(err);
         if (isTooLarge(f) && !shrunk) {
@@ -272,8 +272,33 @@ class JobTracker {
         }
         this.#log.info({ failure: f, retryInMs: delay }, 'result delivery failed; retrying');
         if (!(await sleep(delay, this.#closing.signal))) return;
+        continue;
+      }
+      // The picture is posted: a store that fails now must not make us post it again.
+      if (await this.#recordDelivery(job.id, ref)) {
+        this.#log.info({ messageId: ref.messageId, bytes: picture.data.length }, 'result delivered');
+      }
+      return;
+    }
+  }
+
+  /**
+   * A store that keeps failing leaves the job pending, so the next start may post it once more;
+   * posting again now, on every store hiccup, would be worse. Tries are close together.
+   */
+  async #recordDelivery(jobId: string, ref: MessageRef): Promise<boolean> {
+    for (const [i, wait] of RECORD_DELAYS_MS.entries()) {
+      if (wait > 0 && !(await sleep(wait, this.#closing.signal))) return false;
+      try {
+        await this.#deps.jobs.markDelivered(jobId, { chatId: ref.channelId, messageId: ref.messageId });
+        return true;
+      } catch (err) {
+        if (i === RECORD_DELAYS_MS.length - 1) {
+          this.#log.error({ err, messageId: ref.messageId }, 'result posted but its delivery could not be recorded');
+        }
       }
     }
+    return false;
   }
 
   /** The grid (or the single picture) fitted under the upload limit. */

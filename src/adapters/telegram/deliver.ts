@@ -59,16 +59,27 @@ export class Deliveries {
   private async run(job: Job, statusMessageId: number | null): Promise<void> {
     const { jobs, log: rootLog } = this.deps;
     const log = rootLog.child({ jobId: job.id });
-    const fresh = (await jobs.get(job.id)) ?? job;
-    if (fresh.status !== 'done' || !fresh.result) return;
+    let fresh: Job;
     try {
-      const ref = await this.send(fresh, log);
-      await this.removeStatus(fresh, statusMessageId ?? readHandle(fresh).statusMessageId, log);
-      await jobs.markDelivered(fresh.id, ref);
-      this.attempts.delete(fresh.id);
-      log.info({ messageId: ref.messageId }, 'telegram: result delivered');
+      fresh = (await jobs.get(job.id)) ?? job;
+    } catch (err) {
+      // The store could not say whether it was delivered already: sending now could be a second copy.
+      log.error({ err }, 'telegram: could not read the job before delivery; it is tried again at the next start');
+      return;
+    }
+    if (fresh.status !== 'done' || !fresh.result) return;
+    let ref: Record<string, string>;
+    try {
+      ref = await this.send(fresh, log);
     } catch (err) {
       await this.failed(fresh, statusMessageId, err, log);
+      return;
+    }
+    // The picture is in the chat: from here on nothing may send it again in this process.
+    this.attempts.delete(fresh.id);
+    await this.removeStatus(fresh, statusMessageId ?? readHandle(fresh).statusMessageId, log).catch(() => undefined);
+    if (await recordDelivery(() => jobs.markDelivered(fresh.id, ref), log)) {
+      log.info({ messageId: ref.messageId }, 'telegram: result delivered');
     }
   }
 
@@ -162,6 +173,26 @@ export class Deliveries {
     timer.unref();
     this.timers.add(timer);
   }
+}
+
+/** Tries are close together: a busy store passes quickly, and the member already has the picture. */
+const RECORD_DELAYS_MS = [0, 250, 1_000];
+
+/**
+ * Records a delivery that has happened. A store that keeps failing leaves the job pending, so the
+ * next start may send it once more; re-sending now, on every store hiccup, would be worse.
+ */
+async function recordDelivery(mark: () => Promise<void>, log: Logger): Promise<boolean> {
+  for (const [i, wait] of RECORD_DELAYS_MS.entries()) {
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait).unref());
+    try {
+      await mark();
+      return true;
+    } catch (err) {
+      if (i === RECORD_DELAYS_MS.length - 1) log.error({ err }, 'telegram: result sent but its delivery could not be recorded');
+    }
+  }
+  return false;
 }
 
 class MissingPicture extends Error {
