@@ -142,8 +142,9 @@ describe('loadConfig', () => {
     expect(loadError('{ "queue": { "initialSecondsPerStep": 0 } }')).toContain('expected a number greater than 0');
     expect(loadError('{ "discord": { "allowDMs": "yes" } }')).toContain('discord.allowDMs = "yes" — expected true or false');
     expect(loadError('{ "storage": { "url": "mysql://x" } }')).toContain(
-      'storage.url = "mysql://x" — expected a sqlite:// or redis:// URL',
+      'storage.url = "mysql://x" — expected a sqlite:// (with a file path) or redis:// URL',
     );
+    expect(loadError('{ "storage": { "url": "sqlite://" } }')).toContain('storage.url = "sqlite://" — expected a sqlite:// (with a file path)');
     expect(loadError('{ "discord": { "allowedGuilds": ["not an id"] } }')).toContain(
       'discord.allowedGuilds[0] = "not an id" — expected an id of letters, digits, _ or -',
     );

@@ -80,7 +80,8 @@ export const ConfigSchema = z
     storage: z
       .object({
         /** sqlite://path (relative to the working directory) or redis://host:port. */
-        url: z.string().regex(/^(sqlite|redis|rediss):\/\//, 'a sqlite:// or redis:// URL'),
+        // An empty sqlite:// would be an in-memory store: every job lost at the next restart.
+        url: z.string().regex(/^(sqlite:\/\/\S|(redis|rediss):\/\/)/, 'a sqlite:// (with a file path) or redis:// URL'),
       })
       .strict(),
     permissions: z
