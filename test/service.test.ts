@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readTextChunks } from '../engine/png.js';
 import { defaultConfig, type DeepPartial } from '../src/config/load.js';
 import type { FileConfig } from '../src/config/schema.js';
-import { createJobService, type JobServiceWithMaintenance } from '../src/jobs/service.js';
+import { createJobService, withoutServerPaths, type JobServiceWithMaintenance } from '../src/jobs/service.js';
 import type { Job, JobEvent, JobSpec, Requester, Store, SubmitInput } from '../src/jobs/types.js';
 import { createStore } from '../src/store/index.js';
 import { ScriptedEngine } from './fixtures/durability-engine.js';
@@ -441,5 +441,17 @@ describe('job service', () => {
     const waiting = jobs.snapshot().waiting;
     expect(waiting[0]!.job.tier).toBe(1);
     expect(waiting.slice(0, 6).map((w) => w.job.spec.prompt[0]).join('')).toBe('ppnppn');
+  });
+});
+
+describe('engine model errors shown to members', () => {
+  it('name the broken file but not where the server keeps it', () => {
+    const shown = withoutServerPaths(
+      'model "sd15": unet/model.onnx could not be loaded from /srv/club/bot/models/sd15/unet/model.onnx',
+    );
+    expect(shown).toContain('unet/model.onnx');
+    expect(shown).toContain('…/sd15/unet/model.onnx');
+    expect(shown).not.toContain('/srv/club');
+    expect(withoutServerPaths('no vae_encoder/ in this folder')).toBe('no vae_encoder/ in this folder');
   });
 });

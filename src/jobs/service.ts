@@ -75,6 +75,14 @@ const MOVES_COALESCE_MS = 20;
 /** Preview images are shrunk to this long side before PNG encoding (chat thumbnails). */
 const PREVIEW_SIDE = 256;
 
+/** `/srv/bot/models/sd15/unet/model.onnx` → `…/sd15/unet/model.onnx`: enough to name the file. */
+export function withoutServerPaths(text: string): string {
+  return text.replace(/(?:\/[^/\s"'`()]+)+/g, (path) => {
+    const parts = path.split('/').filter(Boolean);
+    return parts.length > 3 ? `…/${parts.slice(-3).join('/')}` : path;
+  });
+}
+
 const MESSAGES = {
   restarting: 'The bot is restarting — try again in a minute.',
   notSaved: 'Could not save your request — please try again.',
@@ -658,9 +666,13 @@ class FairJobService implements JobServiceWithMaintenance {
     if (err instanceof MemberFacingError) {
       reason = err.message;
       log.warn({ reason }, 'job failed');
-    } else if (err instanceof EngineError && (err.code === 'bad_request' || err.code === 'model')) {
+    } else if (err instanceof EngineError && err.code === 'bad_request') {
       reason = err.message;
       log.warn({ code: err.code, reason }, 'engine refused the job');
+    } else if (err instanceof EngineError && err.code === 'model') {
+      // The member learns which part of the model is wrong; where it lives on the server stays in the log.
+      reason = withoutServerPaths(err.message);
+      log.error({ code: err.code, detail: err.message }, 'the model could not be used');
     } else {
       reason = MESSAGES.engineFailed;
       log.error({ err, detail: errorMessage(err) }, 'job failed in the engine or while saving');
