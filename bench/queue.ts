@@ -19,6 +19,7 @@ import { FairQueue } from '../src/jobs/fair-queue.js';
 import { createJobService } from '../src/jobs/service.js';
 import type { JobEvent, Store } from '../src/jobs/types.js';
 import { createStore } from '../src/store/index.js';
+import { seededUniform } from '../test/fixtures/onnx/reference.js';
 
 function arg(name: string, fallback: number): number {
   const at = process.argv.indexOf(`--${name}`);
@@ -31,17 +32,8 @@ const MEMBERS = arg('members', 500);
 const RUN = arg('run', 1_000);
 const PATRONS = Math.floor(MEMBERS / 10); // members 0..PATRONS-1 are in a weight-2 tier
 
-/** Deterministic PRNG (mulberry32) so runs are comparable. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (mulberry32, shared with the test fixtures) so runs are comparable. */
+const rng = seededUniform;
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;

@@ -1,7 +1,7 @@
 // /imagine: the one parser turns text or options into a spec; the job service queues it.
 import { parseJobRequest } from '../src/jobs/parse.js';
 import { refuse } from './format.js';
-import { submittedReply } from './lookup.js';
+import { submitFor, submittedReply } from './lookup.js';
 import type { CommandContext, CommandReply, CommandRequest } from './types.js';
 
 export async function imagine(req: CommandRequest, ctx: CommandContext): Promise<CommandReply> {
@@ -12,13 +12,6 @@ export async function imagine(req: CommandRequest, ctx: CommandContext): Promise
   if (req.options !== undefined) input.options = req.options;
   const parsed = parseJobRequest(input, { config: ctx.config, models: ctx.models(), member });
   if (!parsed.ok) return refuse(parsed.error);
-  const outcome = await ctx.jobs.submit({
-    kind: 'imagine',
-    spec: parsed.spec,
-    requester,
-    target: req.target,
-    notes: parsed.notes,
-    ...(req.idempotencyKey ? { idempotencyKey: req.idempotencyKey } : {}),
-  });
+  const outcome = await submitFor(req, ctx, 'imagine', parsed.spec, parsed.notes);
   return submittedReply(outcome, '', parsed.notes);
 }

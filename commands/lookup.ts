@@ -1,7 +1,7 @@
 // Loading the job a button or reaction points at, with the member-facing answers for
 // everything that can be wrong about it (gone, unfinished, wrong picture, not allowed).
 import { randomInt } from 'node:crypto';
-import type { Job, JobImage, SubmitOutcome } from '../src/jobs/types.js';
+import type { Job, JobImage, JobKind, JobSpec, SubmitOutcome } from '../src/jobs/types.js';
 import { formatEta, refuse } from './format.js';
 import { mayAct, refusalText } from './permissions.js';
 import type { ActionName, CommandContext, CommandReply, CommandRequest } from './types.js';
@@ -63,4 +63,24 @@ export function submittedReply(outcome: SubmitOutcome, lead: string, notes: stri
     text,
     queued: { job: outcome.job, position: outcome.position, etaSeconds: outcome.etaSeconds },
   };
+}
+
+/** Queue a job for the member who asked, answering where they asked; a platform key dedupes re-deliveries. */
+export function submitFor(
+  req: CommandRequest,
+  ctx: CommandContext,
+  kind: JobKind,
+  spec: JobSpec,
+  notes: string[],
+  parent?: Job,
+): Promise<SubmitOutcome> {
+  return ctx.jobs.submit({
+    kind,
+    spec,
+    requester: req.requester,
+    target: req.target,
+    notes,
+    ...(parent ? { parentId: parent.id } : {}),
+    ...(req.idempotencyKey ? { idempotencyKey: req.idempotencyKey } : {}),
+  });
 }

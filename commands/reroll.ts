@@ -1,6 +1,6 @@
 // 🔁: the same request again with a new seed, for whoever pressed (their quota, their reply).
 import type { JobSpec } from '../src/jobs/types.js';
-import { jobForAction, randomSeed, submittedReply } from './lookup.js';
+import { jobForAction, randomSeed, submitFor, submittedReply } from './lookup.js';
 import type { CommandContext, CommandReply, CommandRequest } from './types.js';
 
 /**
@@ -15,14 +15,6 @@ export async function reroll(req: CommandRequest, ctx: CommandContext): Promise<
   const found = await jobForAction(req, ctx, 'reroll');
   if (!found.ok) return found.reply;
   const job = found.value;
-  const outcome = await ctx.jobs.submit({
-    kind: 'reroll',
-    spec: rerolledSpec(job.spec, randomSeed()),
-    requester: req.requester,
-    target: req.target,
-    parentId: job.id,
-    notes: [],
-    ...(req.idempotencyKey ? { idempotencyKey: req.idempotencyKey } : {}),
-  });
+  const outcome = await submitFor(req, ctx, 'reroll', rerolledSpec(job.spec, randomSeed()), [], job);
   return submittedReply(outcome, 'Rerolling. ');
 }

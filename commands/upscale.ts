@@ -3,7 +3,7 @@
 import type { Config } from '../src/config/schema.js';
 import type { JobSpec } from '../src/jobs/types.js';
 import { pictureFileName } from './format.js';
-import { jobForAction, pictureOf, submittedReply } from './lookup.js';
+import { jobForAction, pictureOf, submitFor, submittedReply } from './lookup.js';
 import type { CommandContext, CommandReply, CommandRequest } from './types.js';
 
 const SNAP = 64;
@@ -64,15 +64,7 @@ export async function upscale(req: CommandRequest, ctx: CommandContext): Promise
     init: { jobId: job.id, index, strength: ctx.config.defaults.upscaleStrength },
   };
   const notes = size.clampNote ? [size.clampNote] : [];
-  const outcome = await ctx.jobs.submit({
-    kind: 'upscale',
-    spec,
-    requester: req.requester,
-    target: req.target,
-    parentId: job.id,
-    notes,
-    ...(req.idempotencyKey ? { idempotencyKey: req.idempotencyKey } : {}),
-  });
+  const outcome = await submitFor(req, ctx, 'upscale', spec, notes, job);
   if (!outcome.ok) return pictureOnly(`The 2× upscale was not queued: ${outcome.reason}`);
   const queued = submittedReply(outcome, `${lead}\n2× upscale to ${size.width}x${size.height}: `, notes);
   return { ...queued, files };

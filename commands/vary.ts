@@ -3,7 +3,7 @@
 // keeps the base seed for every picture and uses variation seed + i.
 import type { JobSpec } from '../src/jobs/types.js';
 import { refuse } from './format.js';
-import { jobForAction, pictureOf, randomSeed, submittedReply } from './lookup.js';
+import { jobForAction, pictureOf, randomSeed, submitFor, submittedReply } from './lookup.js';
 import type { CommandContext, CommandReply, CommandRequest } from './types.js';
 
 export async function vary(req: CommandRequest, ctx: CommandContext): Promise<CommandReply> {
@@ -35,14 +35,6 @@ export async function vary(req: CommandRequest, ctx: CommandContext): Promise<Co
       strength: strong ? ctx.config.defaults.varyStrong : ctx.config.defaults.varySubtle,
     },
   };
-  const outcome = await ctx.jobs.submit({
-    kind: 'vary',
-    spec,
-    requester: req.requester,
-    target: req.target,
-    parentId: job.id,
-    notes,
-    ...(req.idempotencyKey ? { idempotencyKey: req.idempotencyKey } : {}),
-  });
+  const outcome = await submitFor(req, ctx, 'vary', spec, notes, job);
   return submittedReply(outcome, `${strong ? 'Strong' : 'Subtle'} variations of picture ${index + 1}. `, notes);
 }
