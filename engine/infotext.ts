@@ -60,55 +60,88 @@ export function formatInfoText(p: InfoTextParams): string {
   return `${p.prompt}${negative}\n${paramLine}`.trim();
 }
 
-/**
- * One `Key: value` pair as A1111 matches it: a key starting with a word character, then a quoted
- * JSON string or anything up to the next comma.
- */
-const PARAM_RE = /\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/g;
+/** Keys of which at least one must appear for a line to count as A1111 parameters. */
+const ANCHOR_KEYS = ['Steps', 'Sampler', 'CFG scale', 'Seed', 'Size'];
 
-/** A1111 only treats the last line as parameters when it holds at least three pairs. */
-const MIN_PARAMS = 3;
-
-function parseParamLine(line: string): [string, string][] {
-  const pairs: [string, string][] = [];
-  for (const m of line.matchAll(PARAM_RE)) {
-    const key = m[1]!;
-    let value = m[2]!;
-    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) {
-      try {
-        const unquoted: unknown = JSON.parse(value);
-        if (typeof unquoted === 'string') value = unquoted;
-      } catch {
-        // Not valid JSON: keep the raw text, as A1111 does when unquoting fails.
-      }
-    }
-    pairs.push([key, value.trim()]);
-  }
-  return pairs;
-}
+// Sticky, so each pair must start where the previous one ended; keys are short, which also
+// keeps a long prose line from costing quadratic time.
+const PARAM = /\s*(\w[\w \-/+.()]{0,59}?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)/y;
 
 /**
  * Reads an A1111 infotext (e.g. pasted from PNG Info). Returns undefined when the text has no
- * parameters line, i.e. it is just a prompt.
+ * parameters line, i.e. it is just a prompt. Discord's slash options flatten newlines to
+ * spaces, so the same text on one line is read too (the parameters start at "Steps:").
  */
 export function parseInfoText(text: string): ParsedInfoText | undefined {
-  const lines = text.replace(/\r\n?/g, '\n').trim().split('\n');
-  const last = lines.pop() ?? '';
-  const pairs = parseParamLine(last);
-  if (pairs.length < MIN_PARAMS) return undefined;
-  let prompt = '';
-  let negativePrompt = '';
-  let inNegative = false;
-  for (const raw of lines) {
-    let line = raw.trim();
-    if (line.startsWith(NEGATIVE_PREFIX)) {
-      inNegative = true;
-      line = line.slice(NEGATIVE_PREFIX.length).trim();
-    }
-    if (inNegative) negativePrompt += (negativePrompt === '' ? '' : '\n') + line;
-    else prompt += (prompt === '' ? '' : '\n') + line;
+  const normalized = text.replace(/\r\n?/g, '\n').trim();
+  if (!normalized) return undefined;
+
+  const lines = normalized.split('\n');
+  const last = lines[lines.length - 1] ?? '';
+  let head: string;
+  let params = readParams(last);
+  if (params) {
+    head = lines.slice(0, -1).join('\n');
+  } else {
+    // One flattened line: the parameters begin at the first "Steps: <n>" after which only
+    // key: value pairs follow.
+    const starts = [...normalized.matchAll(/(^|\s)Steps:\s*\d/g)].map((m) => m.index + (m[1] ?? '').length);
+    const at = starts.find((s) => readParams(normalized.slice(s)) !== undefined);
+    if (at === undefined) return undefined;
+    params = readParams(normalized.slice(at));
+    head = normalized.slice(0, at);
   }
-  const params: Record<string, string> = {};
-  for (const [k, v] of pairs) params[k] = v;
+  if (!params) return undefined;
+
+  const { prompt, negativePrompt } = splitNegative(head);
   return { prompt, negativePrompt, params };
+}
+
+function readParams(line: string): Record<string, string> | undefined {
+  // No prototype: a pasted key such as "__proto__" stays an ordinary (ignored) key.
+  const params: Record<string, string> = Object.create(null) as Record<string, string>;
+  let count = 0;
+  let consumed = 0;
+  const re = new RegExp(PARAM.source, PARAM.flags);
+  while (consumed < line.length) {
+    re.lastIndex = consumed;
+    const m = re.exec(line);
+    if (!m || m[0] === '') break;
+    const key = (m[1] ?? '').trim();
+    const raw = (m[2] ?? '').trim();
+    // A1111 quotes any value holding a colon, so an unquoted one with a colon means this
+    // "pair" swallowed prose (a flattened prompt) and the parameters start later.
+    if (!raw.startsWith('"') && raw.includes(':')) break;
+    consumed = re.lastIndex;
+    params[key] = unquote(raw);
+    count++;
+  }
+  // Every character must belong to a key: value pair, else this is prose that happens to hold colons.
+  if (line.slice(consumed).trim() !== '') return undefined;
+  if (count < 3 || !ANCHOR_KEYS.some((k) => k in params)) return undefined;
+  return params;
+}
+
+function unquote(value: string): string {
+  if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) {
+    try {
+      const parsed: unknown = JSON.parse(value);
+      if (typeof parsed === 'string') return parsed;
+    } catch {
+      // A1111 quotes with json.dumps, but hand-edited text may not be valid JSON.
+    }
+    return value.slice(1, -1);
+  }
+  return value;
+}
+
+function splitNegative(head: string): { prompt: string; negativePrompt: string } {
+  const lineStart = /(^|\n)Negative prompt:/i.exec(head);
+  const anywhere = lineStart ?? /(^|\s)Negative prompt:/i.exec(head);
+  if (!anywhere) return { prompt: head.trim(), negativePrompt: '' };
+  const cut = anywhere.index + (anywhere[1] ?? '').length;
+  return {
+    prompt: head.slice(0, cut).trim(),
+    negativePrompt: head.slice(cut + 'Negative prompt:'.length).trim(),
+  };
 }

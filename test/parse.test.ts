@@ -3,7 +3,7 @@ import { formatInfoText } from '../engine/infotext.js';
 import { SAMPLERS, type ModelInfo } from '../engine/types.js';
 import { defaultConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
-import { parseInfoText } from '../src/jobs/a1111.js';
+import { parseInfoText } from '../engine/infotext.js';
 import { aspectToSize, exactSize } from '../src/jobs/aspect.js';
 import { parseJobRequest, resolveSampler, type ParseResult } from '../src/jobs/parse.js';
 import type { JobSpec, MemberSettings } from '../src/jobs/types.js';

@@ -9,7 +9,7 @@
 import { randomInt } from 'node:crypto';
 import { SAMPLERS, type ModelInfo, type SamplerName } from '../../engine/types.js';
 import type { Config } from '../config/schema.js';
-import { parseInfoText } from './a1111.js';
+import { parseInfoText } from '../../engine/infotext.js';
 import { aspectToSize, exactSize, type SizeResult } from './aspect.js';
 import type { JobSpec, MemberSettings } from './types.js';
 
