@@ -27,7 +27,8 @@ export interface LoadedModel {
   hiddenDim: number;
   /** Token ids (77 each) → last_hidden_state [B,77,D] as float32. */
   encodeText(ids: Int32Array[]): Promise<Float32Array>;
-  /** One UNet call on model-input latents [B,4,h,w] at `timestep` (a float from the sampler; cast as the model declares). */
+  /** One UNet call on model-input latents [B,4,h,w] at `timestep` (a float from the sampler; cast as the model declares).
+   * `cond` is read once per array and kept converted: pass a new array, never an edited one, for new conditioning. */
   unet(sample: Float32Array, batch: number, latentH: number, latentW: number, timestep: number, cond: Float32Array): Promise<Float32Array>;
   /** Diffusion latents (scaled, as the sampler produces them) → image [B,3,8h,8w], roughly in [-1,1]; divides by the scaling factor itself. */
   vaeDecode(latent: Float32Array, batch: number, latentH: number, latentW: number): Promise<Float32Array>;
@@ -247,6 +248,17 @@ function assemble(
     }
   };
 
+  // The conditioning is the same array on every step of a UNet batch; converting it (to float16
+  // bits for half exports) once per batch instead of once per step keeps that off the step loop.
+  const condTensors = new WeakMap<Float32Array, { batch: number; tensor: ort.Tensor }>();
+  const condTensor = (cond: Float32Array, batch: number): ort.Tensor => {
+    const cached = condTensors.get(cond);
+    if (cached && cached.batch === batch) return cached.tensor;
+    const tensor = floatTensor(condType, cond, [batch, cond.length / (batch * hiddenDim), hiddenDim]);
+    condTensors.set(cond, { batch, tensor });
+    return tensor;
+  };
+
   const model: LoadedModel = {
     info,
     ...base,
@@ -272,11 +284,10 @@ function assemble(
 
     async unet(sample, batch, latentH, latentW, timestep, cond) {
       live();
-      const seq = cond.length / (batch * hiddenDim);
       const out = await run(info, unetPart, {
         sample: floatTensor(sampleType, sample, [batch, LATENT_CHANNELS, latentH, latentW]),
         timestep: timestepTensor(timestep, batch),
-        encoder_hidden_states: floatTensor(condType, cond, [batch, seq, hiddenDim]),
+        encoder_hidden_states: condTensor(cond, batch),
       });
       return readFloat(info, unetPart, out[unetOut], unetOut);
     },
