@@ -74,6 +74,7 @@ const MAX_STEPS = 500;
 const DEFAULT_GPU_BATCH = 4;
 /** UNet batch × latent height × width per call: 4 pictures of 512×512 under guidance. */
 const MAX_LATENT_AREA_PER_CALL = 8 * 64 * 64;
+const NO_VAE_ENCODER = 'this model folder has no vae_encoder/, so variations from a picture and upscaling are unavailable';
 /** A preview is cheap but still a message across threads; one every few steps is plenty. */
 const PREVIEW_EVERY = 4;
 
@@ -293,12 +294,8 @@ export class Pipeline {
         // the seed gives in txt2img, so seeds and variation seeds mean the same thing here), then
         // the VAE encoder's posterior sample, then the ancestral steps. diffusers draws the
         // posterior sample before the noise; we keep the seed's noise first on purpose.
-        if (!model.vaeEncode) {
-          throw new EngineError(
-            'model',
-            'this model folder has no vae_encoder/, so variations from a picture and upscaling are unavailable',
-          );
-        }
+        // validateForModel refused this already; the check narrows the type.
+        if (!model.vaeEncode) throw new EngineError('model', NO_VAE_ENCODER);
         const pixels = repeat(initImage, k);
         const initLatent = await model.vaeEncode(pixels, k, req.height, req.width, drawNoise);
         x = sampler.addNoise(initLatent, start);
@@ -490,12 +487,7 @@ export function validateShape(req: GenerateRequest): void {
 }
 
 function validateForModel(req: GenerateRequest, info: ModelInfo): void {
-  if (req.init && !info.hasVaeEncoder) {
-    throw new EngineError(
-      'model',
-      'this model folder has no vae_encoder/, so variations from a picture and upscaling are unavailable',
-    );
-  }
+  if (req.init && !info.hasVaeEncoder) throw new EngineError('model', NO_VAE_ENCODER);
 }
 
 /** [B,77,D] text states → the UNet's conditioning batch for k pictures: [u×k, c×k] or [c×k]. */
