@@ -17,7 +17,3 @@ export function newJobId(length = 8): string {
   }
   return out;
 }
-
-export function isJobId(value: string): boolean {
-  return /^[0-9a-z]{8}$/.test(value);
-}
