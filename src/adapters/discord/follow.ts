@@ -8,6 +8,7 @@ import { statusText } from '../../../commands/status.js';
 import type { Config } from '../../config/schema.js';
 import type { Job, JobEvent, JobService } from '../../jobs/types.js';
 import { encodeForDelivery } from '../../render/index.js';
+import { RecentKeys } from '../recent-keys.js';
 import { cancelRow, resultRows } from './components.js';
 import {
   deliveryIsImpossible,
@@ -25,7 +26,6 @@ import { EditThrottle } from './throttle.js';
 export const MAX_CONTENT = 2000;
 /** Waits before retrying a delivery that failed for a passing reason (5xx, network). */
 const RETRY_DELAYS_MS = [2_000, 10_000, 60_000];
-const REMEMBERED_FINISHED = 2_000;
 /** Retries of recording a delivery that has happened (a busy store passes quickly). */
 const RECORD_DELAYS_MS = [0, 250, 1_000];
 
@@ -362,7 +362,7 @@ export class JobFollower {
   readonly #deps: FollowerDeps;
   readonly #trackers = new Map<string, JobTracker>();
   /** Jobs finished in this process, so a late or repeated event does not start them again. */
-  readonly #finished = new Set<string>();
+  readonly #finished = new RecentKeys(2_000);
   readonly #closing = new AbortController();
   /** Set when stop begins: no new job is taken up (its events go to the next start). */
   #closed = false;
@@ -424,10 +424,6 @@ export class JobFollower {
 
   #retire(tracker: JobTracker): void {
     this.#finished.add(tracker.jobId);
-    if (this.#finished.size > REMEMBERED_FINISHED) {
-      const oldest = this.#finished.values().next().value;
-      if (oldest !== undefined) this.#finished.delete(oldest);
-    }
     void tracker.settled().then(() => this.#trackers.delete(tracker.jobId));
   }
 }

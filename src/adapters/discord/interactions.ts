@@ -18,6 +18,7 @@ import type { CommandContext, CommandName, CommandReply, CommandRequest } from '
 import type { Config } from '../../config/schema.js';
 import type { Requester } from '../../jobs/types.js';
 import { encodeForDelivery } from '../../render/index.js';
+import { RecentKeys } from '../recent-keys.js';
 import { buttonRows } from './components.js';
 import { describeFailure, type DiscordFailure } from './errors.js';
 import type { JobFollower } from './follow.js';
@@ -74,7 +75,7 @@ function requesterOf(i: ChatInputCommandInteraction | ButtonInteraction): Reques
 
 export class InteractionHandler {
   readonly #deps: InteractionDeps;
-  readonly #seen = new Set<string>();
+  readonly #seen = new RecentKeys(5_000);
   #stopped = false;
 
   constructor(deps: InteractionDeps) {
@@ -91,18 +92,10 @@ export class InteractionHandler {
     if (!i.isChatInputCommand() && !i.isButton()) return;
     // A gateway replay hands us the same interaction again; it was answered the first time.
     if (this.#seen.has(i.id)) return;
-    this.#remember(i.id);
+    this.#seen.add(i.id);
     const work = i.isChatInputCommand() ? this.#slash(i) : this.#button(i);
     work.catch((err: unknown) => this.#deps.log.error({ failure: describeFailure(err), interactionId: i.id }, 'interaction handling failed'));
   };
-
-  #remember(id: string): void {
-    this.#seen.add(id);
-    if (this.#seen.size > 5_000) {
-      const oldest = this.#seen.values().next().value;
-      if (oldest !== undefined) this.#seen.delete(oldest);
-    }
-  }
 
   async #slash(i: ChatInputCommandInteraction): Promise<void> {
     const command = i.commandName as CommandName;

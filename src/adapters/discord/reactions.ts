@@ -8,6 +8,7 @@ import { runCommand } from '../../../commands/index.js';
 import type { CommandContext } from '../../../commands/types.js';
 import type { Config } from '../../config/schema.js';
 import type { Job, JobService } from '../../jobs/types.js';
+import { RecentKeys } from '../recent-keys.js';
 import { describeFailure } from './errors.js';
 import type { JobFollower } from './follow.js';
 import type { Outbox } from './outbox.js';
@@ -15,7 +16,6 @@ import { placeRefusal } from './places.js';
 import { CHANNEL_ATTACHMENT_LIMIT, channelTarget } from './target.js';
 
 export const REROLL_EMOJI = '🔁';
-const REMEMBERED = 5_000;
 
 export interface ReactionDeps {
   config: Config;
@@ -30,7 +30,7 @@ export interface ReactionDeps {
 export class ReactionHandler {
   readonly #deps: ReactionDeps;
   /** user:message:emoji already handled, so a gateway replay or a repeat does nothing. */
-  readonly #seen = new Set<string>();
+  readonly #seen = new RecentKeys(5_000);
   #stopped = false;
 
   constructor(deps: ReactionDeps) {
@@ -50,10 +50,6 @@ export class ReactionHandler {
     const key = `${user.id}:${message.id}:${REROLL_EMOJI}`;
     if (this.#seen.has(key)) return;
     this.#seen.add(key);
-    if (this.#seen.size > REMEMBERED) {
-      const oldest = this.#seen.values().next().value;
-      if (oldest !== undefined) this.#seen.delete(oldest);
-    }
     this.#reroll(reaction, user).catch((err: unknown) =>
       this.#deps.log.error({ failure: describeFailure(err), messageId: message.id }, 'reaction handling failed'),
     );

@@ -6,13 +6,13 @@ import type { Api } from 'grammy';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import type { Job } from '../../jobs/types.js';
+import { RecentKeys } from '../recent-keys.js';
 import { classifyFailure, describeFailure } from './errors.js';
 import { readHandle, replyOptions } from './handle.js';
 import { clip, MESSAGE_LIMIT } from './text.js';
 
 /** Telegram shows a chat action for about 5 s; renew it a little before it fades. */
 export const CHAT_ACTION_EVERY_MS = 4_000;
-const FINISHED_MEMORY = 2_000;
 
 interface Entry {
   job: Job;
@@ -40,7 +40,7 @@ export interface StatusBoardDeps {
 
 export class StatusBoard {
   private readonly entries = new Map<string, Entry>();
-  private readonly finished = new Set<string>();
+  private readonly finished = new RecentKeys(2_000);
   private readonly now: () => number;
   private closed = false;
 
@@ -95,7 +95,7 @@ export class StatusBoard {
    */
   finish(job: Job): number | null {
     const entry = this.entries.get(job.id);
-    this.remember(job.id);
+    this.finished.add(job.id);
     if (!entry) return readHandle(job).statusMessageId;
     this.drop(entry);
     return entry.messageId;
@@ -180,7 +180,7 @@ export class StatusBoard {
 
   private finishEntry(entry: Entry): void {
     this.drop(entry);
-    this.remember(entry.job.id);
+    this.finished.add(entry.job.id);
   }
 
   private stopAction(entry: Entry): void {
@@ -193,13 +193,5 @@ export class StatusBoard {
     if (entry.timer) clearTimeout(entry.timer);
     entry.timer = undefined;
     this.entries.delete(entry.job.id);
-  }
-
-  private remember(jobId: string): void {
-    this.finished.add(jobId);
-    if (this.finished.size > FINISHED_MEMORY) {
-      const oldest = this.finished.values().next().value;
-      if (oldest !== undefined) this.finished.delete(oldest);
-    }
   }
 }
