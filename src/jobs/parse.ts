@@ -102,47 +102,40 @@ function build(input: ParseInput, ctx: ParseContext): ParseResult {
   // ---- model ----
   const model = chooseModel(wish.model, lenient.has('model'), models, member, config, notes);
   const turbo = model !== undefined && (model.family === 'sd-turbo' || model.defaultSampler === 'Turbo');
+  const turboModel = turbo ? model : undefined;
   const modelDefaults: string[] = [];
+  /** What was asked for, else a turbo model's own value (named in a note), else the member's or club's default. */
+  const choose = <T>(asked: T | undefined, own: (m: ModelInfo) => T, said: (value: T) => string, fallback: T): T => {
+    if (asked !== undefined) return asked;
+    if (!turboModel) return fallback;
+    const value = own(turboModel);
+    modelDefaults.push(said(value));
+    return value;
+  };
+  const atMost = (value: number, max: number, label: string): number => {
+    if (value <= max) return value;
+    notes.push(`${label} ${value} → ${max}, this club's maximum`);
+    return max;
+  };
 
   // ---- steps, guidance, sampler ----
-  let steps: number;
-  if (wish.steps !== undefined) steps = wish.steps;
-  else if (turbo && model) {
-    steps = model.defaultSteps;
-    modelDefaults.push(`${steps} step${steps === 1 ? '' : 's'}`);
-  } else steps = member.steps ?? config.defaults.steps;
-  if (steps > limits.maxSteps) {
-    notes.push(`steps ${steps} → ${limits.maxSteps}, this club's maximum`);
-    steps = limits.maxSteps;
-  }
-
-  let guidance: number;
-  if (wish.guidance !== undefined) guidance = wish.guidance;
-  else if (turbo && model) {
-    guidance = model.defaultGuidance;
-    modelDefaults.push(`guidance ${guidance}`);
-  } else guidance = member.guidance ?? config.defaults.guidance;
-  if (guidance > limits.maxGuidance) {
-    notes.push(`guidance ${guidance} → ${limits.maxGuidance}, this club's maximum`);
-    guidance = limits.maxGuidance;
-  }
-
-  let sampler: SamplerName;
-  if (wish.sampler !== undefined) sampler = wish.sampler;
-  else if (turbo && model) {
-    sampler = model.defaultSampler;
-    modelDefaults.push(`sampler ${sampler}`);
-  } else sampler = member.sampler ?? config.defaults.sampler;
-  if (turbo && model && modelDefaults.length) {
-    notes.push(`${model.name} is a turbo model: using its own ${joinWords(modelDefaults)}`);
+  const steps = atMost(
+    choose(wish.steps, (m) => m.defaultSteps, (v) => `${v} step${v === 1 ? '' : 's'}`, member.steps ?? config.defaults.steps),
+    limits.maxSteps,
+    'steps',
+  );
+  const guidance = atMost(
+    choose(wish.guidance, (m) => m.defaultGuidance, (v) => `guidance ${v}`, member.guidance ?? config.defaults.guidance),
+    limits.maxGuidance,
+    'guidance',
+  );
+  const sampler = choose(wish.sampler, (m) => m.defaultSampler, (v) => `sampler ${v}`, member.sampler ?? config.defaults.sampler);
+  if (turboModel && modelDefaults.length) {
+    notes.push(`${turboModel.name} is a turbo model: using its own ${joinWords(modelDefaults)}`);
   }
 
   // ---- images ----
-  let count = wish.images ?? member.images ?? config.defaults.images;
-  if (count > limits.maxImagesPerJob) {
-    notes.push(`images ${count} → ${limits.maxImagesPerJob}, this club's maximum`);
-    count = limits.maxImagesPerJob;
-  }
+  const count = atMost(wish.images ?? member.images ?? config.defaults.images, limits.maxImagesPerJob, 'images');
 
   // ---- negative prompt ----
   const negativePrompt = cutText(
