@@ -167,6 +167,12 @@ function delay(ms: number): Promise<'timeout'> {
   });
 }
 
+/** Every file a result points at: its pictures and, for several, the grid (paths relative to dataDir). */
+function filesOf(result: { images: JobImage[]; grid?: string | undefined } | undefined): string[] {
+  if (!result) return [];
+  return [...result.images.map((i) => i.file), ...(result.grid ? [result.grid] : [])];
+}
+
 /** Writes a file and flushes it to disk: the job record that points at it is written next. */
 async function writeDurably(file: string, data: Buffer): Promise<void> {
   const handle = await open(file, 'w');
@@ -525,7 +531,7 @@ class FairJobService implements JobServiceWithMaintenance {
     if (run.abandoned) return;
     if (run.cancelledBy !== undefined) {
       // Cancelled while the files were being written: honour it, and leave no orphan files.
-      await Promise.all([...images.map((i) => i.file), ...(grid ? [grid] : [])].map((f) => rm(this.filePath(f), { force: true })));
+      await Promise.all(filesOf({ images, grid }).map((f) => rm(this.filePath(f), { force: true })));
       await this.handleRunError(run, new EngineError('cancelled', 'cancelled'));
       return;
     }
@@ -912,9 +918,8 @@ class FairJobService implements JobServiceWithMaintenance {
     const expired = await this.store.jobs.finishedBefore(this.now() - days * DAY_MS);
     let removed = 0;
     for (const job of expired) {
-      const files = [...(job.result?.images.map((i) => i.file) ?? []), ...(job.result?.grid ? [job.result.grid] : [])];
       // Files first: if we stop halfway, the record is still there and the next sweep retries.
-      for (const file of files) {
+      for (const file of filesOf(job.result)) {
         try {
           const full = this.filePath(file);
           await rm(full, { force: true });
