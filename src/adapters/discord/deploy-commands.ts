@@ -55,7 +55,17 @@ export function parseArgs(argv: string[]): CliArgs | { error: string } {
   return out;
 }
 
+const USAGE = `Usage: npm run deploy-commands [-- --guild <id> | --global]
+  (no flag)      register in config discord.commandGuild if set (visible at once), else globally
+  --guild <id>   register in that guild only (visible at once; for testing)
+  --global       register everywhere (may take up to an hour to show)
+Needs DISCORD_TOKEN in the environment. Run it once, not on every start: Discord limits command creates per day.`;
+
 async function main(): Promise<number> {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    console.log(USAGE);
+    return 0;
+  }
   const args = parseArgs(process.argv.slice(2));
   if ('error' in args) {
     console.error(args.error);
