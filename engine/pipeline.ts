@@ -340,7 +340,8 @@ export class Pipeline {
             negativePrompt: req.negativePrompt,
             steps: req.steps,
             sampler: req.sampler,
-            guidance: req.guidance,
+            // Turbo runs guidance off whatever was asked: say what was drawn, so the info text reproduces it.
+            guidance: req.sampler === 'Turbo' ? Math.min(req.guidance, 1) : req.guidance,
             seed: seeds[j]!,
             width: req.width,
             height: req.height,

@@ -177,10 +177,12 @@ describe('oracle: every sampler lands on x0*', () => {
     expect(maxAbsDiff(latents[0]!, oracleTarget(LATENT, LATENT, mc))).toBeGreaterThan(1e-2);
   });
 
-  it('Turbo turns guidance off even when a scale is given', async () => {
+  it('Turbo turns guidance off even when a scale is given, and its info text says so', async () => {
     const req = request({ sampler: 'Turbo', steps: 1, guidance: 7, negativePrompt: 'blurry dog' });
     const { latents } = await finalLatents(req);
     expect(maxAbsDiff(latents[0]!, oracleTarget(LATENT, LATENT, await promptMean('new', req.prompt)))).toBeLessThan(2e-4);
+    const result = await pipeline.generate(req);
+    expect(result.images[0]!.infoText).toContain('CFG scale: 1,');
   });
 });
 
