@@ -22,6 +22,7 @@ import {
 import type { MessageRef, Outbox, OutgoingFile, OutgoingMessage } from './outbox.js';
 import { readHandle, TOKEN_SAFE_AGE_MS, type DiscordHandle } from './target.js';
 import { EditThrottle } from './throttle.js';
+import { clip } from '../text.js';
 
 export const MAX_CONTENT = 2000;
 /** Waits before retrying a delivery that failed for a passing reason (5xx, network). */
@@ -47,7 +48,7 @@ export interface FollowerDeps {
 /** Caption, then as many detail lines as fit Discord's 2000 characters. */
 export function composeContent(caption: string, details: string[], reserve = 0): string {
   const budget = MAX_CONTENT - reserve;
-  let text = caption.length > budget ? `${caption.slice(0, budget - 1)}…` : caption;
+  let text = clip(caption, budget);
   for (const line of details) {
     if (text.length + 1 + line.length > budget) break;
     text += `\n${line}`;
@@ -58,7 +59,7 @@ export function composeContent(caption: string, details: string[], reserve = 0):
 function withMention(userId: string, content: string): string {
   const mention = `<@${userId}> `;
   const room = MAX_CONTENT - mention.length;
-  return mention + (content.length > room ? `${content.slice(0, room - 1)}…` : content);
+  return mention + clip(content, room);
 }
 
 interface StatusState {

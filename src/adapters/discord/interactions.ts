@@ -24,6 +24,7 @@ import { describeFailure, type DiscordFailure } from './errors.js';
 import type { JobFollower } from './follow.js';
 import { MAX_CONTENT } from './follow.js';
 import type { Outbox, OutgoingFile, OutgoingMessage } from './outbox.js';
+import { clip } from '../text.js';
 import { placeRefusal } from './places.js';
 import { interactionTarget } from './target.js';
 
@@ -211,7 +212,7 @@ export class InteractionHandler {
       if (reply.queued) {
         // The deferred reply becomes the job's status message; pictures sent with it go below.
         follower.follow(reply.queued.job, text);
-        if (files.length > 0) await outbox.followUp(app, token, { content: clip(text), files });
+        if (files.length > 0) await outbox.followUp(app, token, { content: clip(text, MAX_CONTENT), files });
         return;
       }
       const [first = '', ...more] = splitContent(text);
@@ -251,6 +252,3 @@ export class InteractionHandler {
   }
 }
 
-function clip(text: string): string {
-  return text.length <= MAX_CONTENT ? text : `${text.slice(0, MAX_CONTENT - 1)}…`;
-}

@@ -10,15 +10,13 @@ import {
 } from 'discord.js';
 import { commandDefinitions, type OptionDef } from '../../../commands/definitions.js';
 import type { Config } from '../../config/schema.js';
+import { clip } from '../text.js';
 
 // Discord's own limits (developers/interactions/application-commands.mdx).
 const MAX_DESCRIPTION = 100;
 const MAX_CHOICES = 25;
 const MAX_STRING_LENGTH = 6000;
 
-function clip(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
-}
 
 function optionJson(def: OptionDef): APIApplicationCommandBasicOption {
   const base = { name: def.name, description: clip(def.description, MAX_DESCRIPTION), required: def.required ?? false };

@@ -1,14 +1,9 @@
+import { clip, isHighSurrogate } from '../text.js';
 // Telegram's length limits, counted in UTF-16 code units as JavaScript strings are.
 export const CAPTION_LIMIT = 1024;
 export const MESSAGE_LIMIT = 4096;
 
-/** Cuts `text` to at most `max` units, never splitting a surrogate pair, marking the cut with "…". */
-export function clip(text: string, max: number): string {
-  if (text.length <= max) return text;
-  let end = max - 1;
-  if (isHighSurrogate(text.charCodeAt(end - 1))) end -= 1;
-  return `${text.slice(0, end)}…`;
-}
+export { clip };
 
 /** Splits long text into message-sized pieces, preferring line breaks, then spaces. */
 export function splitMessage(text: string, max = MESSAGE_LIMIT): string[] {
@@ -31,8 +26,4 @@ export function fitCaption(caption: string, max = CAPTION_LIMIT): { caption: str
   if (caption.length <= max) return { caption, overflow: '' };
   const [head = '', ...tail] = splitMessage(caption, max);
   return { caption: head, overflow: tail.join('\n') };
-}
-
-function isHighSurrogate(code: number): boolean {
-  return code >= 0xd800 && code <= 0xdbff;
 }
