@@ -21,3 +21,25 @@ describe('RecentKeys', () => {
     expect(keys.has('a')).toBe(true);
   });
 });
+
+describe('RecentKeys with a time window', () => {
+  it('forgets a key once its window has passed, so a repeated reaction counts again', () => {
+    let now = 1_000;
+    const keys = new RecentKeys(10, { ttlMs: 5_000, now: () => now });
+    keys.add('reaction:m1:u1:🔁');
+    now += 4_999;
+    expect(keys.has('reaction:m1:u1:🔁')).toBe(true);
+    now += 1;
+    expect(keys.has('reaction:m1:u1:🔁')).toBe(false);
+  });
+
+  it('restarts the window when a key is added again', () => {
+    let now = 0;
+    const keys = new RecentKeys(10, { ttlMs: 1_000, now: () => now });
+    keys.add('k');
+    now = 900;
+    keys.add('k');
+    now = 1_500;
+    expect(keys.has('k')).toBe(true);
+  });
+});
