@@ -58,12 +58,21 @@ export interface ReplyFile {
   name: string;
 }
 
+/** A piece of a reply: prose, or verbatim text a member copies (an info text, a command to paste). */
+export interface ReplyPart {
+  text: string;
+  /** Verbatim: adapters draw it as a code block with the platform's escaping, so `*`, `_`, `~~` copy as typed. */
+  code?: boolean;
+}
+
 export interface CommandReply {
   /** false: a refusal or bad input; adapters show it privately (ephemeral on Discord). */
   ok: boolean;
   /** private: only the member should see it (Discord ephemeral); public: the channel may. */
   visibility: 'private' | 'public';
   text: string;
+  /** When set, the same content as `text` in prose and code parts; adapters that can draw code blocks use these. */
+  parts?: ReplyPart[];
   /** A job was queued: the adapter follows its events (queued, progress, done...). */
   queued?: { job: Job; position: number; etaSeconds: number };
   /** Files to send now (upscale's picture at full size). */
