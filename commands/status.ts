@@ -12,7 +12,9 @@ export function statusText(event: JobEvent): string {
     case 'moved':
       return `Queued ${place(event.position, event.etaSeconds)}`;
     case 'resumed':
-      return `Back in the queue after a restart: ${place(event.position, event.etaSeconds)}`;
+      return event.cause === 'engine-crash'
+        ? `The picture engine crashed; trying again: ${place(event.position, event.etaSeconds)}`
+        : `Back in the queue after a restart: ${place(event.position, event.etaSeconds)}`;
     case 'started':
       return 'Drawing…';
     case 'progress':

@@ -113,7 +113,8 @@ export interface GenerateOptions {
   onStep?: (progress: StepProgress) => void;
 }
 
-export type EngineErrorCode = 'cancelled' | 'bad_request' | 'model' | 'internal';
+/** `worker_crashed`: the worker thread died while drawing (a crash the request may have caused). */
+export type EngineErrorCode = 'cancelled' | 'bad_request' | 'model' | 'internal' | 'worker_crashed';
 
 /** Errors the engine reports. `message` is safe to show to a member. */
 export class EngineError extends Error {

@@ -6,6 +6,7 @@ import pino from 'pino';
 import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readTextChunks } from '../engine/png.js';
+import { EngineError, type GenerateOptions, type GenerateRequest, type GenerateResult } from '../engine/types.js';
 import { defaultConfig, type DeepPartial } from '../src/config/load.js';
 import type { FileConfig } from '../src/config/schema.js';
 import { createJobService, withoutServerPaths, type JobServiceWithMaintenance } from '../src/jobs/service.js';
@@ -118,7 +119,7 @@ describe('job service', () => {
 
     const stored = (await store.jobs.get(out.job.id))!;
     expect(stored.status).toBe('done');
-    expect(stored.attempts).toBe(1);
+    expect(stored.attempts).toBe(0);
     const result = stored.result!;
     expect(result.images.map((i) => i.seed)).toEqual([1000, 1001, 1002, 1003]);
     expect(result.images[0]!.file).toMatch(new RegExp(`^images/\\d{4}-\\d{2}-\\d{2}/${out.job.id}-0\\.png$`));
@@ -294,6 +295,39 @@ describe('job service', () => {
     expect((await store.jobs.get(refused.ok ? refused.job.id : ''))?.status).toBe('failed');
   });
 
+  it('counts an engine worker crash against the request: tries again in its place, then fails it at maxAttempts', async () => {
+    /** The worker dies on the first try of "flaky", then draws it. */
+    class FlakyWorker extends ScriptedEngine {
+      private crashed = false;
+      override async generate(request: GenerateRequest, options?: GenerateOptions): Promise<GenerateResult> {
+        if (request.prompt === 'flaky' && !this.crashed) {
+          this.crashed = true;
+          this.calls.push(request);
+          throw new EngineError('worker_crashed', 'the engine worker stopped unexpectedly (exit code 70)');
+        }
+        return super.generate(request, options);
+      }
+    }
+    const engine = new FlakyWorker();
+    const { jobs, store, events } = await setup({ engine, start: false });
+    const flaky = await jobs.submit(input('flaky', member('A')));
+    const poison = await jobs.submit(input('WORKER-DIES here', member('B')));
+    await jobs.start();
+    await until(() => ofType(events, 'done').length === 1 && ofType(events, 'failed').length === 1, 'flaky done, poison failed');
+    if (!flaky.ok || !poison.ok) throw new Error('submit failed');
+
+    const retried = ofType(events, 'resumed');
+    expect(retried.map((e) => [e.job.id, e.cause])).toEqual([
+      [flaky.job.id, 'engine-crash'],
+      [poison.job.id, 'engine-crash'],
+    ]);
+    expect(ofType(events, 'failed')[0]!.reason).toBe('This request crashed the picture engine 2 times; it was dropped.');
+    const [a, b] = [await store.jobs.get(flaky.job.id), await store.jobs.get(poison.job.id)];
+    expect([a?.status, a?.attempts]).toEqual(['done', 1]);
+    expect([b?.status, b?.attempts]).toEqual(['failed', 2]);
+    expect(engine.calls.map((c) => c.prompt)).toEqual(['flaky', 'WORKER-DIES here', 'flaky', 'WORKER-DIES here']);
+  });
+
   it('feeds an upscale job the stored picture of its parent at the new size', async () => {
     const { jobs, engine, events } = await setup();
     const parent = await jobs.submit(input('parent', member('A'), {}, { count: 2 }));
@@ -355,7 +389,7 @@ describe('job service', () => {
     expect((await store.jobs.get(out.ok ? out.job.id : ''))?.status).toBe('done');
   });
 
-  it('recovers after a restart: resumes queued and running jobs in order, drops a repeat crasher, keeps done ones for delivery', async () => {
+  it('recovers after a restart: resumes queued and running jobs in order, drops a job the process died on too often, keeps done ones for delivery', async () => {
     const config = defaultConfig({ dataDir: path.join(root, 'data') });
     const store = await createStore(config);
     const mk = (id: string, seq: number, status: Job['status'], who: string, extra: Partial<Job> = {}): Job => ({
@@ -374,13 +408,16 @@ describe('job service', () => {
     });
     await store.jobs.put(mk('delivrd1', 1, 'delivered', 'A', { finishedAt: 2, delivery: { at: 3 } }));
     await store.jobs.put(mk('undeliv1', 2, 'done', 'A', { finishedAt: 2 }));
-    await store.jobs.put(mk('running1', 3, 'running', 'A', { attempts: 1, startedAt: 2 }));
-    await store.jobs.put(mk('poison01', 4, 'running', 'B', { attempts: 2, startedAt: 2 }));
+    // running1 was interrupted by the kill before this start; an engine crash it caused earlier
+    // stays counted, but the kills do not add to it.
+    await store.jobs.put(mk('running1', 3, 'running', 'A', { attempts: 1, interruptions: 1, startedAt: 2 }));
+    // poison01 was drawing each of the last 3 times the process died (maxInterruptions 3 here).
+    await store.jobs.put(mk('poison01', 4, 'running', 'B', { interruptions: 2, startedAt: 2 }));
     await store.jobs.put(mk('queued01', 5, 'queued', 'A'));
     await store.jobs.put(mk('queued02', 6, 'queued', 'C'));
 
     const engine = new ScriptedEngine({ hold: true });
-    const { jobs, events } = await setup({ store, engine, start: false });
+    const { jobs, events } = await setup({ store, engine, start: false, config: { queue: { maxInterruptions: 3 } } });
     await jobs.start();
     expect(ofType(events, 'resumed').map((e) => [e.job.id, e.position])).toEqual([
       ['running1', 1],
@@ -388,13 +425,14 @@ describe('job service', () => {
       ['queued02', 2],
     ]);
     expect(ofType(events, 'failed').map((e) => [e.job.id, e.reason])).toEqual([
-      ['poison01', 'This request crashed the picture engine 2 times; it was dropped.'],
+      ['poison01', 'The bot stopped unexpectedly 3 times while drawing this request, so it was dropped in case it is the cause. Try again, perhaps smaller.'],
     ]);
     expect((await jobs.pendingDeliveries('discord')).map((j) => j.id)).toEqual(['undeliv1']);
     const order = [await engine.release(), await engine.release(), await engine.release()];
     expect(order).toEqual(['running1', 'queued02', 'queued01']);
     await until(() => ofType(events, 'done').length === 3, 'all done');
-    expect((await jobs.get('running1'))?.attempts).toBe(2);
+    const survivor = await jobs.get('running1');
+    expect([survivor?.status, survivor?.attempts, survivor?.interruptions]).toEqual(['done', 1, 2]);
     expect(engine.calls.map((c) => c.prompt)).not.toContain('undeliv1');
     expect(engine.calls.map((c) => c.prompt)).not.toContain('delivrd1');
   });

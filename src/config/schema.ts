@@ -69,8 +69,13 @@ export const ConfigSchema = z
         perMemberPending: z.number().int().min(1).max(100),
         globalPending: z.number().int().min(1).max(10_000),
         tiers: z.array(TierSchema),
-        /** A job that crashed the worker this many times is failed instead of resumed. */
+        /** A job that crashed the engine worker this many times is failed instead of retried. */
         maxAttempts: z.number().int().min(1).max(10),
+        /**
+         * A job that was running this many times when the whole process died (a kill, a power cut,
+         * or a native crash that took the process down) is failed instead of resumed.
+         */
+        maxInterruptions: z.number().int().min(1).max(100),
         /** Seconds per step assumed for ETAs before this engine has measured a model. */
         initialSecondsPerStep: z.number().positive(),
         /** On SIGINT/SIGTERM, how long the running job may take to finish before it is put back. */

@@ -93,6 +93,8 @@ const MESSAGES = {
     `You already have ${cap} ${cap === 1 ? 'picture' : 'pictures'} waiting — this club's limit per member. Cancel one with /cancel or wait.`,
   globalCap: (cap: number) => `The queue is full (${cap} jobs) — try again in a few minutes.`,
   crashed: (n: number) => `This request crashed the picture engine ${n} ${n === 1 ? 'time' : 'times'}; it was dropped.`,
+  interrupted: (n: number) =>
+    `The bot stopped unexpectedly ${n} times while drawing this request, so it was dropped in case it is the cause. Try again, perhaps smaller.`,
   unknownJob: (id: string) => `There is no job ${id}.`,
   alreadyOver: (job: Job) =>
     `That job is already ${job.status === 'done' || job.status === 'delivered' ? 'finished' : job.status}.`,
@@ -476,7 +478,6 @@ class FairJobService implements JobServiceWithMaintenance {
     this.published.delete(job.id);
     try {
       job.status = 'running';
-      job.attempts += 1;
       job.startedAt = this.now();
       try {
         await this.store.jobs.put(job);
@@ -485,13 +486,16 @@ class FairJobService implements JobServiceWithMaintenance {
         await this.finishFailed(run, MESSAGES.notSaved);
         return;
       }
-      log.info({ attempt: job.attempts }, 'job started');
+      log.info({ crashes: job.attempts, interruptions: job.interruptions ?? 0 }, 'job started');
       this.emit({ type: 'started', job: view(job) });
       this.scheduleMoves();
       await this.render(run);
     } finally {
-      this.live.delete(job.id);
-      this.costs.delete(job.id);
+      // A job put back after an engine crash is waiting again and stays live.
+      if (!this.fair.has(job.id)) {
+        this.live.delete(job.id);
+        this.costs.delete(job.id);
+      }
       if (this.running === run) this.running = undefined;
       this.scheduleMoves();
       release();
@@ -668,6 +672,10 @@ class FairJobService implements JobServiceWithMaintenance {
       this.emit({ type: 'cancelled', job: view(job), by: run.cancelledBy });
       return;
     }
+    if (err instanceof EngineError && err.code === 'worker_crashed') {
+      await this.afterWorkerCrash(run, err);
+      return;
+    }
     let reason: string;
     if (err instanceof MemberFacingError) {
       reason = err.message;
@@ -686,6 +694,38 @@ class FairJobService implements JobServiceWithMaintenance {
     await this.finishFailed(run, reason);
   }
 
+  /**
+   * The engine worker died while drawing this job: the one case that counts against the request.
+   * Below queue.maxAttempts the job waits again in its old place (the engine starts a fresh
+   * worker on the next call); at the limit it is failed so it cannot crash the engine forever.
+   */
+  private async afterWorkerCrash(run: RunningJob, err: EngineError): Promise<void> {
+    const { job } = run;
+    const log = this.jobLog(job);
+    job.attempts += 1;
+    if (job.attempts >= this.config.queue.maxAttempts) {
+      log.error({ crashes: job.attempts, detail: err.message }, 'job dropped: it crashed the engine worker repeatedly');
+      await this.finishFailed(run, MESSAGES.crashed(job.attempts));
+      return;
+    }
+    job.status = 'queued';
+    delete job.startedAt;
+    try {
+      await this.store.jobs.put(job);
+    } catch (storeErr) {
+      log.error({ err: storeErr }, 'could not record an engine crash; the job resumes at the next start');
+      return;
+    }
+    log.warn({ crashes: job.attempts, detail: err.message }, 'the engine worker crashed on this job; it waits for another try');
+    // No longer the running job, so positions and caps see it as waiting.
+    if (this.running === run) this.running = undefined;
+    this.enqueue(job);
+    const where = this.position(job.id) ?? { position: 1, etaSeconds: 0 };
+    this.published.set(job.id, where);
+    this.emit({ type: 'resumed', job: view(job), ...where, cause: 'engine-crash' });
+    this.runner.add(() => this.runNext()).catch((e: unknown) => this.log.error({ err: e }, 'run loop task failed'));
+  }
+
   private async finishFailed(run: RunningJob, reason: string): Promise<void> {
     const { job } = run;
     job.status = 'failed';
@@ -699,14 +739,10 @@ class FairJobService implements JobServiceWithMaintenance {
     this.emit({ type: 'failed', job: view(job), reason });
   }
 
-  /**
-   * A job interrupted by stop() goes back to "queued". Its attempt is handed back: the count is
-   * there to catch requests that crash the engine, and a planned restart is not a crash.
-   */
+  /** A job interrupted by stop() goes back to "queued"; a planned restart is not the request's fault. */
   private async putBack(run: RunningJob): Promise<void> {
     const { job } = run;
     job.status = 'queued';
-    job.attempts = Math.max(0, job.attempts - 1);
     delete job.startedAt;
     try {
       await this.store.jobs.put(job);
@@ -841,14 +877,17 @@ class FairJobService implements JobServiceWithMaintenance {
       const job = stored;
       const log = this.jobLog(job);
       if (job.status === 'running') {
-        // The process stopped while the engine had this job: count it as a crash.
-        if (job.attempts >= this.config.queue.maxAttempts) {
-          const reason = MESSAGES.crashed(job.attempts);
+        // The process died while this job was drawing: a kill or a power cut is not the
+        // request's fault, but a native engine crash that takes the whole process down looks
+        // the same from here. So these get their own, higher bound (queue.maxInterruptions).
+        job.interruptions = (job.interruptions ?? 0) + 1;
+        if (job.interruptions >= this.config.queue.maxInterruptions) {
+          const reason = MESSAGES.interrupted(job.interruptions);
           job.status = 'failed';
           job.error = reason;
           job.finishedAt = this.now();
           await this.store.jobs.put(job);
-          log.warn({ attempts: job.attempts }, 'job dropped after repeated crashes');
+          log.warn({ interruptions: job.interruptions }, 'job dropped: the process died while drawing it too often');
           this.emit({ type: 'failed', job: view(job), reason });
           continue;
         }
@@ -862,7 +901,7 @@ class FairJobService implements JobServiceWithMaintenance {
     for (const job of resumed) {
       const where = this.position(job.id) ?? { position: 0, etaSeconds: 0 };
       this.published.set(job.id, where);
-      this.jobLog(job).info({ ...where, attempts: job.attempts }, 'job resumed after restart');
+      this.jobLog(job).info({ ...where, crashes: job.attempts, interruptions: job.interruptions ?? 0 }, 'job resumed after restart');
       this.emit({ type: 'resumed', job: view(job), ...where });
     }
     for (let i = 0; i < resumed.length; i++) {

@@ -86,8 +86,16 @@ export interface Job {
   createdAt: number;
   startedAt?: number;
   finishedAt?: number;
-  /** How many times the engine started this job (restarts count). */
+  /**
+   * Engine-worker crashes while drawing this job (bounded by queue.maxAttempts). A stop, restart
+   * or kill of the bot process is not the request's fault and never counts here.
+   */
   attempts: number;
+  /**
+   * Times the bot process died (was killed, lost power, or crashed natively) while this job was
+   * running, found at the next start (bounded by queue.maxInterruptions). Absent means 0.
+   */
+  interruptions?: number;
   /** Messages for the member about how the request was read (clamps, defaults). */
   notes: string[];
   result?: JobResult;
@@ -109,8 +117,11 @@ export type JobEvent =
   | { type: 'queued'; job: Job; position: number; etaSeconds: number }
   /** Position or ETA of a waiting job changed. */
   | { type: 'moved'; job: Job; position: number; etaSeconds: number }
-  /** The job was recovered from the store after a restart and is waiting again. */
-  | { type: 'resumed'; job: Job; position: number; etaSeconds: number }
+  /**
+   * The job is waiting again: recovered from the store after a restart, or (cause
+   * 'engine-crash') put back after the engine worker crashed while drawing it.
+   */
+  | { type: 'resumed'; job: Job; position: number; etaSeconds: number; cause?: 'engine-crash' }
   | { type: 'started'; job: Job }
   | {
       type: 'progress';
