@@ -1,6 +1,7 @@
 // /queue: what is drawing, who waits, and where the member stands.
 import { formatEta, shorten } from './format.js';
 import { isOwner } from './permissions.js';
+import { progressText } from './status.js';
 import type { CommandContext, CommandReply, CommandRequest } from './types.js';
 
 const SHOWN = 10;
@@ -14,8 +15,8 @@ export async function queue(req: CommandRequest, ctx: CommandContext): Promise<C
   const mine = (j: Parameters<typeof isOwner>[0]) => isOwner(j, req.requester);
   const lines: string[] = [];
   if (running) {
-    const { job, step, total } = running;
-    const progress = total > 0 ? `step ${step}/${total}` : 'starting';
+    const { job, step, total, pictures } = running;
+    const progress = step > 0 ? progressText(step, total, pictures) : 'starting';
     lines.push(`Drawing: “${shorten(job.spec.prompt, PROMPT_CHARS)}” for ${job.requester.name} · ${progress}${mine(job) ? ' ← yours' : ''}`);
   }
   if (waiting.length) {

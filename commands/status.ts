@@ -1,9 +1,19 @@
 // One line that tells a member where their job stands; adapters edit it into the status message.
-import type { JobEvent } from '../src/jobs/types.js';
+import type { JobEvent, PictureRange } from '../src/jobs/types.js';
 import { formatDuration, formatEta } from './format.js';
 
 function place(position: number, etaSeconds: number): string {
   return position <= 0 ? `next up · ${formatEta(etaSeconds)}` : `#${position} · ${formatEta(etaSeconds)}`;
+}
+
+/** "step 37/150", and "· picture 2 of 4" when pictures are drawn one batch after another. */
+export function progressText(step: number, total: number, pictures?: PictureRange): string {
+  const where = pictures
+    ? pictures.first === pictures.last
+      ? ` · picture ${pictures.first} of ${pictures.count}`
+      : ` · pictures ${pictures.first}–${pictures.last} of ${pictures.count}`
+    : '';
+  return `step ${step}/${total}${where}`;
 }
 
 export function statusText(event: JobEvent): string {
@@ -18,7 +28,7 @@ export function statusText(event: JobEvent): string {
     case 'started':
       return 'Drawing…';
     case 'progress':
-      return `Drawing… step ${event.step}/${event.total}`;
+      return `Drawing… ${progressText(event.step, event.total, event.pictures)}`;
     case 'done': {
       const ms = event.job.result?.durationMs;
       return ms === undefined ? 'Done' : `Done in ${formatDuration(ms)}`;

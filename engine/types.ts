@@ -103,8 +103,15 @@ export interface GenerateResult {
 }
 
 export interface StepProgress {
+  /** UNet steps done over the whole job, every batch of pictures counted (for fractions and ETAs). */
   step: number;
   total: number;
+  /**
+   * The same moment as a member counts it: step `step` of the job's own `steps`, in the batch that
+   * draws pictures first+1 … first+size of `count` (batches run one after another when the
+   * pictures do not fit one UNet call).
+   */
+  batch?: { step: number; steps: number; first: number; size: number; count: number };
   preview?: { rgb: Uint8Array; width: number; height: number };
 }
 

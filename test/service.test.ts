@@ -5,6 +5,7 @@ import path from 'node:path';
 import pino from 'pino';
 import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { statusText } from '../commands/status.js';
 import { readTextChunks } from '../engine/png.js';
 import { EngineError, type GenerateOptions, type GenerateRequest, type GenerateResult } from '../engine/types.js';
 import { defaultConfig, type DeepPartial } from '../src/config/load.js';
@@ -326,6 +327,30 @@ describe('job service', () => {
     expect([a?.status, a?.attempts]).toEqual(['done', 1]);
     expect([b?.status, b?.attempts]).toEqual(['failed', 2]);
     expect(engine.calls.map((c) => c.prompt)).toEqual(['flaky', 'WORKER-DIES here', 'flaky', 'WORKER-DIES here']);
+  });
+
+  it('reports progress as step k of the job\'s own steps, and which picture, when the engine draws pictures one batch after another', async () => {
+    /** Reports steps the way the pipeline does on CPU: one picture per UNet batch, job-wide totals. */
+    class OnePictureAtATime extends ScriptedEngine {
+      override async generate(request: GenerateRequest, options: GenerateOptions = {}): Promise<GenerateResult> {
+        const result = await super.generate({ ...request, count: 1, steps: 1 });
+        const total = request.steps * request.count;
+        for (let i = 0; i < total; i++) {
+          const batch = { step: (i % request.steps) + 1, steps: request.steps, first: Math.floor(i / request.steps), size: 1, count: request.count };
+          options.onStep?.({ step: i + 1, total, batch });
+        }
+        return { ...result, images: Array.from({ length: request.count }, (_, i) => ({ ...result.images[0]!, seed: request.seed + i })) };
+      }
+    }
+    const { jobs, events } = await setup({ engine: new OnePictureAtATime() });
+    await jobs.submit(input('four pictures', member('A'), {}, { steps: 150, count: 4 }));
+    await until(() => ofType(events, 'done').length === 1, 'done');
+    const progress = ofType(events, 'progress');
+    expect(progress).toHaveLength(600);
+    expect(progress.every((p) => p.total === 150 && p.step >= 1 && p.step <= 150)).toBe(true);
+    // The moment the issue saw as "step 376/600".
+    expect(statusText(progress[375]!)).toBe('Drawing… step 76/150 · picture 3 of 4');
+    expect(progress[375]!.pictures).toEqual({ first: 3, last: 3, count: 4 });
   });
 
   it('feeds an upscale job the stored picture of its parent at the new size', async () => {

@@ -41,6 +41,7 @@ import type {
   JobEventListener,
   JobImage,
   JobService,
+  PictureRange,
   Platform,
   QueuePosition,
   QueueSnapshot,
@@ -106,8 +107,11 @@ class MemberFacingError extends Error {}
 interface RunningJob {
   job: Job;
   controller: AbortController;
+  /** Steps done and to do over the whole job, all batches counted (for the ETA). */
   step: number;
   total: number;
+  /** The last progress as a member counts it (see JobEvent 'progress'). */
+  shown?: MemberProgress;
   /** Resolves when the run loop is completely done with this job. */
   settled: Promise<void>;
   cancelledBy?: string;
@@ -115,6 +119,20 @@ interface RunningJob {
   shutdown?: boolean;
   /** stop() gave up waiting and wrote the job back itself; the run loop must not write again. */
   abandoned?: boolean;
+}
+
+interface MemberProgress {
+  step: number;
+  total: number;
+  pictures?: PictureRange;
+}
+
+/** The engine counts steps over all batches of a job; a member counts the job's own steps. */
+function memberProgress(progress: StepProgress): MemberProgress {
+  const b = progress.batch;
+  if (!b) return { step: progress.step, total: progress.total };
+  const pictures = b.size < b.count ? { first: b.first + 1, last: b.first + b.size, count: b.count } : undefined;
+  return { step: b.step, total: b.steps, ...(pictures ? { pictures } : {}) };
 }
 
 function memberKeyOf(r: Pick<Requester, 'platform' | 'userId'>): string {
@@ -421,9 +439,9 @@ class FairJobService implements JobServiceWithMaintenance {
   snapshot(): QueueSnapshot {
     const r = this.running;
     const waiting = this.waitingList().map((w) => ({ ...w, job: view(w.job) }));
-    return r
-      ? { running: { job: view(r.job), step: r.step, total: r.total || stepsToRun(r.job.spec) }, waiting }
-      : { waiting };
+    if (!r) return { waiting };
+    const shown = r.shown ?? { step: 0, total: stepsToRun(r.job.spec) };
+    return { running: { job: view(r.job), ...shown }, waiting };
   }
 
   /**
@@ -511,6 +529,7 @@ class FairJobService implements JobServiceWithMaintenance {
     const onStep = (progress: StepProgress) => {
       run.step = progress.step;
       run.total = progress.total;
+      run.shown = memberProgress(progress);
       progressChain = progressChain.then(() => this.emitProgress(run, progress)).catch((err: unknown) => {
         log.warn({ err }, 'could not encode a step preview');
       });
@@ -580,13 +599,7 @@ class FairJobService implements JobServiceWithMaintenance {
       preview = { png, width: w, height: h };
     }
     if (this.running !== run) return;
-    this.emit({
-      type: 'progress',
-      job: view(run.job),
-      step: progress.step,
-      total: progress.total,
-      ...(preview ? { preview } : {}),
-    });
+    this.emit({ type: 'progress', job: view(run.job), ...memberProgress(progress), ...(preview ? { preview } : {}) });
   }
 
   private async requestFor(job: Job): Promise<GenerateRequest> {

@@ -126,8 +126,11 @@ export type JobEvent =
   | {
       type: 'progress';
       job: Job;
+      /** Step `step` of the job's own `total` steps (what the member asked for, img2img's share). */
       step: number;
       total: number;
+      /** 1-based; present when the pictures are drawn in batches one after another. */
+      pictures?: PictureRange;
       preview?: { png: Buffer; width: number; height: number };
     }
   | { type: 'done'; job: Job }
@@ -193,8 +196,16 @@ export type SubmitOutcome =
 
 export type CancelOutcome = { ok: true; job: Job; wasRunning: boolean } | { ok: false; reason: string };
 
+/** Pictures first…last of a job's count (1-based). */
+export interface PictureRange {
+  first: number;
+  last: number;
+  count: number;
+}
+
 export interface QueueSnapshot {
-  running?: { job: Job; step: number; total: number };
+  /** step/total/pictures as in the `progress` event. */
+  running?: { job: Job; step: number; total: number; pictures?: PictureRange };
   waiting: { job: Job; position: number; etaSeconds: number }[];
 }
 
