@@ -578,6 +578,35 @@ describe('queue', () => {
     expect(reply.text).toContain('You have 1 waiting; the next is #2');
   });
 
+  it("shows others' prompts and names only for jobs posted where /queue is asked; private chats never; admins also get ids", async () => {
+    const { ctx, jobs } = setup();
+    const carl: Requester = { platform: 'telegram', userId: '4242', name: 'Carl', roles: [] };
+    const elsewhere = (job: Job, where: Job['target']): Job => ({ ...job, target: where });
+    jobs.add(elsewhere(pendingJob(carl, 'running', 1, 'my secret dm prompt'), { platform: 'telegram', chatId: '4242', handle: {} }));
+    jobs.add(pendingJob(bob, 'queued', 2, 'a lighthouse in this channel'));
+    jobs.add(elsewhere(pendingJob(bob, 'queued', 3, 'a prompt from another channel'), { platform: 'discord', chatId: 'other', handle: {} }));
+    jobs.add(pendingJob(ada, 'queued', 4, 'my own'));
+
+    const asked = await runCommand(req('queue', ada), ctx);
+    expect(asked.text.split('\n')).toEqual([
+      'Drawing: a member’s picture · step 5/20',
+      'Waiting (3):',
+      '#1 “a lighthouse in this channel” · Bob · about 40 s',
+      '#2 a member’s picture · about 1 min',
+      '#3 “my own” · Ada · about 2 min ← yours',
+      'You have 1 waiting; the next is #3 (about 2 min).',
+    ]);
+    // An admin can act on every job (ids) but sees prompts under the same rule.
+    const admin = (await runCommand(req('queue', boss), ctx)).text;
+    expect(admin).toContain('Drawing: a member’s picture (job p1)');
+    expect(admin).toContain('#2 a member’s picture (job p3)');
+    expect(admin).not.toMatch(/secret|another channel|Carl/);
+    // The owner sees their own private-chat job from anywhere.
+    const own = await runCommand({ ...req('queue', carl), target: { platform: 'telegram', chatId: '4242', handle: {} } }, ctx);
+    expect(own.text.split('\n')[0]).toBe('Drawing: “my secret dm prompt” for Carl · step 5/20 ← yours');
+    expect(own.text).not.toContain('lighthouse');
+  });
+
   it('says when the queue is empty', async () => {
     const { ctx } = setup();
     expect((await runCommand(req('queue', ada), ctx)).text).toMatch(/queue is empty/);
