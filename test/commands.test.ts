@@ -474,6 +474,26 @@ describe('info', () => {
     expect(parsed.ok && parsed.spec).toMatchObject({ seed: 1002, count: 1, negativePrompt: '' });
   });
 
+  it('puts the info text and the command in verbatim parts, so markdown characters in a prompt copy as typed', async () => {
+    const { ctx, jobs } = setup();
+    const job = jobs.add(doneJob(ada, { prompt: 'a *bold* fox_in ~~snow~~ `tick`', negativePrompt: '' }));
+    const reply = await runCommand(press(bob, { action: 'info', jobId: job.id, index: 0 }), ctx);
+    const parts = reply.parts!;
+    expect(parts.map((p) => p.text).join('\n')).toBe(reply.text);
+    const code = parts.filter((p) => p.code).map((p) => p.text);
+    expect(code).toEqual([job.result!.images[0]!.infoText, `/imagine prompt: ${commandText(reply)}`]);
+    expect(code[1]).toContain('a *bold* fox_in ~~snow~~ `tick`');
+    // Prose parts hold the explanations only; nothing to copy is left outside a code part.
+    expect(parts.filter((p) => !p.code).every((p) => !p.text.includes('/imagine'))).toBe(true);
+    expect(parts[0]).toEqual({ text: expect.stringMatching(/^Picture 1 of job/) });
+
+    const whole = await runCommand(press(bob, { action: 'info', jobId: job.id }), ctx);
+    expect(whole.parts!.filter((p) => p.code)).toHaveLength(2);
+    const up = jobs.add(doneJob(ada, { count: 1, init: { jobId: 'abc123', index: 2, strength: 0.35 } }, { kind: 'upscale' }));
+    const upInfo = await runCommand(press(ada, { action: 'info', jobId: up.id, index: 0 }), ctx);
+    expect(upInfo.parts!.filter((p) => p.code).map((p) => p.text)).toEqual([up.result!.images[0]!.infoText]);
+  });
+
   it('reproduces a variation picture with its variation seed, and the whole job without an index', async () => {
     const { ctx, jobs } = setup();
     const job = jobs.add(doneJob({ ...ada, platform: 'telegram' }, { variation: { seed: 77, strength: 0.4 } }));
