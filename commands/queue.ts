@@ -37,14 +37,14 @@ export async function queue(req: CommandRequest, ctx: CommandContext): Promise<C
   if (waiting.length) {
     lines.push(`Waiting (${waiting.length}):`);
     for (const w of waiting.slice(0, SHOWN)) {
-      lines.push(`#${w.position} ${describe(w.job, ' · ')} · ${formatEta(w.etaSeconds)}${mine(w.job) ? ' ← yours' : ''}`);
+      lines.push(`#${w.position} ${describe(w.job, ' · ')} · ${formatEta(w.etaSeconds, w.approximate)}${mine(w.job) ? ' ← yours' : ''}`);
     }
     if (waiting.length > SHOWN) lines.push(`…and ${waiting.length - SHOWN} more.`);
   }
   const own = waiting.filter((w) => mine(w.job));
   const next = own[0];
   if (next) {
-    lines.push(`You have ${own.length} waiting; the next is #${next.position} (${formatEta(next.etaSeconds)}).`);
+    lines.push(`You have ${own.length} waiting; the next is #${next.position} (${formatEta(next.etaSeconds, next.approximate)}).`);
   } else if (!(running && mine(running.job))) {
     lines.push('You have nothing in the queue.');
   }

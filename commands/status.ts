@@ -2,8 +2,9 @@
 import type { JobEvent, PictureRange } from '../src/jobs/types.js';
 import { formatDuration, formatEta } from './format.js';
 
-function place(position: number, etaSeconds: number): string {
-  return position <= 0 ? `next up · ${formatEta(etaSeconds)}` : `#${position} · ${formatEta(etaSeconds)}`;
+function place(position: number, etaSeconds: number, approximate = false): string {
+  const eta = formatEta(etaSeconds, approximate);
+  return position <= 0 ? `next up · ${eta}` : `#${position} · ${eta}`;
 }
 
 /** "step 37/150", and "· picture 2 of 4" when pictures are drawn one batch after another. */
@@ -20,11 +21,11 @@ export function statusText(event: JobEvent): string {
   switch (event.type) {
     case 'queued':
     case 'moved':
-      return `Queued ${place(event.position, event.etaSeconds)}`;
+      return `Queued ${place(event.position, event.etaSeconds, event.approximate)}`;
     case 'resumed':
       return event.cause === 'engine-crash'
-        ? `The picture engine crashed; trying again: ${place(event.position, event.etaSeconds)}`
-        : `Back in the queue after a restart: ${place(event.position, event.etaSeconds)}`;
+        ? `The picture engine crashed; trying again: ${place(event.position, event.etaSeconds, event.approximate)}`
+        : `Back in the queue after a restart: ${place(event.position, event.etaSeconds, event.approximate)}`;
     case 'started':
       return 'Drawing…';
     case 'progress':

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -7,7 +7,14 @@ import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { statusText } from '../commands/status.js';
 import { readTextChunks } from '../engine/png.js';
-import { EngineError, type GenerateOptions, type GenerateRequest, type GenerateResult } from '../engine/types.js';
+import {
+  EngineError,
+  type GenerateOptions,
+  type GenerateRequest,
+  type GenerateResult,
+  type ModelInfo,
+  type ModelScan,
+} from '../engine/types.js';
 import { defaultConfig, type DeepPartial } from '../src/config/load.js';
 import type { FileConfig } from '../src/config/schema.js';
 import { createJobService, withoutServerPaths, type JobServiceWithMaintenance } from '../src/jobs/service.js';
@@ -172,7 +179,34 @@ describe('job service', () => {
       ['second', 1],
       ['third', 2],
     ]);
-    expect(jobs.position(third.ok ? third.job.id : '')).toEqual({ position: 2, etaSeconds: 12 });
+    // No job of this model has finished yet: every figure is a first estimate.
+    expect(jobs.position(third.ok ? third.job.id : '')).toEqual({ position: 2, etaSeconds: 12, approximate: true });
+  });
+
+  it('starts from a prior sized by the model\'s UNet weights and the picture, marked approximate until a job of the model finishes', async () => {
+    const modelDir = path.join(root, 'models', 'small');
+    await mkdir(path.join(modelDir, 'unet'), { recursive: true });
+    // 8.6 M float32 weights: a hundredth of SD 1.5's UNet.
+    await writeFile(path.join(modelDir, 'unet', 'model.onnx'), Buffer.alloc(4 * 8_600_000));
+    class WithModel extends ScriptedEngine {
+      override async scanModels(): Promise<ModelScan> {
+        const info = { name: 'small', dir: modelDir, dtype: 'float32' } as ModelInfo;
+        return { models: [info], problems: [] };
+      }
+    }
+    const engine = new WithModel({ hold: true });
+    const { jobs, events } = await setup({ engine, config: { queue: { initialSecondsPerStep: undefined } } });
+    const first = await jobs.submit(input('first', member('A'), {}, { model: 'small', width: 512, height: 512, steps: 150, count: 4 }));
+    // CPU's typical 3 s per SD 1.5 step, a hundredth of that for this UNet: 150 × 4 × 0.03 s = 18 s.
+    expect(first.ok && [first.etaSeconds, first.approximate]).toEqual([18, true]);
+    expect(statusText(ofType(events, 'queued')[0]!)).toBe('Queued #1 · about 20 s, first estimate');
+    await engine.release();
+    await until(() => ofType(events, 'done').length === 1, 'first done');
+    engine.hold = false;
+    const second = await jobs.submit(input('second', member('B'), {}, { model: 'small', width: 512, height: 512, steps: 150, count: 4 }));
+    // Measured now: no longer a first estimate.
+    expect(second.ok && second.approximate).toBeUndefined();
+    await until(() => ofType(events, 'done').length === 2, 'second done');
   });
 
   it('answers clearly at the per-member and global caps', async () => {

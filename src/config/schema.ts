@@ -76,8 +76,11 @@ export const ConfigSchema = z
          * or a native crash that took the process down) is failed instead of resumed.
          */
         maxInterruptions: z.number().int().min(1).max(100),
-        /** Seconds per step assumed for ETAs before this engine has measured a model. */
-        initialSecondsPerStep: z.number().positive(),
+        /**
+         * Seconds per step and picture assumed for ETAs before this engine has measured a model.
+         * Unset: a typical figure for the provider, scaled by the model's UNet size and the picture size.
+         */
+        initialSecondsPerStep: z.number().positive().optional(),
         /** On SIGINT/SIGTERM, how long the running job may take to finish before it is put back. */
         shutdownGraceSeconds: z.number().int().min(0).max(600),
       })

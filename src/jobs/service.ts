@@ -15,7 +15,7 @@
  * Every state change is written to the store before its event is emitted, so an adapter never
  * tells a member something the store does not know.
  */
-import { mkdir, open, rm, rmdir } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import PQueue from 'p-queue';
@@ -31,7 +31,7 @@ import {
 } from '../../engine/types.js';
 import type { Config } from '../config/schema.js';
 import { makeGrid, pngWithParameters } from '../render/index.js';
-import { cumulativeEtas, EtaModel, stepsToRun } from './eta.js';
+import { cumulativeEtas, EtaModel, REFERENCE_UNET_PARAMETERS, stepsToRun, type JobEstimate } from './eta.js';
 import { FairQueue } from './fair-queue.js';
 import { newJobId } from './ids.js';
 import type {
@@ -73,6 +73,10 @@ const ABORT_WAIT_MS = 10_000;
 const CANCEL_WAIT_MS = 5_000;
 /** Queue movements within this window are announced together (see scheduleMoves). */
 const MOVES_COALESCE_MS = 20;
+/** The smallest UNet cost relative to SD 1.5 that first ETAs assume. */
+const MIN_MODEL_SCALE = 0.005;
+/** While a model is unmeasured, the running job's pace updates waiting ETAs every this many steps. */
+const PACE_EVERY_STEPS = 4;
 /** Preview images are shrunk to this long side before PNG encoding (chat thumbnails). */
 const PREVIEW_SIDE = 256;
 
@@ -133,6 +137,12 @@ function memberProgress(progress: StepProgress): MemberProgress {
   if (!b) return { step: progress.step, total: progress.total };
   const pictures = b.size < b.count ? { first: b.first + 1, last: b.first + b.size, count: b.count } : undefined;
   return { step: b.step, total: b.steps, ...(pictures ? { pictures } : {}) };
+}
+
+/** A QueuePosition's ETA fields: `approximate` only when it is. */
+function etaOf(estimate: JobEstimate | undefined): Pick<QueuePosition, 'etaSeconds' | 'approximate'> {
+  if (!estimate) return { etaSeconds: 0 };
+  return { etaSeconds: Math.ceil(estimate.seconds - 1e-9), ...(estimate.approximate ? { approximate: true } : {}) };
 }
 
 function memberKeyOf(r: Pick<Requester, 'platform' | 'userId'>): string {
@@ -222,7 +232,7 @@ class FairJobService implements JobServiceWithMaintenance {
   /** Queued and running jobs (the store has the same; this is the working copy). */
   private readonly live = new Map<string, Job>();
   /** Estimated seconds per live job; cleared whenever the seconds-per-step figures change. */
-  private readonly costs = new Map<string, number>();
+  private readonly costs = new Map<string, JobEstimate>();
   private readonly listeners = new Set<JobEventListener>();
   /** Last position/ETA told to adapters per waiting job: `moved` only fires on a change. */
   private readonly published = new Map<string, QueuePosition>();
@@ -245,7 +255,11 @@ class FairJobService implements JobServiceWithMaintenance {
     this.log = deps.log;
     this.now = deps.now ?? Date.now;
     this.dataDir = path.resolve(deps.config.dataDir);
-    this.eta = new EtaModel(deps.config.queue.initialSecondsPerStep);
+    const fixedPrior = deps.config.queue.initialSecondsPerStep;
+    this.eta = new EtaModel({
+      ...(fixedPrior !== undefined ? { fixedPrior } : {}),
+      provider: () => this.engine.provider() ?? deps.config.engine.providers[0] ?? 'cpu',
+    });
   }
 
   // ---- events --------------------------------------------------------------------------------
@@ -395,22 +409,24 @@ class FairJobService implements JobServiceWithMaintenance {
 
   // ---- positions and ETAs ----------------------------------------------------------------------
 
-  private costOf(job: Job): number {
-    let seconds = this.costs.get(job.id);
-    if (seconds === undefined) {
-      seconds = this.eta.jobSeconds(job.spec);
-      this.costs.set(job.id, seconds);
+  private costOf(job: Job): JobEstimate {
+    let estimate = this.costs.get(job.id);
+    if (estimate === undefined) {
+      estimate = this.eta.job(job.spec);
+      this.costs.set(job.id, estimate);
     }
-    return seconds;
+    return estimate;
   }
 
-  private runningRemaining(): number {
+  private runningRemaining(): JobEstimate {
     const r = this.running;
-    return r ? this.eta.remainingSeconds(r.job.spec, r.step, r.total || stepsToRun(r.job.spec)) : 0;
+    if (!r) return { seconds: 0, approximate: false };
+    const seconds = this.eta.remainingSeconds(r.job.spec, r.step, r.total || stepsToRun(r.job.spec));
+    return { seconds, approximate: !this.eta.isMeasured(r.job.spec.model) };
   }
 
   /** Waiting jobs in run order with their positions and ETAs. */
-  private waitingList(): { job: Job; position: number; etaSeconds: number }[] {
+  private waitingList(): ({ job: Job } & QueuePosition)[] {
     const jobs: Job[] = [];
     this.fair.forEach((entry) => {
       const job = this.live.get(entry.jobId);
@@ -420,20 +436,24 @@ class FairJobService implements JobServiceWithMaintenance {
       this.runningRemaining(),
       jobs.map((j) => this.costOf(j)),
     );
-    return jobs.map((job, i) => ({ job, position: i + 1, etaSeconds: etas[i] ?? 0 }));
+    return jobs.map((job, i) => ({ job, position: i + 1, ...etaOf(etas[i]) }));
   }
 
   position(jobId: string): QueuePosition | undefined {
-    if (this.running?.job.id === jobId) return { position: 0, etaSeconds: Math.ceil(this.runningRemaining()) };
+    if (this.running?.job.id === jobId) {
+      const left = this.runningRemaining();
+      return { position: 0, ...etaOf({ ...left, seconds: Math.ceil(left.seconds) }) };
+    }
     const place = this.fair.positionOf(jobId);
     if (place === undefined) return undefined;
-    let total = this.runningRemaining();
     // Jobs ahead plus the job itself (the first `place` entries).
+    const upTo: JobEstimate[] = [];
     this.fair.forEach((entry) => {
       const job = this.live.get(entry.jobId);
-      if (job) total += this.costOf(job);
+      if (job) upTo.push(this.costOf(job));
     }, place);
-    return { position: place, etaSeconds: Math.ceil(total - 1e-9) };
+    const etas = cumulativeEtas(this.runningRemaining(), upTo);
+    return { position: place, ...etaOf(etas[etas.length - 1] ?? this.runningRemaining()) };
   }
 
   snapshot(): QueueSnapshot {
@@ -465,10 +485,11 @@ class FairJobService implements JobServiceWithMaintenance {
     for (const w of waiting) {
       still.add(w.job.id);
       const before = this.published.get(w.job.id);
-      if (before && before.position === w.position && before.etaSeconds === w.etaSeconds) continue;
-      this.published.set(w.job.id, { position: w.position, etaSeconds: w.etaSeconds });
+      if (before && before.position === w.position && before.etaSeconds === w.etaSeconds && before.approximate === w.approximate) continue;
+      const { job, ...where } = w;
+      this.published.set(job.id, where);
       // The first number a job gets is announced by `queued`/`resumed`, not `moved`.
-      if (before) this.emit({ type: 'moved', job: view(w.job), position: w.position, etaSeconds: w.etaSeconds });
+      if (before) this.emit({ type: 'moved', job: view(job), ...where });
     }
     for (const id of this.published.keys()) if (!still.has(id)) this.published.delete(id);
   }
@@ -526,10 +547,23 @@ class FairJobService implements JobServiceWithMaintenance {
     const clock = performance.now();
     // Progress events go out in step order even when preview encoding is slow.
     let progressChain: Promise<void> = Promise.resolve();
+    let paceFrom: { step: number; at: number } | undefined;
     const onStep = (progress: StepProgress) => {
       run.step = progress.step;
       run.total = progress.total;
       run.shown = memberProgress(progress);
+      // Until a model has finished a job, the steps it is drawing now beat any prior for the
+      // jobs waiting behind it (measured from the first step: model loading is over by then).
+      if (!this.eta.isMeasured(job.spec.model)) {
+        const at = performance.now();
+        if (!paceFrom) paceFrom = { step: progress.step, at };
+        else if ((progress.step - paceFrom.step) % PACE_EVERY_STEPS === 0) {
+          const secondsPerStep = (at - paceFrom.at) / 1000 / (progress.step - paceFrom.step);
+          this.eta.observePace(job.spec, secondsPerStep, progress.batch?.size ?? job.spec.count);
+          this.costs.clear();
+          this.scheduleMoves();
+        }
+      }
       progressChain = progressChain.then(() => this.emitProgress(run, progress)).catch((err: unknown) => {
         log.warn({ err }, 'could not encode a step preview');
       });
@@ -560,7 +594,7 @@ class FairJobService implements JobServiceWithMaintenance {
     }
 
     const durationMs = Math.round(performance.now() - clock);
-    this.eta.record(result.model, durationMs, result.timing.stepsRun || stepsToRun(job.spec), images.length);
+    this.eta.record({ ...job.spec, count: images.length }, durationMs, result.timing.stepsRun || stepsToRun(job.spec));
     this.costs.clear();
     job.status = 'done';
     job.finishedAt = this.now();
@@ -882,6 +916,7 @@ class FairJobService implements JobServiceWithMaintenance {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    await this.loadModelScales();
     const active = await this.store.jobs.active();
     const resumed: Job[] = [];
     for (const stored of active) {
@@ -932,6 +967,27 @@ class FairJobService implements JobServiceWithMaintenance {
       this.sweepTimer.unref();
     }
     if (!this.stopping) this.runner.start();
+  }
+
+  /**
+   * First-estimate ETAs scale with each model's UNet size (its weight files' bytes over the bytes
+   * per weight): a tiny demo model and SDXL differ by a factor of thousands.
+   */
+  private async loadModelScales(): Promise<void> {
+    try {
+      const { models } = await this.engine.scanModels();
+      for (const model of models) {
+        const unet = path.join(model.dir, 'unet');
+        const files = await readdir(unet).catch(() => [] as string[]);
+        let bytes = 0;
+        for (const file of files) bytes += (await stat(path.join(unet, file)).catch(() => undefined))?.size ?? 0;
+        // A per-step floor: even a tiny model pays for the loop and the sampler.
+        const scale = Math.max(MIN_MODEL_SCALE, bytes / (model.dtype === 'float16' ? 2 : 4) / REFERENCE_UNET_PARAMETERS);
+        if (bytes > 0) this.eta.setModelScale(model.name, scale);
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'could not size the models for first ETAs; using typical figures');
+    }
   }
 
   async stop(graceMs: number): Promise<void> {

@@ -111,17 +111,19 @@ export interface QueuePosition {
   /** 1-based; 0 means running. */
   position: number;
   etaSeconds: number;
+  /** The ETA rests on a first estimate (a model with no finished job yet), not on measurements. */
+  approximate?: boolean;
 }
 
 export type JobEvent =
-  | { type: 'queued'; job: Job; position: number; etaSeconds: number }
+  | { type: 'queued'; job: Job; position: number; etaSeconds: number; approximate?: boolean }
   /** Position or ETA of a waiting job changed. */
-  | { type: 'moved'; job: Job; position: number; etaSeconds: number }
+  | { type: 'moved'; job: Job; position: number; etaSeconds: number; approximate?: boolean }
   /**
    * The job is waiting again: recovered from the store after a restart, or (cause
    * 'engine-crash') put back after the engine worker crashed while drawing it.
    */
-  | { type: 'resumed'; job: Job; position: number; etaSeconds: number; cause?: 'engine-crash' }
+  | { type: 'resumed'; job: Job; position: number; etaSeconds: number; approximate?: boolean; cause?: 'engine-crash' }
   | { type: 'started'; job: Job }
   | {
       type: 'progress';
@@ -191,7 +193,7 @@ export interface SubmitInput {
 }
 
 export type SubmitOutcome =
-  | { ok: true; job: Job; position: number; etaSeconds: number; duplicate: boolean }
+  | { ok: true; job: Job; position: number; etaSeconds: number; approximate?: boolean; duplicate: boolean }
   | { ok: false; reason: string };
 
 export type CancelOutcome = { ok: true; job: Job; wasRunning: boolean } | { ok: false; reason: string };
@@ -206,7 +208,7 @@ export interface PictureRange {
 export interface QueueSnapshot {
   /** step/total/pictures as in the `progress` event. */
   running?: { job: Job; step: number; total: number; pictures?: PictureRange };
-  waiting: { job: Job; position: number; etaSeconds: number }[];
+  waiting: ({ job: Job } & QueuePosition)[];
 }
 
 export interface JobService {
