@@ -23,6 +23,7 @@ export function statusText(event: JobEvent): string {
     case 'moved':
       return `Queued ${place(event.position, event.etaSeconds, event.approximate)}`;
     case 'resumed':
+      if (event.cause === 'shutdown') return 'The bot is restarting: this picture will be drawn when it is back.';
       return event.cause === 'engine-crash'
         ? `The picture engine crashed; trying again: ${place(event.position, event.etaSeconds, event.approximate)}`
         : `Back in the queue after a restart: ${place(event.position, event.etaSeconds, event.approximate)}`;

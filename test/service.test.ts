@@ -426,17 +426,44 @@ describe('job service', () => {
 
   it('stops intake on stop(), and puts a job that outlives the grace period back as queued without counting it', async () => {
     const engine = new ScriptedEngine({ hold: true });
-    const { jobs, store } = await setup({ engine });
+    const { jobs, store, events } = await setup({ engine });
     const out = await jobs.submit(input('slow', member('A')));
     if (!out.ok) throw new Error('submit failed');
     await engine.whenHeld();
     await jobs.stop(20);
     const stored = (await store.jobs.get(out.job.id))!;
     expect([stored.status, stored.attempts, stored.startedAt]).toEqual(['queued', 0, undefined]);
+    // The adapters hear it, so the member's "Drawing…" does not stay behind with live buttons.
+    const putBack = ofType(events, 'resumed').at(-1)!;
+    expect([putBack.job.id, putBack.cause]).toEqual([out.job.id, 'shutdown']);
+    expect(statusText(putBack)).toBe('The bot is restarting: this picture will be drawn when it is back.');
     expect(await jobs.submit(input('late', member('B')))).toEqual({
       ok: false,
       reason: 'The bot is restarting — try again in a minute.',
     });
+  });
+
+  it('ends every job with an event adapters can settle on, even when the store refuses the final write', async () => {
+    const config = defaultConfig({ dataDir: path.join(root, 'data'), storage: { url: `sqlite://${path.join(root, 'data', 'bot.sqlite')}` } });
+    const real = await createStore(config);
+    /** Refuses to record the end of jobs whose prompt says so, as a full disk would. */
+    const failing: Store = {
+      ...real,
+      jobs: Object.assign(Object.create(real.jobs) as Store['jobs'], {
+        put: async (job: Job) => {
+          if (job.spec.prompt.includes('NO-DONE') && job.status === 'done') throw new Error('SQLITE_FULL');
+          if (job.spec.prompt.includes('NO-REQUEUE') && job.status === 'queued' && job.attempts > 0) throw new Error('SQLITE_FULL');
+          return real.jobs.put(job);
+        },
+      }),
+    };
+    const { jobs, events } = await setup({ store: failing });
+    const a = await jobs.submit(input('NO-DONE drawn', member('A')));
+    const b = await jobs.submit(input('NO-REQUEUE WORKER-DIES', member('B')));
+    await until(() => ofType(events, 'failed').length === 2, 'both ends told');
+    const reasons = new Map(ofType(events, 'failed').map((e) => [e.job.id, e.reason]));
+    expect(reasons.get(a.ok ? a.job.id : '')).toBe('Your picture was drawn but could not be saved — please try again.');
+    expect(reasons.get(b.ok ? b.job.id : '')).toBe('The picture engine failed on this request; an admin has been notified.');
   });
 
   it('lets the running job finish within the grace period', async () => {

@@ -91,6 +91,7 @@ export function withoutServerPaths(text: string): string {
 const MESSAGES = {
   restarting: 'The bot is restarting — try again in a minute.',
   notSaved: 'Could not save your request — please try again.',
+  resultNotSaved: 'Your picture was drawn but could not be saved — please try again.',
   engineFailed: 'The picture engine failed on this request; an admin has been notified.',
   initGone: 'The picture to start from is gone (it was deleted or has expired).',
   notYours: 'That job belongs to someone else — only they or an admin can cancel it.',
@@ -609,9 +610,11 @@ class FairJobService implements JobServiceWithMaintenance {
     try {
       await this.store.jobs.put(job);
     } catch (err) {
-      // The pictures exist but the record still says running: after a restart the job runs
-      // again, which is better than a member who never hears back.
+      // The pictures exist but the record still says running, so nothing can deliver them now.
+      // The member hears so (never a status left "drawing"); if the store comes back, the job
+      // runs again after a restart.
       log.error({ err }, 'could not record a finished job');
+      this.emit({ type: 'failed', job: view({ ...job, status: 'failed', error: MESSAGES.resultNotSaved }), reason: MESSAGES.resultNotSaved });
       return;
     }
     log.info({ durationMs, images: images.length, provider: result.provider }, 'job done');
@@ -760,7 +763,8 @@ class FairJobService implements JobServiceWithMaintenance {
     try {
       await this.store.jobs.put(job);
     } catch (storeErr) {
-      log.error({ err: storeErr }, 'could not record an engine crash; the job resumes at the next start');
+      log.error({ err: storeErr }, 'could not record an engine crash');
+      await this.finishFailed(run, MESSAGES.engineFailed);
       return;
     }
     log.warn({ crashes: job.attempts, detail: err.message }, 'the engine worker crashed on this job; it waits for another try');
@@ -795,8 +799,10 @@ class FairJobService implements JobServiceWithMaintenance {
       await this.store.jobs.put(job);
       this.jobLog(job).info('running job put back in the queue for the restart');
     } catch (err) {
-      this.jobLog(job).error({ err }, 'could not put the running job back; it resumes as crashed');
+      this.jobLog(job).error({ err }, 'could not put the running job back; it resumes as interrupted');
     }
+    // The adapters are still up: the member's "Drawing…" turns into a truthful waiting note.
+    this.emit({ type: 'resumed', job: view(job), position: 0, etaSeconds: 0, cause: 'shutdown' });
   }
 
   // ---- cancel ----------------------------------------------------------------------------------

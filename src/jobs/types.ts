@@ -120,10 +120,18 @@ export type JobEvent =
   /** Position or ETA of a waiting job changed. */
   | { type: 'moved'; job: Job; position: number; etaSeconds: number; approximate?: boolean }
   /**
-   * The job is waiting again: recovered from the store after a restart, or (cause
-   * 'engine-crash') put back after the engine worker crashed while drawing it.
+   * The job is waiting again: recovered from the store after a restart; or (cause
+   * 'engine-crash') put back after the engine worker crashed while drawing it; or (cause
+   * 'shutdown') put back because the bot is stopping, to be drawn after the restart.
    */
-  | { type: 'resumed'; job: Job; position: number; etaSeconds: number; approximate?: boolean; cause?: 'engine-crash' }
+  | {
+      type: 'resumed';
+      job: Job;
+      position: number;
+      etaSeconds: number;
+      approximate?: boolean;
+      cause?: 'engine-crash' | 'shutdown';
+    }
   | { type: 'started'; job: Job }
   | {
       type: 'progress';
