@@ -209,6 +209,23 @@ describe('job service', () => {
     await until(() => ofType(events, 'done').length === 2, 'second done');
   });
 
+  it('replaces the prior with the pace of the first job of a model while it draws, still as a first estimate', async () => {
+    // The prior says 1 s per step; the engine really takes a few milliseconds.
+    const engine = new ScriptedEngine({ stepMs: 3 });
+    const { jobs, events } = await setup({ engine, start: false });
+    await jobs.submit(input('first', member('A'), {}, { steps: 40 }));
+    const waiting = await jobs.submit(input('second', member('B'), {}, { steps: 40 }));
+    if (!waiting.ok) throw new Error('submit failed');
+    expect([waiting.etaSeconds, waiting.approximate]).toEqual([80, true]);
+    await jobs.start();
+    await until(() => ofType(events, 'done').length === 2, 'both done');
+    const firstDone = events.findIndex((e) => e.type === 'done');
+    const moves = ofType(events.slice(0, firstDone), 'moved').filter((e) => e.job.id === waiting.job.id);
+    expect(moves.length).toBeGreaterThan(0);
+    expect(moves.every((m) => m.approximate === true)).toBe(true);
+    expect(Math.min(...moves.map((m) => m.etaSeconds))).toBeLessThan(10);
+  });
+
   it('answers clearly at the per-member and global caps', async () => {
     const engine = new ScriptedEngine({ hold: true });
     const { jobs } = await setup({ engine, config: { queue: { perMemberPending: 2, globalPending: 3 } } });
