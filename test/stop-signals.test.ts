@@ -165,7 +165,9 @@ describe('stop signals through npm start', () => {
     expect(exit.code).toBe(0);
     await until(() => (alive(botPid) ? undefined : true), 'the bot process to be gone');
     expect(logged(bot, 'shutting down')).toHaveLength(1);
-    expect(logged(bot, 'repeated signal within a moment of the first: taken for a forwarded copy')).toHaveLength(1);
+    // npm's copy usually arrives as a separate signal a millisecond later (ignored, logged at
+    // debug); when both are still pending together the kernel merges them into one.
+    expect(logged(bot, 'repeated signal within a moment of the first: taken for a forwarded copy').length).toBeLessThanOrEqual(1);
     expect(logged(bot, 'second signal: exiting now')).toEqual([]);
     expect(logged(bot, 'stopped')).toHaveLength(1);
     const job = await storedJob(jobId);
