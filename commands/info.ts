@@ -9,27 +9,25 @@ import type { CommandContext, CommandReply, CommandRequest, ReplyPart } from './
 /** Prose lines and verbatim blocks in reading order; `text` is the same content as plain lines. */
 class InfoReply {
   private readonly parts: ReplyPart[] = [];
+  private readonly plain: string[] = [];
   private prose: string[] = [];
 
   line(...lines: string[]): this {
     this.prose.push(...lines);
+    this.plain.push(...lines);
     return this;
   }
 
   code(text: string): this {
     this.flush();
     this.parts.push({ text, code: true });
+    this.plain.push(text);
     return this;
   }
 
   reply(): CommandReply {
     this.flush();
-    return {
-      ok: true,
-      visibility: 'private',
-      text: this.parts.map((p) => p.text).join('\n'),
-      parts: this.parts,
-    };
+    return { ok: true, visibility: 'private', text: this.plain.join('\n'), parts: this.parts };
   }
 
   private flush(): void {
