@@ -772,6 +772,14 @@ describe('statusText', () => {
     expect(statusText({ type: 'failed', job, reason: 'the model could not be loaded' })).toBe('Failed: the model could not be loaded');
     expect(statusText({ type: 'done', job })).toBe('Done in 12.3 s');
     expect(statusText({ type: 'queued', job, position: 9, etaSeconds: 150 })).toBe('Queued #9 · about 3 min');
+    // A first estimate says so; batches drawn one after another name their pictures.
+    expect(statusText({ type: 'queued', job, position: 1, etaSeconds: 22, approximate: true })).toBe('Queued #1 · about 20 s, first estimate');
+    expect(statusText({ type: 'progress', job, step: 5, total: 20, pictures: { first: 3, last: 4, count: 4 } })).toBe(
+      'Drawing… step 5/20 · pictures 3–4 of 4',
+    );
+    expect(statusText({ type: 'resumed', job, position: 1, etaSeconds: 4, cause: 'engine-crash' })).toBe(
+      'The picture engine crashed; trying again: #1 · about 4 s',
+    );
   });
 });
 
