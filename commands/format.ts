@@ -21,13 +21,17 @@ export function formatDuration(ms: number): string {
   return rest ? `${min} min ${rest} s` : `${min} min`;
 }
 
-/** An estimate, rounded so it does not pretend to be precise. */
-export function formatEta(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 1) return 'any moment now';
-  if (seconds < 10) return `about ${Math.round(seconds)} s`;
-  if (seconds < 60) return `about ${Math.round(seconds / 5) * 5} s`;
-  if (seconds < 3600) return `about ${Math.round(seconds / 60)} min`;
-  return `about ${(seconds / 3600).toFixed(1)} h`;
+/**
+ * An estimate, rounded so it does not pretend to be precise. `approximate`: no job of the model
+ * has finished yet, so the figure is a first estimate and says so.
+ */
+export function formatEta(seconds: number, approximate = false): string {
+  const mark = approximate ? ', first estimate' : '';
+  if (!Number.isFinite(seconds) || seconds < 1) return approximate ? 'in a moment (first estimate)' : 'any moment now';
+  if (seconds < 10) return `about ${Math.round(seconds)} s${mark}`;
+  if (seconds < 60) return `about ${Math.round(seconds / 5) * 5} s${mark}`;
+  if (seconds < 3600) return `about ${Math.round(seconds / 60)} min${mark}`;
+  return `about ${(seconds / 3600).toFixed(1)} h${mark}`;
 }
 
 /** `a-red-fox-in-the-1234.png`: readable and safe on every platform. */

@@ -1,8 +1,43 @@
-// ℹ️: a private answer with everything needed to draw a picture again.
+// ℹ️: a private answer with everything needed to draw a picture again. The info text and the
+// command are verbatim parts (ReplyPart code), so adapters draw them as code blocks and `*`, `_`
+// or `~~` in a prompt copy as typed instead of turning into formatting.
 import type { Job } from '../src/jobs/types.js';
 import { pictureSpec, reproduceCommand } from './format.js';
 import { jobForAction, pictureOf } from './lookup.js';
-import type { CommandContext, CommandReply, CommandRequest } from './types.js';
+import type { CommandContext, CommandReply, CommandRequest, ReplyPart } from './types.js';
+
+/** Prose lines and verbatim blocks in reading order; `text` is the same content as plain lines. */
+class InfoReply {
+  private readonly parts: ReplyPart[] = [];
+  private readonly plain: string[] = [];
+  private prose: string[] = [];
+
+  line(...lines: string[]): this {
+    this.prose.push(...lines);
+    this.plain.push(...lines);
+    return this;
+  }
+
+  code(text: string): this {
+    this.flush();
+    this.parts.push({ text, code: true });
+    this.plain.push(text);
+    return this;
+  }
+
+  reply(): CommandReply {
+    this.flush();
+    return { ok: true, visibility: 'private', text: this.plain.join('\n'), parts: this.parts };
+  }
+
+  private flush(): void {
+    // Blank lines at a block's edge are spacing; code blocks bring their own.
+    while (this.prose[0] === '') this.prose.shift();
+    while (this.prose[this.prose.length - 1] === '') this.prose.pop();
+    if (this.prose.length) this.parts.push({ text: this.prose.join('\n') });
+    this.prose = [];
+  }
+}
 
 /** `withPrompt` false when an info text follows, which repeats the prompts anyway (chat messages are short). */
 function paramsLines(job: Job, seedText: string, withPrompt: boolean): string[] {
@@ -34,10 +69,10 @@ export async function info(req: CommandRequest, ctx: CommandContext): Promise<Co
       ? `seed ${job.spec.seed}, variation seeds from ${variation.seed} at ${variation.strength}`
       : `seeds ${seeds}`;
     const first = images[0];
-    const lines = [`Job ${job.id} (${job.status}) by ${job.requester.name}`, ...paramsLines(job, seedText, !first)];
-    if (first) lines.push('', 'AUTOMATIC1111 parameters of picture 1:', first.infoText);
-    lines.push('', ...reproduceLines(job, reproduceCommand(job.spec, platform), 'all of these pictures'));
-    return { ok: true, visibility: 'private', text: lines.join('\n') };
+    const out = new InfoReply().line(`Job ${job.id} (${job.status}) by ${job.requester.name}`, ...paramsLines(job, seedText, !first));
+    if (first) out.line('', 'AUTOMATIC1111 parameters of picture 1:').code(first.infoText);
+    reproduce(out, job, reproduceCommand(job.spec, platform), 'all of these pictures');
+    return out.reply();
   }
 
   const picture = pictureOf(job, index);
@@ -47,23 +82,21 @@ export async function info(req: CommandRequest, ctx: CommandContext): Promise<Co
   const seedText = spec.variation
     ? `seed ${spec.seed}, variation seed ${spec.variation.seed} at ${spec.variation.strength}`
     : `seed ${spec.seed}`;
-  const lines = [
-    `Picture ${i + 1} of job ${job.id} by ${job.requester.name}`,
-    ...paramsLines(job, seedText, false),
-    '',
-    'AUTOMATIC1111 parameters:',
-    image.infoText,
-    '',
-    ...reproduceLines(job, reproduceCommand(spec, platform), 'this picture'),
-  ];
-  return { ok: true, visibility: 'private', text: lines.join('\n') };
+  const out = new InfoReply()
+    .line(`Picture ${i + 1} of job ${job.id} by ${job.requester.name}`, ...paramsLines(job, seedText, false))
+    .line('', 'AUTOMATIC1111 parameters:')
+    .code(image.infoText);
+  reproduce(out, job, reproduceCommand(spec, platform), 'this picture');
+  return out.reply();
 }
 
-function reproduceLines(job: Job, command: string, what: string): string[] {
+function reproduce(out: InfoReply, job: Job, command: string, what: string): void {
   if (job.spec.init) {
-    return [
+    out.line(
+      '',
       `This is an img2img pass over job ${job.spec.init.jobId} picture ${job.spec.init.index + 1}; press U on that result to make it again.`,
-    ];
+    );
+    return;
   }
-  return [`To draw ${what} again:`, command];
+  out.line('', `To draw ${what} again:`).code(command);
 }

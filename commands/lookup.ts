@@ -56,7 +56,7 @@ export function randomSeed(): number {
 export function submittedReply(outcome: SubmitOutcome, lead: string, notes: string[] = []): CommandReply {
   if (!outcome.ok) return refuse(outcome.reason);
   const place = outcome.position <= 0 ? 'next up' : `#${outcome.position}`;
-  const text = [`${lead}Queued ${place} · ${formatEta(outcome.etaSeconds)}`, ...notes].join('\n');
+  const text = [`${lead}Queued ${place} · ${formatEta(outcome.etaSeconds, outcome.approximate)}`, ...notes].join('\n');
   return {
     ok: true,
     visibility: 'public',

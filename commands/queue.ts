@@ -1,6 +1,15 @@
 // /queue: what is drawing, who waits, and where the member stands.
+//
+// Privacy: another member's prompt and name are shown only when their job was posted in the
+// same place (same platform and chat/channel) as where /queue is asked: everyone there has seen
+// the request already. A job from a private chat with the bot is in no one else's place, so its
+// prompt never shows to anyone but its owner. Elsewhere a job is "a member's picture". Admins
+// also see every job's id, so they can /cancel it, but prompts follow the same rule for them,
+// since a /queue answer can be read by others in a group.
+import type { Job } from '../src/jobs/types.js';
 import { formatEta, shorten } from './format.js';
-import { isOwner } from './permissions.js';
+import { isAdmin, isOwner } from './permissions.js';
+import { progressText } from './status.js';
 import type { CommandContext, CommandReply, CommandRequest } from './types.js';
 
 const SHOWN = 10;
@@ -11,26 +20,31 @@ export async function queue(req: CommandRequest, ctx: CommandContext): Promise<C
   if (!running && waiting.length === 0) {
     return { ok: true, visibility: 'private', text: 'The queue is empty: your next /imagine starts right away.' };
   }
-  const mine = (j: Parameters<typeof isOwner>[0]) => isOwner(j, req.requester);
+  const mine = (j: Job) => isOwner(j, req.requester);
+  const admin = isAdmin(ctx.config, req.requester);
+  const samePlace = (j: Job) => j.target.platform === req.target.platform && j.target.chatId === req.target.chatId;
+  /** `“prompt” · Name` where the asker may see it, else a neutral stand-in; plus the id for admins. */
+  const describe = (j: Job, joiner: string) => {
+    const what = mine(j) || samePlace(j) ? `“${shorten(j.spec.prompt, PROMPT_CHARS)}”${joiner}${j.requester.name}` : 'a member’s picture';
+    return admin ? `${what} (job ${j.id})` : what;
+  };
   const lines: string[] = [];
   if (running) {
-    const { job, step, total } = running;
-    const progress = total > 0 ? `step ${step}/${total}` : 'starting';
-    lines.push(`Drawing: “${shorten(job.spec.prompt, PROMPT_CHARS)}” for ${job.requester.name} · ${progress}${mine(job) ? ' ← yours' : ''}`);
+    const { job, step, total, pictures } = running;
+    const progress = step > 0 ? progressText(step, total, pictures) : 'starting';
+    lines.push(`Drawing: ${describe(job, ' for ')} · ${progress}${mine(job) ? ' ← yours' : ''}`);
   }
   if (waiting.length) {
     lines.push(`Waiting (${waiting.length}):`);
     for (const w of waiting.slice(0, SHOWN)) {
-      lines.push(
-        `#${w.position} “${shorten(w.job.spec.prompt, PROMPT_CHARS)}” · ${w.job.requester.name} · ${formatEta(w.etaSeconds)}${mine(w.job) ? ' ← yours' : ''}`,
-      );
+      lines.push(`#${w.position} ${describe(w.job, ' · ')} · ${formatEta(w.etaSeconds, w.approximate)}${mine(w.job) ? ' ← yours' : ''}`);
     }
     if (waiting.length > SHOWN) lines.push(`…and ${waiting.length - SHOWN} more.`);
   }
   const own = waiting.filter((w) => mine(w.job));
   const next = own[0];
   if (next) {
-    lines.push(`You have ${own.length} waiting; the next is #${next.position} (${formatEta(next.etaSeconds)}).`);
+    lines.push(`You have ${own.length} waiting; the next is #${next.position} (${formatEta(next.etaSeconds, next.approximate)}).`);
   } else if (!(running && mine(running.job))) {
     lines.push('You have nothing in the queue.');
   }

@@ -1,22 +1,36 @@
 // One line that tells a member where their job stands; adapters edit it into the status message.
-import type { JobEvent } from '../src/jobs/types.js';
+import type { JobEvent, PictureRange } from '../src/jobs/types.js';
 import { formatDuration, formatEta } from './format.js';
 
-function place(position: number, etaSeconds: number): string {
-  return position <= 0 ? `next up · ${formatEta(etaSeconds)}` : `#${position} · ${formatEta(etaSeconds)}`;
+function place(position: number, etaSeconds: number, approximate = false): string {
+  const eta = formatEta(etaSeconds, approximate);
+  return position <= 0 ? `next up · ${eta}` : `#${position} · ${eta}`;
+}
+
+/** "step 37/150", and "· picture 2 of 4" when pictures are drawn one batch after another. */
+export function progressText(step: number, total: number, pictures?: PictureRange): string {
+  const where = pictures
+    ? pictures.first === pictures.last
+      ? ` · picture ${pictures.first} of ${pictures.count}`
+      : ` · pictures ${pictures.first}–${pictures.last} of ${pictures.count}`
+    : '';
+  return `step ${step}/${total}${where}`;
 }
 
 export function statusText(event: JobEvent): string {
   switch (event.type) {
     case 'queued':
     case 'moved':
-      return `Queued ${place(event.position, event.etaSeconds)}`;
+      return `Queued ${place(event.position, event.etaSeconds, event.approximate)}`;
     case 'resumed':
-      return `Back in the queue after a restart: ${place(event.position, event.etaSeconds)}`;
+      if (event.cause === 'shutdown') return 'The bot is restarting: this picture will be drawn when it is back.';
+      return event.cause === 'engine-crash'
+        ? `The picture engine crashed; trying again: ${place(event.position, event.etaSeconds, event.approximate)}`
+        : `Back in the queue after a restart: ${place(event.position, event.etaSeconds, event.approximate)}`;
     case 'started':
       return 'Drawing…';
     case 'progress':
-      return `Drawing… step ${event.step}/${event.total}`;
+      return `Drawing… ${progressText(event.step, event.total, event.pictures)}`;
     case 'done': {
       const ms = event.job.result?.durationMs;
       return ms === undefined ? 'Done' : `Done in ${formatDuration(ms)}`;

@@ -352,7 +352,7 @@ main(process.argv.slice(2)).then(
       process.exitCode = 2;
     } else if (err instanceof EngineError) {
       process.stderr.write(`${midLine ? '\n' : ''}imagine: ${err.message}\n`);
-      process.exitCode = err.code === 'cancelled' ? 130 : err.code === 'internal' ? 1 : 2;
+      process.exitCode = err.code === 'cancelled' ? 130 : err.code === 'internal' || err.code === 'worker_crashed' ? 1 : 2;
     } else {
       process.stderr.write(`${midLine ? '\n' : ''}imagine: unexpected failure: ${err instanceof Error ? err.message : String(err)}\n`);
       process.exitCode = 1;

@@ -84,12 +84,12 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
     w.on('error', (err: Error) => {
       if (worker !== w) return;
       worker = undefined;
-      failInFlight(new EngineError('internal', `the engine worker crashed: ${err.message}`));
+      failInFlight(new EngineError('worker_crashed', `the engine worker crashed: ${err.message}`));
     });
     w.on('exit', (code) => {
       if (worker !== w) return;
       worker = undefined;
-      failInFlight(new EngineError('internal', `the engine worker stopped unexpectedly (exit code ${code})`));
+      failInFlight(new EngineError('worker_crashed', `the engine worker stopped unexpectedly (exit code ${code})`));
     });
     worker = w;
     return w;

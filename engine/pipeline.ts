@@ -98,6 +98,9 @@ interface DenoiseJob {
   /** UNet conditioning for the batch: [u×k, c×k] under guidance, [c×k] without. */
   cond: Float32Array;
   k: number;
+  /** Index of this batch's first picture, and the job's picture count (for progress). */
+  first: number;
+  count: number;
   lh: number;
   lw: number;
   /** The guidance scale, or undefined when guidance is off (UNet batch k instead of 2k). */
@@ -311,6 +314,8 @@ export class Pipeline {
         latents: x,
         cond: condBatch,
         k,
+        first,
+        count: req.count,
         lh,
         lw,
         guidance: useCfg ? req.guidance : undefined,
@@ -415,7 +420,11 @@ export class Pipeline {
       }
       const done = job.stepFinished(stepMs);
       if (run.onStep) {
-        const progress: StepProgress = { step: done, total: totalSteps };
+        const progress: StepProgress = {
+          step: done,
+          total: totalSteps,
+          batch: { step: i + 1, steps, first: job.first, size: k, count: job.count },
+        };
         if (job.previews && i < steps - 1 && (i + 1) % PREVIEW_EVERY === 0) {
           const denoised = sampler.lastDenoised() ?? x;
           progress.preview = { rgb: latentPreview(denoised, lh, lw), width: lw, height: lh };

@@ -103,8 +103,15 @@ export interface GenerateResult {
 }
 
 export interface StepProgress {
+  /** UNet steps done over the whole job, every batch of pictures counted (for fractions and ETAs). */
   step: number;
   total: number;
+  /**
+   * The same moment as a member counts it: step `step` of the job's own `steps`, in the batch that
+   * draws pictures first+1 … first+size of `count` (batches run one after another when the
+   * pictures do not fit one UNet call).
+   */
+  batch?: { step: number; steps: number; first: number; size: number; count: number };
   preview?: { rgb: Uint8Array; width: number; height: number };
 }
 
@@ -113,7 +120,8 @@ export interface GenerateOptions {
   onStep?: (progress: StepProgress) => void;
 }
 
-export type EngineErrorCode = 'cancelled' | 'bad_request' | 'model' | 'internal';
+/** `worker_crashed`: the worker thread died while drawing (a crash the request may have caused). */
+export type EngineErrorCode = 'cancelled' | 'bad_request' | 'model' | 'internal' | 'worker_crashed';
 
 /** Errors the engine reports. `message` is safe to show to a member. */
 export class EngineError extends Error {

@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createCore } from './core.js';
 import { createLogger, redactSecrets } from './logging.js';
+import { onStopSignals } from './stop-signals.js';
 
 const MODEL_RESCAN_MS = 5 * 60_000;
 /** How long recovery waits for the platforms to connect at start-up. */
@@ -69,6 +70,34 @@ async function main(): Promise<void> {
   rescan.unref();
 
   const adapters: AdapterHandle[] = [];
+  // Listening from here on: a stop during the adapters' start-up is graceful too.
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    stopping = true;
+    clearInterval(rescan);
+    log.info({ signal, graceSeconds: config.queue.shutdownGraceSeconds }, 'shutting down');
+    // The job service refuses new work first, so the adapters stay up long enough to deliver
+    // the job that finishes inside the grace period; a job that does not is put back in the queue.
+    await jobs.stop(config.queue.shutdownGraceSeconds * 1000);
+    await Promise.allSettled(adapters.map((a) => a.stop()));
+    await core.close(0);
+    log.info('stopped');
+    log.flush();
+    process.exit(0);
+  };
+  onStopSignals({
+    graceful: (signal) => void shutdown(signal),
+    duplicate: (signal) => log.debug({ signal }, 'repeated signal within a moment of the first: taken for a forwarded copy'),
+    immediate: (signal) => {
+      log.warn({ signal }, 'second signal: exiting now');
+      log.flush();
+      // Not process.exit(): tearing down while the engine thread is inside a native onnxruntime
+      // run aborts the process (SIGABRT, a core dump). A kill is what was asked for; the running
+      // job stays "running" in the store and resumes at the next start, like after any kill.
+      process.kill(process.pid, 'SIGKILL');
+    },
+  });
+
   const deps = (token: string): AdapterDeps => ({ config, jobs, commands, log, token });
   const starters: [string, string | undefined, (d: AdapterDeps) => Promise<AdapterHandle>][] = [
     ['discord', discordToken, startDiscord],
@@ -96,28 +125,7 @@ async function main(): Promise<void> {
   await Promise.race([allSettled, delay(ADAPTER_WAIT_MS)]);
   if (settled && adapters.length === 0) return;
   if (adapters.length === 0) log.warn('no platform is connected yet; the queue starts and results wait for delivery');
-  await jobs.start();
-
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
-    stopping = true;
-    clearInterval(rescan);
-    log.info({ signal, graceSeconds: config.queue.shutdownGraceSeconds }, 'shutting down');
-    // The job service refuses new work first, so the adapters stay up long enough to deliver
-    // the job that finishes inside the grace period; a job that does not is put back in the queue.
-    await jobs.stop(config.queue.shutdownGraceSeconds * 1000);
-    await Promise.allSettled(adapters.map((a) => a.stop()));
-    await core.close(0);
-    log.info('stopped');
-    log.flush();
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  if (!stopping) await jobs.start();
 }
 
 main().catch((err: unknown) => {

@@ -474,6 +474,28 @@ describe('info', () => {
     expect(parsed.ok && parsed.spec).toMatchObject({ seed: 1002, count: 1, negativePrompt: '' });
   });
 
+  it('puts the info text and the command in verbatim parts, so markdown characters in a prompt copy as typed', async () => {
+    const { ctx, jobs } = setup();
+    const job = jobs.add(doneJob(ada, { prompt: 'a *bold* fox_in ~~snow~~ `tick`', negativePrompt: '' }));
+    const reply = await runCommand(press(bob, { action: 'info', jobId: job.id, index: 0 }), ctx);
+    const parts = reply.parts!;
+    // The plain fallback holds the same text, blank lines between sections.
+    const lines = (text: string) => text.split('\n').filter((l) => l !== '');
+    expect(lines(reply.text)).toEqual(lines(parts.map((p) => p.text).join('\n')));
+    const code = parts.filter((p) => p.code).map((p) => p.text);
+    expect(code).toEqual([job.result!.images[0]!.infoText, `/imagine prompt: ${commandText(reply)}`]);
+    expect(code[1]).toContain('a *bold* fox_in ~~snow~~ `tick`');
+    // Prose parts hold the explanations only; nothing to copy is left outside a code part.
+    expect(parts.filter((p) => !p.code).every((p) => !p.text.includes('/imagine'))).toBe(true);
+    expect(parts[0]).toEqual({ text: expect.stringMatching(/^Picture 1 of job/) });
+
+    const whole = await runCommand(press(bob, { action: 'info', jobId: job.id }), ctx);
+    expect(whole.parts!.filter((p) => p.code)).toHaveLength(2);
+    const up = jobs.add(doneJob(ada, { count: 1, init: { jobId: 'abc123', index: 2, strength: 0.35 } }, { kind: 'upscale' }));
+    const upInfo = await runCommand(press(ada, { action: 'info', jobId: up.id, index: 0 }), ctx);
+    expect(upInfo.parts!.filter((p) => p.code).map((p) => p.text)).toEqual([up.result!.images[0]!.infoText]);
+  });
+
   it('reproduces a variation picture with its variation seed, and the whole job without an index', async () => {
     const { ctx, jobs } = setup();
     const job = jobs.add(doneJob({ ...ada, platform: 'telegram' }, { variation: { seed: 77, strength: 0.4 } }));
@@ -576,6 +598,35 @@ describe('queue', () => {
     expect(lines.filter((l) => l.startsWith('#'))).toHaveLength(10);
     expect(reply.text).toContain('…and 2 more.');
     expect(reply.text).toContain('You have 1 waiting; the next is #2');
+  });
+
+  it("shows others' prompts and names only for jobs posted where /queue is asked; private chats never; admins also get ids", async () => {
+    const { ctx, jobs } = setup();
+    const carl: Requester = { platform: 'telegram', userId: '4242', name: 'Carl', roles: [] };
+    const elsewhere = (job: Job, where: Job['target']): Job => ({ ...job, target: where });
+    jobs.add(elsewhere(pendingJob(carl, 'running', 1, 'my secret dm prompt'), { platform: 'telegram', chatId: '4242', handle: {} }));
+    jobs.add(pendingJob(bob, 'queued', 2, 'a lighthouse in this channel'));
+    jobs.add(elsewhere(pendingJob(bob, 'queued', 3, 'a prompt from another channel'), { platform: 'discord', chatId: 'other', handle: {} }));
+    jobs.add(pendingJob(ada, 'queued', 4, 'my own'));
+
+    const asked = await runCommand(req('queue', ada), ctx);
+    expect(asked.text.split('\n')).toEqual([
+      'Drawing: a member’s picture · step 5/20',
+      'Waiting (3):',
+      '#1 “a lighthouse in this channel” · Bob · about 40 s',
+      '#2 a member’s picture · about 1 min',
+      '#3 “my own” · Ada · about 2 min ← yours',
+      'You have 1 waiting; the next is #3 (about 2 min).',
+    ]);
+    // An admin can act on every job (ids) but sees prompts under the same rule.
+    const admin = (await runCommand(req('queue', boss), ctx)).text;
+    expect(admin).toContain('Drawing: a member’s picture (job p1)');
+    expect(admin).toContain('#2 a member’s picture (job p3)');
+    expect(admin).not.toMatch(/secret|another channel|Carl/);
+    // The owner sees their own private-chat job from anywhere.
+    const own = await runCommand({ ...req('queue', carl), target: { platform: 'telegram', chatId: '4242', handle: {} } }, ctx);
+    expect(own.text.split('\n')[0]).toBe('Drawing: “my secret dm prompt” for Carl · step 5/20 ← yours');
+    expect(own.text).not.toContain('lighthouse');
   });
 
   it('says when the queue is empty', async () => {
@@ -721,6 +772,14 @@ describe('statusText', () => {
     expect(statusText({ type: 'failed', job, reason: 'the model could not be loaded' })).toBe('Failed: the model could not be loaded');
     expect(statusText({ type: 'done', job })).toBe('Done in 12.3 s');
     expect(statusText({ type: 'queued', job, position: 9, etaSeconds: 150 })).toBe('Queued #9 · about 3 min');
+    // A first estimate says so; batches drawn one after another name their pictures.
+    expect(statusText({ type: 'queued', job, position: 1, etaSeconds: 22, approximate: true })).toBe('Queued #1 · about 20 s, first estimate');
+    expect(statusText({ type: 'progress', job, step: 5, total: 20, pictures: { first: 3, last: 4, count: 4 } })).toBe(
+      'Drawing… step 5/20 · pictures 3–4 of 4',
+    );
+    expect(statusText({ type: 'resumed', job, position: 1, etaSeconds: 4, cause: 'engine-crash' })).toBe(
+      'The picture engine crashed; trying again: #1 · about 4 s',
+    );
   });
 });
 

@@ -93,6 +93,9 @@ async function secondLife(dataDir: string, engine: ScriptedEngine) {
   return { jobs, store, events };
 }
 
+const ofType = <T extends JobEvent['type']>(events: JobEvent[], type: T) =>
+  events.filter((e): e is Extract<JobEvent, { type: T }> => e.type === type);
+
 async function until(check: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 2000; i++) {
     if (check()) return;
@@ -122,7 +125,8 @@ describe('durability across SIGKILL', () => {
     const resumed = events.filter((e): e is Extract<JobEvent, { type: 'resumed' }> => e.type === 'resumed');
     expect(resumed.map((e) => e.job.id)).toEqual([hung, q1, q2, q3]);
     expect(resumed.map((e) => e.position)).toEqual([1, 2, 3, 4]);
-    expect(resumed[0]!.job.attempts).toBe(1);
+    // The kill is counted as an interruption, never as an engine crash of the request.
+    expect([resumed[0]!.job.attempts, resumed[0]!.job.interruptions]).toEqual([0, 1]);
 
     // The done-but-undelivered job is waiting for its adapter, with its pictures, not re-rendered.
     const pending = await jobs.pendingDeliveries('telegram');
@@ -133,7 +137,7 @@ describe('durability across SIGKILL', () => {
 
     await until(() => events.filter((e) => e.type === 'done').length === 4, 'the four resumed jobs to finish');
     expect(engine.calls.map((c) => c.prompt)).toEqual(['hang', 'queued-1', 'queued-2', 'queued-3']);
-    expect((await jobs.get(hung!))?.attempts).toBe(2);
+    expect((await jobs.get(hung!))?.attempts).toBe(0);
     expect(events.filter((e) => e.type === 'done').map((e) => e.job.id)).not.toContain(doneOnly);
 
     // The delivered job stays delivered, and everything a button or a reaction needs still resolves.
@@ -144,6 +148,25 @@ describe('durability across SIGKILL', () => {
     const redelivery = await jobs.submit(durabilityInput('deliver-me', 'A', 'tg:chat-A:1'));
     expect(redelivery.ok && redelivery.duplicate && redelivery.job.id).toBe(delivered);
     expect(engine.calls).toHaveLength(4);
+  });
+
+  it('finishes a job that was drawing during three SIGKILLs (an outside kill is not the request\'s fault)', async () => {
+    const dataDir = path.join(root, 'data');
+    const lives: Line[][] = [];
+    for (let life = 0; life < 3; life++) {
+      lives.push(await runChildUntil(dataDir, 'hang', (lines) => lines.some((l) => l.type === 'progress' && l.prompt === 'hang')));
+    }
+    const ids = new Set(lives.map((lines) => lines.find((l) => l.type === 'submitted')!.id));
+    expect(ids.size).toBe(1);
+    const [id] = [...ids];
+    // Before the fix the fourth start failed it as "crashed the picture engine 3 times".
+    const engine = new ScriptedEngine();
+    const { jobs, events } = await secondLife(dataDir, engine);
+    expect(ofType(events, 'resumed').map((e) => e.job.id)).toEqual([id]);
+    await until(() => events.some((e) => e.type === 'done'), 'the thrice-interrupted job to finish');
+    expect(ofType(events, 'failed')).toEqual([]);
+    const job = await jobs.get(id!);
+    expect([job?.status, job?.attempts, job?.interruptions]).toEqual(['done', 0, 3]);
   });
 
   it('keeps every acknowledged job of a burst that was killed mid-way, with rising seq numbers', async () => {

@@ -10,7 +10,7 @@ import { modelOutputToRgb, Pipeline } from '../engine/pipeline.js';
 import { TorchCpuGenerator } from '../engine/rng.js';
 import { createSampler, parseSchedulerConfig } from '../engine/schedulers.js';
 import { ClipTokenizer } from '../engine/tokenizer.js';
-import { EngineError, type GenerateRequest, type SamplerName } from '../engine/types.js';
+import { EngineError, type GenerateRequest, type SamplerName, type StepProgress } from '../engine/types.js';
 import {
   conditioningMeans,
   describeTinyModel,
@@ -299,10 +299,16 @@ describe('img2img', () => {
 
 describe('progress, previews and cancellation', () => {
   it('reports every step, with small previews every few steps when asked', async () => {
-    const events: { step: number; total: number; preview?: { width: number; height: number; rgb: Uint8Array } }[] = [];
+    const events: StepProgress[] = [];
     const result = await pipeline.generate(request({ steps: 9, count: 2, previews: true }), { onStep: (p) => events.push(p) });
     expect(events.map((e) => e.step)).toEqual(Array.from({ length: 18 }, (_, i) => i + 1));
     expect(events.every((e) => e.total === 18)).toBe(true);
+    // On CPU the two pictures run one after another; each batch counts the job's own 9 steps.
+    const nine = Array.from({ length: 9 }, (_, i) => i + 1);
+    expect(events.map((e) => e.batch)).toEqual([
+      ...nine.map((step) => ({ step, steps: 9, first: 0, size: 1, count: 2 })),
+      ...nine.map((step) => ({ step, steps: 9, first: 1, size: 1, count: 2 })),
+    ]);
     const withPreview = events.filter((e) => e.preview);
     expect(withPreview.length).toBeGreaterThan(0);
     expect(withPreview.length).toBeLessThanOrEqual(6);

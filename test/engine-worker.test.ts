@@ -162,7 +162,7 @@ describe('createEngine (worker thread)', () => {
     expect(after.images).toHaveLength(1);
   });
 
-  it('survives a worker crash: the in-flight call fails as internal, the next call restarts it with the same pictures', async () => {
+  it('survives a worker crash: the in-flight call fails as worker_crashed, the next call restarts it with the same pictures', async () => {
     const before = await engine.generate(request({ steps: 3 }));
     let killed = false;
     const err = await engine
@@ -176,7 +176,7 @@ describe('createEngine (worker thread)', () => {
       })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EngineError);
-    expect((err as EngineError).code).toBe('internal');
+    expect((err as EngineError).code).toBe('worker_crashed');
     expect((err as EngineError).message).toMatch(/worker stopped unexpectedly/);
 
     const again = await engine.generate(request({ steps: 3 }));

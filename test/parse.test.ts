@@ -166,6 +166,12 @@ describe('parseJobRequest: accepted', () => {
     expect(ok('a fox --ar 16:9').spec).toMatchObject({ width: 704, height: 384 });
     expect(ok('a fox --ar 1:1 --model sd21-768').spec).toMatchObject({ width: 768, height: 768 });
     expect(ok('a fox --ar 2:3 --model sd21-768').spec).toMatchObject({ width: 640, height: 960 });
+    // As people also write ratios: 3/2, 3x2, 3×2 (and fullwidth or ratio-sign colons).
+    const threeTwo = ok('a fox --ar 3:2').spec;
+    for (const ar of ['3/2', '3x2', '3X2', '3×2', '"3 / 2"', '3∶2', '３：２']) {
+      expect(ok(`a fox --ar ${ar}`).spec, ar).toMatchObject({ width: threeTwo.width, height: threeTwo.height });
+    }
+    expect(ok(undefined, { options: { prompt: 'a fox', aspect: '16x9' } }).spec).toMatchObject({ width: 704, height: 384 });
 
     const ratios = ['1:1', '3:2', '2:3', '4:3', '3:4', '16:9', '9:16', '21:9', '4:1', '1:4', '7:5', '2.39:1'];
     for (const native of [512, 768, 1024]) {
@@ -376,7 +382,14 @@ describe('parseJobRequest: pasted AUTOMATIC1111 info text', () => {
   });
 
   it('refuses a paste without a prompt or with broken numbers', () => {
-    expect(refused('Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1')).toMatch(/^Tell me what to draw/);
+    const noPrompt = /^That looks like AUTOMATIC1111 parameters without a prompt line\./;
+    expect(refused('Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1')).toMatch(noPrompt);
+    // Too short for a full info text, but still parameters, not something to draw.
+    expect(refused('Steps: 20, Sampler: Euler a')).toMatch(noPrompt);
+    expect(refused('Seed: 5')).toMatch(noPrompt);
+    expect(refused('Negative prompt: lowres\nSteps: 20, Sampler: Euler a, CFG scale: 7')).toMatch(noPrompt);
+    // Prose with colons is still a prompt.
+    expect(ok('Mood: calm, light: soft').spec.prompt).toBe('Mood: calm, light: soft');
     expect(refused('a fox\nSteps: twenty, Sampler: Euler a, CFG scale: 7, Seed: 1')).toBe('Steps must be a whole number (got twenty).');
   });
 
@@ -391,6 +404,40 @@ describe('parseJobRequest: refused', () => {
     for (const text of ['', '   ', '--ar 3:2 --seed 1', '\u0000\u0001']) expect(refused(text)).toMatch(/^Tell me what to draw/);
     expect(refused(undefined)).toMatch(/^Tell me what to draw/);
     expect(refused(undefined, { options: { prompt: '' } })).toMatch(/^Tell me what to draw/);
+  });
+
+  it('refuses a prompt that is empty once invisible characters are removed', () => {
+    const invisible = /^Your prompt has only invisible characters/;
+    for (const text of ['\u200b', '\u200b\u200c\u200d', '\ufeff \u2060', '\ufe0f\ufe0e', '\u3164', '\u2800\u00ad', '\u200b --ar 3:2', '\u{e0101}']) {
+      expect(refused(text), JSON.stringify(text)).toMatch(invisible);
+    }
+    expect(refused(undefined, { options: { prompt: '\u200b\u200b' } })).toMatch(invisible);
+    // Joiners inside a visible emoji sequence are part of the prompt and stay.
+    expect(ok('👩\u200d🚀 in orbit').spec.prompt).toBe('👩\u200d🚀 in orbit');
+    expect(ok('❤\ufe0f').spec.prompt).toBe('❤\ufe0f');
+  });
+
+  it('reads numbers in exponent form, and clamps or names absurdly large ones precisely', () => {
+    expect(ok('a fox --steps 2e1').spec.steps).toBe(20);
+    expect(ok('a fox --n 4E0').spec.count).toBe(4);
+    expect(ok('a fox --cfg 6.5e0').spec.guidance).toBe(6.5);
+    expect(ok('a fox --seed 1.5e3').spec.seed).toBe(1500);
+    const steps = ok('a fox --steps 99999999999999999999');
+    expect(steps.spec.steps).toBe(50);
+    expect(steps.notes).toContain("steps 99999999999999999999 → 50, this club's maximum");
+    const exp = ok('a fox --steps 1e400');
+    expect(exp.spec.steps).toBe(50);
+    expect(exp.notes).toContain("steps 1e400 → 50, this club's maximum");
+    const cfg = ok('a fox --cfg 1e400');
+    expect(cfg.spec.guidance).toBe(config.limits.maxGuidance);
+    expect(cfg.notes).toContain(`guidance 1e400 → ${config.limits.maxGuidance}, this club's maximum`);
+    // A huge seed is reduced mod 2^32 like any other 64-bit seed: the same text, the same picture.
+    const seed = ok('a fox --seed 1e400');
+    expect(seed.spec.seed).toBe(Number(10n ** 400n % 2n ** 32n));
+    expect(seed.notes.some((n) => n.startsWith('--seed 1e400 → '))).toBe(true);
+    expect(refused('a fox --seed 1e5000')).toBe('--seed 1e5000 is far too large; seeds run from 0 to 4294967295.');
+    expect(refused('a fox --seed 2.5e0')).toBe('--seed must be a whole number from 0 to 4294967295 (got 2.5e0, which is 2.5).');
+    expect(refused('a fox --variation 5:1e400')).toBe('--variation strength must be between 0 and 1 (got 1e400).');
   });
 
   it('refuses unknown flags and lists the known ones', () => {
@@ -419,7 +466,7 @@ describe('parseJobRequest: refused', () => {
     expect(refused('a fox --n 0')).toBe('--n must be at least 1 (got 0).');
     expect(refused('a fox --cfg high')).toBe('--cfg must be a number (got high).');
     expect(refused('a fox --cfg -2')).toBe('--cfg cannot be negative (got -2).');
-    expect(refused('a fox --cfg 1e400')).toBe('--cfg must be a number (got 1e400).');
+    expect(refused('a fox --steps 2e-1')).toBe('--steps must be a whole number (got 2e-1, which is 0.2).');
     expect(refused('a fox --seed 1.5')).toMatch(/^--seed must be a whole number from 0 to 4294967295/);
     expect(refused('a fox --seed -7')).toMatch(/^--seed must be a whole number from 0 to 4294967295/);
     expect(refused('a fox --seed 0x10')).toMatch(/^--seed must be a whole number/);
@@ -435,7 +482,7 @@ describe('parseJobRequest: refused', () => {
   });
 
   it('refuses bad aspect ratios with examples', () => {
-    for (const ar of ['0:1', '1:0', 'a:b', '5:1', '1:5', '16x9', '16', ':', '-1:2']) {
+    for (const ar of ['0:1', '1:0', 'a:b', '5:1', '1:5', '16-9', '16', ':', '-1:2', '5/1']) {
       const error = refused(`a fox --ar ${ar}`);
       expect(error, ar).toMatch(/^Aspect ".*" (is not a ratio|has a zero side|is too extreme); use W:H such as 1:1, 3:2, 2:3, 4:3, 16:9, 9:16/);
     }

@@ -1,11 +1,20 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { statusText } from '../commands/status.js';
 import { readTextChunks } from '../engine/png.js';
+import {
+  EngineError,
+  type GenerateOptions,
+  type GenerateRequest,
+  type GenerateResult,
+  type ModelInfo,
+  type ModelScan,
+} from '../engine/types.js';
 import { defaultConfig, type DeepPartial } from '../src/config/load.js';
 import type { FileConfig } from '../src/config/schema.js';
 import { createJobService, withoutServerPaths, type JobServiceWithMaintenance } from '../src/jobs/service.js';
@@ -118,7 +127,7 @@ describe('job service', () => {
 
     const stored = (await store.jobs.get(out.job.id))!;
     expect(stored.status).toBe('done');
-    expect(stored.attempts).toBe(1);
+    expect(stored.attempts).toBe(0);
     const result = stored.result!;
     expect(result.images.map((i) => i.seed)).toEqual([1000, 1001, 1002, 1003]);
     expect(result.images[0]!.file).toMatch(new RegExp(`^images/\\d{4}-\\d{2}-\\d{2}/${out.job.id}-0\\.png$`));
@@ -170,7 +179,51 @@ describe('job service', () => {
       ['second', 1],
       ['third', 2],
     ]);
-    expect(jobs.position(third.ok ? third.job.id : '')).toEqual({ position: 2, etaSeconds: 12 });
+    // No job of this model has finished yet: every figure is a first estimate.
+    expect(jobs.position(third.ok ? third.job.id : '')).toEqual({ position: 2, etaSeconds: 12, approximate: true });
+  });
+
+  it('starts from a prior sized by the model\'s UNet weights and the picture, marked approximate until a job of the model finishes', async () => {
+    const modelDir = path.join(root, 'models', 'small');
+    await mkdir(path.join(modelDir, 'unet'), { recursive: true });
+    // 8.6 M float32 weights: a hundredth of SD 1.5's UNet.
+    await writeFile(path.join(modelDir, 'unet', 'model.onnx'), Buffer.alloc(4 * 8_600_000));
+    class WithModel extends ScriptedEngine {
+      override async scanModels(): Promise<ModelScan> {
+        const info = { name: 'small', dir: modelDir, dtype: 'float32' } as ModelInfo;
+        return { models: [info], problems: [] };
+      }
+    }
+    const engine = new WithModel({ hold: true });
+    const { jobs, events } = await setup({ engine, config: { queue: { initialSecondsPerStep: undefined } } });
+    const first = await jobs.submit(input('first', member('A'), {}, { model: 'small', width: 512, height: 512, steps: 150, count: 4 }));
+    // CPU's typical 3 s per SD 1.5 step, a hundredth of that for this UNet: 150 × 4 × 0.03 s = 18 s.
+    expect(first.ok && [first.etaSeconds, first.approximate]).toEqual([18, true]);
+    expect(statusText(ofType(events, 'queued')[0]!)).toBe('Queued #1 · about 20 s, first estimate');
+    await engine.release();
+    await until(() => ofType(events, 'done').length === 1, 'first done');
+    engine.hold = false;
+    const second = await jobs.submit(input('second', member('B'), {}, { model: 'small', width: 512, height: 512, steps: 150, count: 4 }));
+    // Measured now: no longer a first estimate.
+    expect(second.ok && second.approximate).toBeUndefined();
+    await until(() => ofType(events, 'done').length === 2, 'second done');
+  });
+
+  it('replaces the prior with the pace of the first job of a model while it draws, still as a first estimate', async () => {
+    // The prior says 1 s per step; the engine really takes a few milliseconds.
+    const engine = new ScriptedEngine({ stepMs: 3 });
+    const { jobs, events } = await setup({ engine, start: false });
+    await jobs.submit(input('first', member('A'), {}, { steps: 40 }));
+    const waiting = await jobs.submit(input('second', member('B'), {}, { steps: 40 }));
+    if (!waiting.ok) throw new Error('submit failed');
+    expect([waiting.etaSeconds, waiting.approximate]).toEqual([80, true]);
+    await jobs.start();
+    await until(() => ofType(events, 'done').length === 2, 'both done');
+    const firstDone = events.findIndex((e) => e.type === 'done');
+    const moves = ofType(events.slice(0, firstDone), 'moved').filter((e) => e.job.id === waiting.job.id);
+    expect(moves.length).toBeGreaterThan(0);
+    expect(moves.every((m) => m.approximate === true)).toBe(true);
+    expect(Math.min(...moves.map((m) => m.etaSeconds))).toBeLessThan(10);
   });
 
   it('answers clearly at the per-member and global caps', async () => {
@@ -294,6 +347,63 @@ describe('job service', () => {
     expect((await store.jobs.get(refused.ok ? refused.job.id : ''))?.status).toBe('failed');
   });
 
+  it('counts an engine worker crash against the request: tries again in its place, then fails it at maxAttempts', async () => {
+    /** The worker dies on the first try of "flaky", then draws it. */
+    class FlakyWorker extends ScriptedEngine {
+      private crashed = false;
+      override async generate(request: GenerateRequest, options?: GenerateOptions): Promise<GenerateResult> {
+        if (request.prompt === 'flaky' && !this.crashed) {
+          this.crashed = true;
+          this.calls.push(request);
+          throw new EngineError('worker_crashed', 'the engine worker stopped unexpectedly (exit code 70)');
+        }
+        return super.generate(request, options);
+      }
+    }
+    const engine = new FlakyWorker();
+    const { jobs, store, events } = await setup({ engine, start: false });
+    const flaky = await jobs.submit(input('flaky', member('A')));
+    const poison = await jobs.submit(input('WORKER-DIES here', member('B')));
+    await jobs.start();
+    await until(() => ofType(events, 'done').length === 1 && ofType(events, 'failed').length === 1, 'flaky done, poison failed');
+    if (!flaky.ok || !poison.ok) throw new Error('submit failed');
+
+    const retried = ofType(events, 'resumed');
+    expect(retried.map((e) => [e.job.id, e.cause])).toEqual([
+      [flaky.job.id, 'engine-crash'],
+      [poison.job.id, 'engine-crash'],
+    ]);
+    expect(ofType(events, 'failed')[0]!.reason).toBe('This request crashed the picture engine 2 times; it was dropped.');
+    const [a, b] = [await store.jobs.get(flaky.job.id), await store.jobs.get(poison.job.id)];
+    expect([a?.status, a?.attempts]).toEqual(['done', 1]);
+    expect([b?.status, b?.attempts]).toEqual(['failed', 2]);
+    expect(engine.calls.map((c) => c.prompt)).toEqual(['flaky', 'WORKER-DIES here', 'flaky', 'WORKER-DIES here']);
+  });
+
+  it('reports progress as step k of the job\'s own steps, and which picture, when the engine draws pictures one batch after another', async () => {
+    /** Reports steps the way the pipeline does on CPU: one picture per UNet batch, job-wide totals. */
+    class OnePictureAtATime extends ScriptedEngine {
+      override async generate(request: GenerateRequest, options: GenerateOptions = {}): Promise<GenerateResult> {
+        const result = await super.generate({ ...request, count: 1, steps: 1 });
+        const total = request.steps * request.count;
+        for (let i = 0; i < total; i++) {
+          const batch = { step: (i % request.steps) + 1, steps: request.steps, first: Math.floor(i / request.steps), size: 1, count: request.count };
+          options.onStep?.({ step: i + 1, total, batch });
+        }
+        return { ...result, images: Array.from({ length: request.count }, (_, i) => ({ ...result.images[0]!, seed: request.seed + i })) };
+      }
+    }
+    const { jobs, events } = await setup({ engine: new OnePictureAtATime() });
+    await jobs.submit(input('four pictures', member('A'), {}, { steps: 150, count: 4 }));
+    await until(() => ofType(events, 'done').length === 1, 'done');
+    const progress = ofType(events, 'progress');
+    expect(progress).toHaveLength(600);
+    expect(progress.every((p) => p.total === 150 && p.step >= 1 && p.step <= 150)).toBe(true);
+    // The moment the issue saw as "step 376/600".
+    expect(statusText(progress[375]!)).toBe('Drawing… step 76/150 · picture 3 of 4');
+    expect(progress[375]!.pictures).toEqual({ first: 3, last: 3, count: 4 });
+  });
+
   it('feeds an upscale job the stored picture of its parent at the new size', async () => {
     const { jobs, engine, events } = await setup();
     const parent = await jobs.submit(input('parent', member('A'), {}, { count: 2 }));
@@ -333,17 +443,44 @@ describe('job service', () => {
 
   it('stops intake on stop(), and puts a job that outlives the grace period back as queued without counting it', async () => {
     const engine = new ScriptedEngine({ hold: true });
-    const { jobs, store } = await setup({ engine });
+    const { jobs, store, events } = await setup({ engine });
     const out = await jobs.submit(input('slow', member('A')));
     if (!out.ok) throw new Error('submit failed');
     await engine.whenHeld();
     await jobs.stop(20);
     const stored = (await store.jobs.get(out.job.id))!;
     expect([stored.status, stored.attempts, stored.startedAt]).toEqual(['queued', 0, undefined]);
+    // The adapters hear it, so the member's "Drawing…" does not stay behind with live buttons.
+    const putBack = ofType(events, 'resumed').at(-1)!;
+    expect([putBack.job.id, putBack.cause]).toEqual([out.job.id, 'shutdown']);
+    expect(statusText(putBack)).toBe('The bot is restarting: this picture will be drawn when it is back.');
     expect(await jobs.submit(input('late', member('B')))).toEqual({
       ok: false,
       reason: 'The bot is restarting — try again in a minute.',
     });
+  });
+
+  it('ends every job with an event adapters can settle on, even when the store refuses the final write', async () => {
+    const config = defaultConfig({ dataDir: path.join(root, 'data'), storage: { url: `sqlite://${path.join(root, 'data', 'bot.sqlite')}` } });
+    const real = await createStore(config);
+    /** Refuses to record the end of jobs whose prompt says so, as a full disk would. */
+    const failing: Store = {
+      ...real,
+      jobs: Object.assign(Object.create(real.jobs) as Store['jobs'], {
+        put: async (job: Job) => {
+          if (job.spec.prompt.includes('NO-DONE') && job.status === 'done') throw new Error('SQLITE_FULL');
+          if (job.spec.prompt.includes('NO-REQUEUE') && job.status === 'queued' && job.attempts > 0) throw new Error('SQLITE_FULL');
+          return real.jobs.put(job);
+        },
+      }),
+    };
+    const { jobs, events } = await setup({ store: failing });
+    const a = await jobs.submit(input('NO-DONE drawn', member('A')));
+    const b = await jobs.submit(input('NO-REQUEUE WORKER-DIES', member('B')));
+    await until(() => ofType(events, 'failed').length === 2, 'both ends told');
+    const reasons = new Map(ofType(events, 'failed').map((e) => [e.job.id, e.reason]));
+    expect(reasons.get(a.ok ? a.job.id : '')).toBe('Your picture was drawn but could not be saved — please try again.');
+    expect(reasons.get(b.ok ? b.job.id : '')).toBe('The picture engine failed on this request; an admin has been notified.');
   });
 
   it('lets the running job finish within the grace period', async () => {
@@ -355,7 +492,7 @@ describe('job service', () => {
     expect((await store.jobs.get(out.ok ? out.job.id : ''))?.status).toBe('done');
   });
 
-  it('recovers after a restart: resumes queued and running jobs in order, drops a repeat crasher, keeps done ones for delivery', async () => {
+  it('recovers after a restart: resumes queued and running jobs in order, drops a job the process died on too often, keeps done ones for delivery', async () => {
     const config = defaultConfig({ dataDir: path.join(root, 'data') });
     const store = await createStore(config);
     const mk = (id: string, seq: number, status: Job['status'], who: string, extra: Partial<Job> = {}): Job => ({
@@ -374,13 +511,16 @@ describe('job service', () => {
     });
     await store.jobs.put(mk('delivrd1', 1, 'delivered', 'A', { finishedAt: 2, delivery: { at: 3 } }));
     await store.jobs.put(mk('undeliv1', 2, 'done', 'A', { finishedAt: 2 }));
-    await store.jobs.put(mk('running1', 3, 'running', 'A', { attempts: 1, startedAt: 2 }));
-    await store.jobs.put(mk('poison01', 4, 'running', 'B', { attempts: 2, startedAt: 2 }));
+    // running1 was interrupted by the kill before this start; an engine crash it caused earlier
+    // stays counted, but the kills do not add to it.
+    await store.jobs.put(mk('running1', 3, 'running', 'A', { attempts: 1, interruptions: 1, startedAt: 2 }));
+    // poison01 was drawing each of the last 3 times the process died (maxInterruptions 3 here).
+    await store.jobs.put(mk('poison01', 4, 'running', 'B', { interruptions: 2, startedAt: 2 }));
     await store.jobs.put(mk('queued01', 5, 'queued', 'A'));
     await store.jobs.put(mk('queued02', 6, 'queued', 'C'));
 
     const engine = new ScriptedEngine({ hold: true });
-    const { jobs, events } = await setup({ store, engine, start: false });
+    const { jobs, events } = await setup({ store, engine, start: false, config: { queue: { maxInterruptions: 3 } } });
     await jobs.start();
     expect(ofType(events, 'resumed').map((e) => [e.job.id, e.position])).toEqual([
       ['running1', 1],
@@ -388,13 +528,14 @@ describe('job service', () => {
       ['queued02', 2],
     ]);
     expect(ofType(events, 'failed').map((e) => [e.job.id, e.reason])).toEqual([
-      ['poison01', 'This request crashed the picture engine 2 times; it was dropped.'],
+      ['poison01', 'The bot stopped unexpectedly 3 times while drawing this request, so it was dropped in case it is the cause. Try again, perhaps smaller.'],
     ]);
     expect((await jobs.pendingDeliveries('discord')).map((j) => j.id)).toEqual(['undeliv1']);
     const order = [await engine.release(), await engine.release(), await engine.release()];
     expect(order).toEqual(['running1', 'queued02', 'queued01']);
     await until(() => ofType(events, 'done').length === 3, 'all done');
-    expect((await jobs.get('running1'))?.attempts).toBe(2);
+    const survivor = await jobs.get('running1');
+    expect([survivor?.status, survivor?.attempts, survivor?.interruptions]).toEqual(['done', 1, 2]);
     expect(engine.calls.map((c) => c.prompt)).not.toContain('undeliv1');
     expect(engine.calls.map((c) => c.prompt)).not.toContain('delivrd1');
   });

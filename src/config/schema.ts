@@ -69,10 +69,18 @@ export const ConfigSchema = z
         perMemberPending: z.number().int().min(1).max(100),
         globalPending: z.number().int().min(1).max(10_000),
         tiers: z.array(TierSchema),
-        /** A job that crashed the worker this many times is failed instead of resumed. */
+        /** A job that crashed the engine worker this many times is failed instead of retried. */
         maxAttempts: z.number().int().min(1).max(10),
-        /** Seconds per step assumed for ETAs before this engine has measured a model. */
-        initialSecondsPerStep: z.number().positive(),
+        /**
+         * A job that was running this many times when the whole process died (a kill, a power cut,
+         * or a native crash that took the process down) is failed instead of resumed.
+         */
+        maxInterruptions: z.number().int().min(1).max(100),
+        /**
+         * Seconds per step and picture assumed for ETAs before this engine has measured a model.
+         * Unset: a typical figure for the provider, scaled by the model's UNet size and the picture size.
+         */
+        initialSecondsPerStep: z.number().positive().optional(),
         /** On SIGINT/SIGTERM, how long the running job may take to finish before it is put back. */
         shutdownGraceSeconds: z.number().int().min(0).max(600),
       })

@@ -20,14 +20,15 @@ export type SizeResult =
     }
   | { ok: false; error: string };
 
-/** "16:9" → 16/9. Whole or decimal numbers ("2.39:1"); fullwidth digits and colons are accepted. */
+/** "16:9" (or 16/9, 16x9, 16×9) → 16/9. Whole or decimal numbers ("2.39:1"); fullwidth digits and colons are accepted. */
 export function parseAspect(text: string): AspectParse {
   const shown = text.length > 20 ? `${text.slice(0, 20)}…` : text;
   const bad = (why: string): AspectParse => ({
     ok: false,
     error: `aspect "${shown}" ${why}; use W:H such as ${ASPECT_EXAMPLES} (at most ${MAX_RATIO}:1 either way)`,
   });
-  const m = /^\s*(\d{1,5}(?:\.\d{1,3})?)\s*:\s*(\d{1,5}(?:\.\d{1,3})?)\s*$/.exec(text.normalize('NFKC'));
+  // 3:2, and as people also write it: 3/2, 3x2, 3×2 (∶ and fullwidth forms fold under NFKC).
+  const m = /^\s*(\d{1,5}(?:\.\d{1,3})?)\s*[:/x×∶]\s*(\d{1,5}(?:\.\d{1,3})?)\s*$/i.exec(text.normalize('NFKC'));
   if (!m) return bad('is not a ratio');
   const w = Number(m[1]);
   const h = Number(m[2]);

@@ -11,6 +11,7 @@ import { SAMPLERS, type ModelInfo, type SamplerName } from '../../engine/types.j
 import type { Config } from '../config/schema.js';
 import { parseInfoText } from '../../engine/infotext.js';
 import { aspectToSize, exactSize, type SizeResult } from './aspect.js';
+import { clampToSafe, readTypedNumber } from './numbers.js';
 import type { JobSpec, MemberSettings } from './types.js';
 
 export { aspectToSize } from './aspect.js';
@@ -45,9 +46,11 @@ interface Wish {
   images?: number;
   model?: string;
   variation?: { seed: number; strength: number };
+  /** How a number was written when that differs from its value (1e400, 99999999999999999999). */
+  typed?: Partial<Record<'steps' | 'guidance' | 'images', string>>;
 }
 
-type Field = keyof Wish;
+type Field = Exclude<keyof Wish, 'typed'>;
 
 /** Own properties only: a member typing --constructor must not reach Object.prototype. */
 function lookup<T>(table: Record<string, T>, key: string): T | undefined {
@@ -79,9 +82,9 @@ function build(input: ParseInput, ctx: ParseContext): ParseResult {
   const fromText = rawText === undefined ? {} : readText(rawText, notes, lenient);
 
   // Slash options win over the same setting written inline; say so when they disagree.
-  const wish: Wish = { ...fromText };
+  const wish: Wish = { ...fromText, typed: { ...fromText.typed, ...fromOptions.typed } };
   for (const [key, value] of Object.entries(fromOptions) as [Field, Wish[Field]][]) {
-    if (key === 'prompt') continue;
+    if (key === 'prompt' || (key as string) === 'typed') continue;
     const inline = fromText[key];
     if (inline !== undefined && JSON.stringify(inline) !== JSON.stringify(value)) {
       notes.push(`the ${optionName(key)} option (${show(value)}) was used instead of ${show(inline)} in the prompt`);
@@ -95,6 +98,11 @@ function build(input: ParseInput, ctx: ParseContext): ParseResult {
 
   // ---- prompt ----
   const prompt = cutText(cleanText(wish.prompt ?? ''), limits.maxPromptLength, 'prompt', notes);
+  if (prompt && isInvisible(prompt)) {
+    throw new Refusal(
+      'Your prompt has only invisible characters (zero-width spaces, joiners or the like). Tell me what to draw, e.g. `a fox in the snow`.',
+    );
+  }
   if (!prompt) {
     throw new Refusal('Tell me what to draw, e.g. `a fox in the snow --ar 3:2`. Flags come after the prompt.');
   }
@@ -112,9 +120,9 @@ function build(input: ParseInput, ctx: ParseContext): ParseResult {
     modelDefaults.push(said(value));
     return value;
   };
-  const atMost = (value: number, max: number, label: string): number => {
+  const atMost = (value: number, max: number, label: 'steps' | 'guidance' | 'images'): number => {
     if (value <= max) return value;
-    notes.push(`${label} ${value} → ${max}, this club's maximum`);
+    notes.push(`${label} ${wish.typed?.[label] ?? value} → ${max}, this club's maximum`);
     return max;
   };
 
@@ -258,8 +266,28 @@ const FLAG_LIST = '--ar, --seed, --no, --steps, --cfg, --sampler, --n, --model, 
 
 function readText(text: string, notes: string[], lenient: Set<Field>): Wish {
   const info = parseInfoText(text);
+  if (info && info.prompt.trim() === '') throw new Refusal(PARAMETERS_WITHOUT_PROMPT);
   if (info) return readInfoText(info, notes, lenient);
+  if (isBareParameters(text)) throw new Refusal(PARAMETERS_WITHOUT_PROMPT);
   return readFlags(text, notes);
+}
+
+const PARAMETERS_WITHOUT_PROMPT =
+  'That looks like AUTOMATIC1111 parameters without a prompt line. Paste the whole info text (the prompt comes first), or tell me what to draw, e.g. `a fox in the snow --steps 20`.';
+
+/** A1111 keys that show a short "Key: value, Key: value" line is parameters, not a prompt. */
+const PARAMETER_KEYS = new Set(['steps', 'sampler', 'cfg scale', 'seed', 'size', 'model', 'schedule type', 'denoising strength', 'clip skip']);
+
+/**
+ * "Steps: 20, Sampler: Euler a": fewer pairs than parseInfoText wants, but every comma-separated
+ * piece is a known A1111 key with a value, so it is parameters that lost their prompt line.
+ */
+function isBareParameters(text: string): boolean {
+  const pieces = text.trim().split(',');
+  return pieces.every((piece) => {
+    const m = /^\s*([A-Za-z][A-Za-z ]{0,20}?)\s*:\s*[^:]+$/.exec(piece);
+    return m?.[1] !== undefined && PARAMETER_KEYS.has(m[1].toLowerCase());
+  });
 }
 
 interface FlagHit {
@@ -484,22 +512,19 @@ function assign(wish: Wish, field: Field, raw: string, label: string, notes: str
     case 'seed':
       wish.seed = readSeed(raw, label, notes);
       return;
-    case 'steps': {
-      const steps = readWhole(raw, label);
-      if (steps < 1) throw new Refusal(`${label} must be at least 1 (got ${clip(raw)}).`);
-      wish.steps = steps;
-      return;
-    }
+    case 'steps':
     case 'images': {
-      const images = readWhole(raw, label);
-      if (images < 1) throw new Refusal(`${label} must be at least 1 (got ${clip(raw)}).`);
-      wish.images = images;
+      const value = readWhole(raw, label);
+      if (value < 1) throw new Refusal(`${label} must be at least 1 (got ${clip(raw)}).`);
+      wish[field] = value;
+      rememberTyped(wish, field, raw, value);
       return;
     }
     case 'guidance': {
       const guidance = readDecimal(raw, label);
       if (guidance < 0) throw new Refusal(`${label} cannot be negative (got ${clip(raw)}).`);
       wish.guidance = guidance;
+      rememberTyped(wish, field, raw, guidance);
       return;
     }
     case 'size': {
@@ -527,20 +552,35 @@ function numeric(raw: string): string {
   return raw.normalize('NFKC').trim().replace(/[,.;]$/, '');
 }
 
-function readWhole(raw: string, label: string): number {
+/** Notes quote a clamped number as it was written when its value reads differently (2e1, 1e400). */
+function rememberTyped(wish: Wish, field: 'steps' | 'guidance' | 'images', raw: string, value: number): void {
   const text = numeric(raw);
-  if (!/^[-+]?\d+$/.test(text)) throw new Refusal(`${label} must be a whole number (got ${clip(raw)}).`);
-  const value = Number(text);
-  // Beyond any limit anyway; keep it finite so the clamp note stays readable.
-  return Number.isSafeInteger(value) ? value : Math.sign(value) * Number.MAX_SAFE_INTEGER;
+  if (text !== String(value)) (wish.typed ??= {})[field] = clip(text);
 }
 
+/** " (2e-1 is 0.2)" when the written form hides the value. */
+function valueOf(text: string, value: number): string {
+  return Number.isFinite(value) && text !== String(value) ? `, which is ${value}` : '';
+}
+
+/** Whole numbers in any notation (2e1 is 20); beyond any limit they become ±MAX_SAFE_INTEGER, for the clamp. */
+function readWhole(raw: string, label: string): number {
+  const text = numeric(raw);
+  const n = readTypedNumber(text);
+  if (!n) throw new Refusal(`${label} must be a whole number (got ${clip(raw)}).`);
+  if (n.integer === undefined && !n.huge) {
+    throw new Refusal(`${label} must be a whole number (got ${clip(raw)}${valueOf(text, n.value)}).`);
+  }
+  return clampToSafe(n);
+}
+
+/** Decimal numbers in any notation; beyond a double's range they become ±MAX_VALUE, for the clamp or range check. */
 function readDecimal(raw: string, label: string): number {
   const text = numeric(raw);
-  if (!/^[-+]?(\d+(\.\d*)?|\.\d+)$/.test(text)) throw new Refusal(`${label} must be a number (got ${clip(raw)}).`);
-  const value = Number(text);
-  if (!Number.isFinite(value)) throw new Refusal(`${label} is too large (got ${clip(raw)}).`);
-  return value;
+  const n = readTypedNumber(text);
+  if (!n) throw new Refusal(`${label} must be a number (got ${clip(raw)}).`);
+  if (Number.isFinite(n.value)) return n.value;
+  return n.value > 0 ? Number.MAX_VALUE : -Number.MAX_VALUE;
 }
 
 /**
@@ -554,10 +594,12 @@ function readSeed(raw: string, label: string, notes: string[]): number {
     notes.push(`${label} -1 means random: using ${seed}`);
     return seed;
   }
-  if (/^-\d+$/.test(text)) throw new Refusal(`${label} must be a whole number from 0 to ${UINT32 - 1} (got ${clip(raw)}).`);
-  if (!/^\+?\d+$/.test(text)) throw new Refusal(`${label} must be a whole number from 0 to ${UINT32 - 1} (got ${clip(raw)}).`);
-  if (text.length > 40) throw new Refusal(`${label} is far too long (${text.length} digits); seeds run from 0 to ${UINT32 - 1}.`);
-  const big = BigInt(text.replace(/^\+/, ''));
+  const n = readTypedNumber(text);
+  if (n?.huge) throw new Refusal(`${label} ${clip(text)} is far too large; seeds run from 0 to ${UINT32 - 1}.`);
+  const big = n?.integer;
+  if (big === undefined || big < 0n) {
+    throw new Refusal(`${label} must be a whole number from 0 to ${UINT32 - 1} (got ${clip(raw)}${n ? valueOf(text, n.value) : ''}).`);
+  }
   if (big < BigInt(UINT32)) return Number(big);
   const reduced = Number(big % BigInt(UINT32));
   notes.push(`${label} ${clip(text)} → ${reduced} (seeds here run from 0 to ${UINT32 - 1})`);
@@ -631,6 +673,17 @@ function chooseModel(
 }
 
 // ---- text helpers -----------------------------------------------------------------------------
+
+/**
+ * Characters that draw nothing: format characters (zero-width space and joiners, BOM, bidi
+ * marks, soft hyphen), variation selectors, and the blank "letters" used to fake empty text.
+ */
+const INVISIBLE = /[\p{Cf}\p{Z}\s\u034f\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\uffa0\ufe00-\ufe0f\u{e0100}-\u{e01ef}]/gu;
+
+/** True when nothing would be left to draw once invisible characters are removed. */
+function isInvisible(text: string): boolean {
+  return text.replace(INVISIBLE, '') === '';
+}
 
 /** Control characters (other than newline and tab) only confuse the tokenizer and the logs. */
 function cleanText(text: string): string {

@@ -15,7 +15,7 @@
  * Every state change is written to the store before its event is emitted, so an adapter never
  * tells a member something the store does not know.
  */
-import { mkdir, open, rm, rmdir } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import PQueue from 'p-queue';
@@ -31,7 +31,7 @@ import {
 } from '../../engine/types.js';
 import type { Config } from '../config/schema.js';
 import { makeGrid, pngWithParameters } from '../render/index.js';
-import { cumulativeEtas, EtaModel, stepsToRun } from './eta.js';
+import { cumulativeEtas, EtaModel, REFERENCE_UNET_PARAMETERS, stepsToRun, type JobEstimate } from './eta.js';
 import { FairQueue } from './fair-queue.js';
 import { newJobId } from './ids.js';
 import type {
@@ -41,6 +41,7 @@ import type {
   JobEventListener,
   JobImage,
   JobService,
+  PictureRange,
   Platform,
   QueuePosition,
   QueueSnapshot,
@@ -72,6 +73,10 @@ const ABORT_WAIT_MS = 10_000;
 const CANCEL_WAIT_MS = 5_000;
 /** Queue movements within this window are announced together (see scheduleMoves). */
 const MOVES_COALESCE_MS = 20;
+/** The smallest UNet cost relative to SD 1.5 that first ETAs assume. */
+const MIN_MODEL_SCALE = 0.005;
+/** While a model is unmeasured, the running job's pace updates waiting ETAs every this many steps. */
+const PACE_EVERY_STEPS = 4;
 /** Preview images are shrunk to this long side before PNG encoding (chat thumbnails). */
 const PREVIEW_SIDE = 256;
 
@@ -86,6 +91,7 @@ export function withoutServerPaths(text: string): string {
 const MESSAGES = {
   restarting: 'The bot is restarting — try again in a minute.',
   notSaved: 'Could not save your request — please try again.',
+  resultNotSaved: 'Your picture was drawn but could not be saved — please try again.',
   engineFailed: 'The picture engine failed on this request; an admin has been notified.',
   initGone: 'The picture to start from is gone (it was deleted or has expired).',
   notYours: 'That job belongs to someone else — only they or an admin can cancel it.',
@@ -93,6 +99,8 @@ const MESSAGES = {
     `You already have ${cap} ${cap === 1 ? 'picture' : 'pictures'} waiting — this club's limit per member. Cancel one with /cancel or wait.`,
   globalCap: (cap: number) => `The queue is full (${cap} jobs) — try again in a few minutes.`,
   crashed: (n: number) => `This request crashed the picture engine ${n} ${n === 1 ? 'time' : 'times'}; it was dropped.`,
+  interrupted: (n: number) =>
+    `The bot stopped unexpectedly ${n} times while drawing this request, so it was dropped in case it is the cause. Try again, perhaps smaller.`,
   unknownJob: (id: string) => `There is no job ${id}.`,
   alreadyOver: (job: Job) =>
     `That job is already ${job.status === 'done' || job.status === 'delivered' ? 'finished' : job.status}.`,
@@ -104,8 +112,11 @@ class MemberFacingError extends Error {}
 interface RunningJob {
   job: Job;
   controller: AbortController;
+  /** Steps done and to do over the whole job, all batches counted (for the ETA). */
   step: number;
   total: number;
+  /** The last progress as a member counts it (see JobEvent 'progress'). */
+  shown?: MemberProgress;
   /** Resolves when the run loop is completely done with this job. */
   settled: Promise<void>;
   cancelledBy?: string;
@@ -113,6 +124,26 @@ interface RunningJob {
   shutdown?: boolean;
   /** stop() gave up waiting and wrote the job back itself; the run loop must not write again. */
   abandoned?: boolean;
+}
+
+interface MemberProgress {
+  step: number;
+  total: number;
+  pictures?: PictureRange;
+}
+
+/** The engine counts steps over all batches of a job; a member counts the job's own steps. */
+function memberProgress(progress: StepProgress): MemberProgress {
+  const b = progress.batch;
+  if (!b) return { step: progress.step, total: progress.total };
+  const pictures = b.size < b.count ? { first: b.first + 1, last: b.first + b.size, count: b.count } : undefined;
+  return { step: b.step, total: b.steps, ...(pictures ? { pictures } : {}) };
+}
+
+/** A QueuePosition's ETA fields: `approximate` only when it is. */
+function etaOf(estimate: JobEstimate | undefined): Pick<QueuePosition, 'etaSeconds' | 'approximate'> {
+  if (!estimate) return { etaSeconds: 0 };
+  return { etaSeconds: Math.ceil(estimate.seconds - 1e-9), ...(estimate.approximate ? { approximate: true } : {}) };
 }
 
 function memberKeyOf(r: Pick<Requester, 'platform' | 'userId'>): string {
@@ -202,7 +233,7 @@ class FairJobService implements JobServiceWithMaintenance {
   /** Queued and running jobs (the store has the same; this is the working copy). */
   private readonly live = new Map<string, Job>();
   /** Estimated seconds per live job; cleared whenever the seconds-per-step figures change. */
-  private readonly costs = new Map<string, number>();
+  private readonly costs = new Map<string, JobEstimate>();
   private readonly listeners = new Set<JobEventListener>();
   /** Last position/ETA told to adapters per waiting job: `moved` only fires on a change. */
   private readonly published = new Map<string, QueuePosition>();
@@ -225,7 +256,11 @@ class FairJobService implements JobServiceWithMaintenance {
     this.log = deps.log;
     this.now = deps.now ?? Date.now;
     this.dataDir = path.resolve(deps.config.dataDir);
-    this.eta = new EtaModel(deps.config.queue.initialSecondsPerStep);
+    const fixedPrior = deps.config.queue.initialSecondsPerStep;
+    this.eta = new EtaModel({
+      ...(fixedPrior !== undefined ? { fixedPrior } : {}),
+      provider: () => this.engine.provider() ?? deps.config.engine.providers[0] ?? 'cpu',
+    });
   }
 
   // ---- events --------------------------------------------------------------------------------
@@ -375,22 +410,24 @@ class FairJobService implements JobServiceWithMaintenance {
 
   // ---- positions and ETAs ----------------------------------------------------------------------
 
-  private costOf(job: Job): number {
-    let seconds = this.costs.get(job.id);
-    if (seconds === undefined) {
-      seconds = this.eta.jobSeconds(job.spec);
-      this.costs.set(job.id, seconds);
+  private costOf(job: Job): JobEstimate {
+    let estimate = this.costs.get(job.id);
+    if (estimate === undefined) {
+      estimate = this.eta.job(job.spec);
+      this.costs.set(job.id, estimate);
     }
-    return seconds;
+    return estimate;
   }
 
-  private runningRemaining(): number {
+  private runningRemaining(): JobEstimate {
     const r = this.running;
-    return r ? this.eta.remainingSeconds(r.job.spec, r.step, r.total || stepsToRun(r.job.spec)) : 0;
+    if (!r) return { seconds: 0, approximate: false };
+    const seconds = this.eta.remainingSeconds(r.job.spec, r.step, r.total || stepsToRun(r.job.spec));
+    return { seconds, approximate: !this.eta.isMeasured(r.job.spec.model) };
   }
 
   /** Waiting jobs in run order with their positions and ETAs. */
-  private waitingList(): { job: Job; position: number; etaSeconds: number }[] {
+  private waitingList(): ({ job: Job } & QueuePosition)[] {
     const jobs: Job[] = [];
     this.fair.forEach((entry) => {
       const job = this.live.get(entry.jobId);
@@ -400,28 +437,32 @@ class FairJobService implements JobServiceWithMaintenance {
       this.runningRemaining(),
       jobs.map((j) => this.costOf(j)),
     );
-    return jobs.map((job, i) => ({ job, position: i + 1, etaSeconds: etas[i] ?? 0 }));
+    return jobs.map((job, i) => ({ job, position: i + 1, ...etaOf(etas[i]) }));
   }
 
   position(jobId: string): QueuePosition | undefined {
-    if (this.running?.job.id === jobId) return { position: 0, etaSeconds: Math.ceil(this.runningRemaining()) };
+    if (this.running?.job.id === jobId) {
+      const left = this.runningRemaining();
+      return { position: 0, ...etaOf({ ...left, seconds: Math.ceil(left.seconds) }) };
+    }
     const place = this.fair.positionOf(jobId);
     if (place === undefined) return undefined;
-    let total = this.runningRemaining();
     // Jobs ahead plus the job itself (the first `place` entries).
+    const upTo: JobEstimate[] = [];
     this.fair.forEach((entry) => {
       const job = this.live.get(entry.jobId);
-      if (job) total += this.costOf(job);
+      if (job) upTo.push(this.costOf(job));
     }, place);
-    return { position: place, etaSeconds: Math.ceil(total - 1e-9) };
+    const etas = cumulativeEtas(this.runningRemaining(), upTo);
+    return { position: place, ...etaOf(etas[etas.length - 1] ?? this.runningRemaining()) };
   }
 
   snapshot(): QueueSnapshot {
     const r = this.running;
     const waiting = this.waitingList().map((w) => ({ ...w, job: view(w.job) }));
-    return r
-      ? { running: { job: view(r.job), step: r.step, total: r.total || stepsToRun(r.job.spec) }, waiting }
-      : { waiting };
+    if (!r) return { waiting };
+    const shown = r.shown ?? { step: 0, total: stepsToRun(r.job.spec) };
+    return { running: { job: view(r.job), ...shown }, waiting };
   }
 
   /**
@@ -445,10 +486,11 @@ class FairJobService implements JobServiceWithMaintenance {
     for (const w of waiting) {
       still.add(w.job.id);
       const before = this.published.get(w.job.id);
-      if (before && before.position === w.position && before.etaSeconds === w.etaSeconds) continue;
-      this.published.set(w.job.id, { position: w.position, etaSeconds: w.etaSeconds });
+      if (before && before.position === w.position && before.etaSeconds === w.etaSeconds && before.approximate === w.approximate) continue;
+      const { job, ...where } = w;
+      this.published.set(job.id, where);
       // The first number a job gets is announced by `queued`/`resumed`, not `moved`.
-      if (before) this.emit({ type: 'moved', job: view(w.job), position: w.position, etaSeconds: w.etaSeconds });
+      if (before) this.emit({ type: 'moved', job: view(job), ...where });
     }
     for (const id of this.published.keys()) if (!still.has(id)) this.published.delete(id);
   }
@@ -476,7 +518,6 @@ class FairJobService implements JobServiceWithMaintenance {
     this.published.delete(job.id);
     try {
       job.status = 'running';
-      job.attempts += 1;
       job.startedAt = this.now();
       try {
         await this.store.jobs.put(job);
@@ -485,13 +526,16 @@ class FairJobService implements JobServiceWithMaintenance {
         await this.finishFailed(run, MESSAGES.notSaved);
         return;
       }
-      log.info({ attempt: job.attempts }, 'job started');
+      log.info({ crashes: job.attempts, interruptions: job.interruptions ?? 0 }, 'job started');
       this.emit({ type: 'started', job: view(job) });
       this.scheduleMoves();
       await this.render(run);
     } finally {
-      this.live.delete(job.id);
-      this.costs.delete(job.id);
+      // A job put back after an engine crash is waiting again and stays live.
+      if (!this.fair.has(job.id)) {
+        this.live.delete(job.id);
+        this.costs.delete(job.id);
+      }
       if (this.running === run) this.running = undefined;
       this.scheduleMoves();
       release();
@@ -504,9 +548,23 @@ class FairJobService implements JobServiceWithMaintenance {
     const clock = performance.now();
     // Progress events go out in step order even when preview encoding is slow.
     let progressChain: Promise<void> = Promise.resolve();
+    let paceFrom: { step: number; at: number } | undefined;
     const onStep = (progress: StepProgress) => {
       run.step = progress.step;
       run.total = progress.total;
+      run.shown = memberProgress(progress);
+      // Until a model has finished a job, the steps it is drawing now beat any prior for the
+      // jobs waiting behind it (measured from the first step: model loading is over by then).
+      if (!this.eta.isMeasured(job.spec.model)) {
+        const at = performance.now();
+        if (!paceFrom) paceFrom = { step: progress.step, at };
+        else if ((progress.step - paceFrom.step) % PACE_EVERY_STEPS === 0) {
+          const secondsPerStep = (at - paceFrom.at) / 1000 / (progress.step - paceFrom.step);
+          this.eta.observePace(job.spec, secondsPerStep, progress.batch?.size ?? job.spec.count);
+          this.costs.clear();
+          this.scheduleMoves();
+        }
+      }
       progressChain = progressChain.then(() => this.emitProgress(run, progress)).catch((err: unknown) => {
         log.warn({ err }, 'could not encode a step preview');
       });
@@ -537,7 +595,7 @@ class FairJobService implements JobServiceWithMaintenance {
     }
 
     const durationMs = Math.round(performance.now() - clock);
-    this.eta.record(result.model, durationMs, result.timing.stepsRun || stepsToRun(job.spec), images.length);
+    this.eta.record({ ...job.spec, count: images.length }, durationMs, result.timing.stepsRun || stepsToRun(job.spec));
     this.costs.clear();
     job.status = 'done';
     job.finishedAt = this.now();
@@ -552,9 +610,11 @@ class FairJobService implements JobServiceWithMaintenance {
     try {
       await this.store.jobs.put(job);
     } catch (err) {
-      // The pictures exist but the record still says running: after a restart the job runs
-      // again, which is better than a member who never hears back.
+      // The pictures exist but the record still says running, so nothing can deliver them now.
+      // The member hears so (never a status left "drawing"); if the store comes back, the job
+      // runs again after a restart.
       log.error({ err }, 'could not record a finished job');
+      this.emit({ type: 'failed', job: view({ ...job, status: 'failed', error: MESSAGES.resultNotSaved }), reason: MESSAGES.resultNotSaved });
       return;
     }
     log.info({ durationMs, images: images.length, provider: result.provider }, 'job done');
@@ -576,13 +636,7 @@ class FairJobService implements JobServiceWithMaintenance {
       preview = { png, width: w, height: h };
     }
     if (this.running !== run) return;
-    this.emit({
-      type: 'progress',
-      job: view(run.job),
-      step: progress.step,
-      total: progress.total,
-      ...(preview ? { preview } : {}),
-    });
+    this.emit({ type: 'progress', job: view(run.job), ...memberProgress(progress), ...(preview ? { preview } : {}) });
   }
 
   private async requestFor(job: Job): Promise<GenerateRequest> {
@@ -668,6 +722,10 @@ class FairJobService implements JobServiceWithMaintenance {
       this.emit({ type: 'cancelled', job: view(job), by: run.cancelledBy });
       return;
     }
+    if (err instanceof EngineError && err.code === 'worker_crashed') {
+      await this.afterWorkerCrash(run, err);
+      return;
+    }
     let reason: string;
     if (err instanceof MemberFacingError) {
       reason = err.message;
@@ -686,6 +744,39 @@ class FairJobService implements JobServiceWithMaintenance {
     await this.finishFailed(run, reason);
   }
 
+  /**
+   * The engine worker died while drawing this job: the one case that counts against the request.
+   * Below queue.maxAttempts the job waits again in its old place (the engine starts a fresh
+   * worker on the next call); at the limit it is failed so it cannot crash the engine forever.
+   */
+  private async afterWorkerCrash(run: RunningJob, err: EngineError): Promise<void> {
+    const { job } = run;
+    const log = this.jobLog(job);
+    job.attempts += 1;
+    if (job.attempts >= this.config.queue.maxAttempts) {
+      log.error({ crashes: job.attempts, detail: err.message }, 'job dropped: it crashed the engine worker repeatedly');
+      await this.finishFailed(run, MESSAGES.crashed(job.attempts));
+      return;
+    }
+    job.status = 'queued';
+    delete job.startedAt;
+    try {
+      await this.store.jobs.put(job);
+    } catch (storeErr) {
+      log.error({ err: storeErr }, 'could not record an engine crash');
+      await this.finishFailed(run, MESSAGES.engineFailed);
+      return;
+    }
+    log.warn({ crashes: job.attempts, detail: err.message }, 'the engine worker crashed on this job; it waits for another try');
+    // No longer the running job, so positions and caps see it as waiting.
+    if (this.running === run) this.running = undefined;
+    this.enqueue(job);
+    const where = this.position(job.id) ?? { position: 1, etaSeconds: 0 };
+    this.published.set(job.id, where);
+    this.emit({ type: 'resumed', job: view(job), ...where, cause: 'engine-crash' });
+    this.runner.add(() => this.runNext()).catch((e: unknown) => this.log.error({ err: e }, 'run loop task failed'));
+  }
+
   private async finishFailed(run: RunningJob, reason: string): Promise<void> {
     const { job } = run;
     job.status = 'failed';
@@ -699,21 +790,19 @@ class FairJobService implements JobServiceWithMaintenance {
     this.emit({ type: 'failed', job: view(job), reason });
   }
 
-  /**
-   * A job interrupted by stop() goes back to "queued". Its attempt is handed back: the count is
-   * there to catch requests that crash the engine, and a planned restart is not a crash.
-   */
+  /** A job interrupted by stop() goes back to "queued"; a planned restart is not the request's fault. */
   private async putBack(run: RunningJob): Promise<void> {
     const { job } = run;
     job.status = 'queued';
-    job.attempts = Math.max(0, job.attempts - 1);
     delete job.startedAt;
     try {
       await this.store.jobs.put(job);
       this.jobLog(job).info('running job put back in the queue for the restart');
     } catch (err) {
-      this.jobLog(job).error({ err }, 'could not put the running job back; it resumes as crashed');
+      this.jobLog(job).error({ err }, 'could not put the running job back; it resumes as interrupted');
     }
+    // The adapters are still up: the member's "Drawing…" turns into a truthful waiting note.
+    this.emit({ type: 'resumed', job: view(job), position: 0, etaSeconds: 0, cause: 'shutdown' });
   }
 
   // ---- cancel ----------------------------------------------------------------------------------
@@ -833,6 +922,7 @@ class FairJobService implements JobServiceWithMaintenance {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    await this.loadModelScales();
     const active = await this.store.jobs.active();
     const resumed: Job[] = [];
     for (const stored of active) {
@@ -841,14 +931,17 @@ class FairJobService implements JobServiceWithMaintenance {
       const job = stored;
       const log = this.jobLog(job);
       if (job.status === 'running') {
-        // The process stopped while the engine had this job: count it as a crash.
-        if (job.attempts >= this.config.queue.maxAttempts) {
-          const reason = MESSAGES.crashed(job.attempts);
+        // The process died while this job was drawing: a kill or a power cut is not the
+        // request's fault, but a native engine crash that takes the whole process down looks
+        // the same from here. So these get their own, higher bound (queue.maxInterruptions).
+        job.interruptions = (job.interruptions ?? 0) + 1;
+        if (job.interruptions >= this.config.queue.maxInterruptions) {
+          const reason = MESSAGES.interrupted(job.interruptions);
           job.status = 'failed';
           job.error = reason;
           job.finishedAt = this.now();
           await this.store.jobs.put(job);
-          log.warn({ attempts: job.attempts }, 'job dropped after repeated crashes');
+          log.warn({ interruptions: job.interruptions }, 'job dropped: the process died while drawing it too often');
           this.emit({ type: 'failed', job: view(job), reason });
           continue;
         }
@@ -862,7 +955,7 @@ class FairJobService implements JobServiceWithMaintenance {
     for (const job of resumed) {
       const where = this.position(job.id) ?? { position: 0, etaSeconds: 0 };
       this.published.set(job.id, where);
-      this.jobLog(job).info({ ...where, attempts: job.attempts }, 'job resumed after restart');
+      this.jobLog(job).info({ ...where, crashes: job.attempts, interruptions: job.interruptions ?? 0 }, 'job resumed after restart');
       this.emit({ type: 'resumed', job: view(job), ...where });
     }
     for (let i = 0; i < resumed.length; i++) {
@@ -880,6 +973,27 @@ class FairJobService implements JobServiceWithMaintenance {
       this.sweepTimer.unref();
     }
     if (!this.stopping) this.runner.start();
+  }
+
+  /**
+   * First-estimate ETAs scale with each model's UNet size (its weight files' bytes over the bytes
+   * per weight): a tiny demo model and SDXL differ by a factor of thousands.
+   */
+  private async loadModelScales(): Promise<void> {
+    try {
+      const { models } = await this.engine.scanModels();
+      for (const model of models) {
+        const unet = path.join(model.dir, 'unet');
+        const files = await readdir(unet).catch(() => [] as string[]);
+        let bytes = 0;
+        for (const file of files) bytes += (await stat(path.join(unet, file)).catch(() => undefined))?.size ?? 0;
+        // A per-step floor: even a tiny model pays for the loop and the sampler.
+        const scale = Math.max(MIN_MODEL_SCALE, bytes / (model.dtype === 'float16' ? 2 : 4) / REFERENCE_UNET_PARAMETERS);
+        if (bytes > 0) this.eta.setModelScale(model.name, scale);
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'could not size the models for first ETAs; using typical figures');
+    }
   }
 
   async stop(graceMs: number): Promise<void> {

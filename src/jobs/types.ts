@@ -86,8 +86,16 @@ export interface Job {
   createdAt: number;
   startedAt?: number;
   finishedAt?: number;
-  /** How many times the engine started this job (restarts count). */
+  /**
+   * Engine-worker crashes while drawing this job (bounded by queue.maxAttempts). A stop, restart
+   * or kill of the bot process is not the request's fault and never counts here.
+   */
   attempts: number;
+  /**
+   * Times the bot process died (was killed, lost power, or crashed natively) while this job was
+   * running, found at the next start (bounded by queue.maxInterruptions). Absent means 0.
+   */
+  interruptions?: number;
   /** Messages for the member about how the request was read (clamps, defaults). */
   notes: string[];
   result?: JobResult;
@@ -103,20 +111,36 @@ export interface QueuePosition {
   /** 1-based; 0 means running. */
   position: number;
   etaSeconds: number;
+  /** The ETA rests on a first estimate (a model with no finished job yet), not on measurements. */
+  approximate?: boolean;
 }
 
 export type JobEvent =
-  | { type: 'queued'; job: Job; position: number; etaSeconds: number }
+  | { type: 'queued'; job: Job; position: number; etaSeconds: number; approximate?: boolean }
   /** Position or ETA of a waiting job changed. */
-  | { type: 'moved'; job: Job; position: number; etaSeconds: number }
-  /** The job was recovered from the store after a restart and is waiting again. */
-  | { type: 'resumed'; job: Job; position: number; etaSeconds: number }
+  | { type: 'moved'; job: Job; position: number; etaSeconds: number; approximate?: boolean }
+  /**
+   * The job is waiting again: recovered from the store after a restart; or (cause
+   * 'engine-crash') put back after the engine worker crashed while drawing it; or (cause
+   * 'shutdown') put back because the bot is stopping, to be drawn after the restart.
+   */
+  | {
+      type: 'resumed';
+      job: Job;
+      position: number;
+      etaSeconds: number;
+      approximate?: boolean;
+      cause?: 'engine-crash' | 'shutdown';
+    }
   | { type: 'started'; job: Job }
   | {
       type: 'progress';
       job: Job;
+      /** Step `step` of the job's own `total` steps (what the member asked for, img2img's share). */
       step: number;
       total: number;
+      /** 1-based; present when the pictures are drawn in batches one after another. */
+      pictures?: PictureRange;
       preview?: { png: Buffer; width: number; height: number };
     }
   | { type: 'done'; job: Job }
@@ -177,14 +201,22 @@ export interface SubmitInput {
 }
 
 export type SubmitOutcome =
-  | { ok: true; job: Job; position: number; etaSeconds: number; duplicate: boolean }
+  | { ok: true; job: Job; position: number; etaSeconds: number; approximate?: boolean; duplicate: boolean }
   | { ok: false; reason: string };
 
 export type CancelOutcome = { ok: true; job: Job; wasRunning: boolean } | { ok: false; reason: string };
 
+/** Pictures first…last of a job's count (1-based). */
+export interface PictureRange {
+  first: number;
+  last: number;
+  count: number;
+}
+
 export interface QueueSnapshot {
-  running?: { job: Job; step: number; total: number };
-  waiting: { job: Job; position: number; etaSeconds: number }[];
+  /** step/total/pictures as in the `progress` event. */
+  running?: { job: Job; step: number; total: number; pictures?: PictureRange };
+  waiting: ({ job: Job } & QueuePosition)[];
 }
 
 export interface JobService {
