@@ -11,6 +11,7 @@ import { settings } from './settings.js';
 import type { CommandContext, CommandName, CommandReply, CommandRequest } from './types.js';
 import { upscale } from './upscale.js';
 import { vary } from './vary.js';
+import { web } from './web.js';
 
 type Handler = (req: CommandRequest, ctx: CommandContext) => Promise<CommandReply>;
 
@@ -25,6 +26,7 @@ const HANDLERS: Record<CommandName, Handler> = {
   queue,
   settings,
   help,
+  web,
 };
 
 export const SOMETHING_WENT_WRONG = 'Something went wrong on our side; please try again in a moment.';

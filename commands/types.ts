@@ -16,7 +16,8 @@ export type CommandName =
   | 'delete'
   | 'queue'
   | 'settings'
-  | 'help';
+  | 'help'
+  | 'web';
 
 /** What a button (or a 🔁 reaction) asks for. Encoded by commands/codec.ts. */
 export type ActionName = 'reroll' | 'vary' | 'vary-strong' | 'upscale' | 'info' | 'cancel' | 'delete';

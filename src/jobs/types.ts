@@ -21,7 +21,7 @@ export interface JobSpec {
   init?: { jobId: string; index: number; strength: number };
 }
 
-export type Platform = 'discord' | 'telegram' | 'cli';
+export type Platform = 'discord' | 'telegram' | 'web' | 'cli';
 
 /** Who asked. Roles are platform role ids (Discord) — used for tiers and admin checks. */
 export interface Requester {
