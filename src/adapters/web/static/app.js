@@ -228,7 +228,7 @@ function drawResult(node, view) {
   if (view.caption) box.append(el('p', { class: 'caption', text: view.caption }));
   if (view.details.length) box.append(el('p', { class: 'details', text: view.details.join('\n') }));
   if (view.grid) {
-    box.append(el('img', { class: 'grid', src: view.grid, alt: `Grid of ${view.images.length} pictures for “${view.prompt}”`, width: view.width, height: view.height }));
+    box.append(el('img', { class: 'grid', src: view.grid, alt: `Grid of ${view.images.length} pictures for “${view.prompt}”` }));
   }
   if (view.images.length) {
     const list = el('ul', { class: 'singles', 'aria-label': 'Single pictures' });
@@ -297,8 +297,8 @@ async function submitPrompt(event) {
   const go = $('go');
   go.disabled = true;
   try {
-    const data = answered(await api('/api/imagine', { method: 'POST', json: { prompt: form.elements.prompt.value, options } }));
-    if (data) showNote(data.text);
+    // The card shows where the job stands (and the parser's notes); the answer's own text would go stale.
+    answered(await api('/api/imagine', { method: 'POST', json: { prompt: form.elements.prompt.value, options } }));
   } finally {
     go.disabled = false;
   }
@@ -307,7 +307,7 @@ async function submitPrompt(event) {
 async function press(button) {
   const data = answered(await api('/api/action', { method: 'POST', json: { payload: button.dataset.payload } }));
   if (!data) return;
-  if (data.job) return showNote(data.text);
+  if (data.job) return;
   if (data.deleted) return showNote(data.text);
   $('info-text').textContent = data.text;
   $('info').showModal();

@@ -1,0 +1,263 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
+// The web studio in real Chromium (Debian's /usr/bin/chromium driven by playwright-core),
+// against the real server, the real engine on a tiny model and real SQLite. One browser for
+// the file, one context per case. Screenshots of each stage go to test/.artifacts/.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ARTIFACTS, bootStudio, hasChromium, launchChromium, type Studio } from './helpers/web.js';
+
+if (!hasChromium) console.warn('web studio browser tests skipped: /usr/bin/chromium is absent (apt-get install chromium)');
+
+const FINAL = ['done', 'delivered', 'failed', 'cancelled'];
+
+async function openStudio(context: BrowserContext, url: string): Promise<Page> {
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.waitForSelector('body[data-stream="open"]');
+  return page;
+}
+
+/** The newest job card, once the page has drawn one for `id`. */
+function cardOf(page: Page, id: string): Locator {
+  return page.locator(`#job-${id}`);
+}
+
+async function newestJobId(page: Page, before: string[]): Promise<string> {
+  const handle = await page.waitForFunction((known) => {
+    const ids = [...document.querySelectorAll('li.job')].map((n) => n.id.slice(4));
+    return ids.find((id) => !known.includes(id));
+  }, before);
+  return (await handle.jsonValue()) as string;
+}
+
+async function jobIds(page: Page): Promise<string[]> {
+  return page.locator('li.job').evaluateAll((nodes) => nodes.map((n) => n.id.slice(4)));
+}
+
+async function waitFinal(page: Page, id: string): Promise<string> {
+  await page.waitForFunction(
+    ([jobId, final]) => final.includes(document.getElementById(`job-${jobId}`)?.dataset.status ?? ''),
+    [id, FINAL] as const,
+    { timeout: 90_000 },
+  );
+  return (await cardOf(page, id).getAttribute('data-status')) ?? '';
+}
+
+async function draw(page: Page, prompt: string): Promise<string> {
+  const before = await jobIds(page);
+  await page.getByLabel('Prompt', { exact: true }).fill(prompt);
+  await page.getByRole('button', { name: 'Draw', exact: true }).click();
+  return newestJobId(page, before);
+}
+
+async function message(page: Page): Promise<string> {
+  await page.waitForSelector('#message:not([hidden])');
+  return (await page.locator('#message').textContent()) ?? '';
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: path.join(ARTIFACTS, name), fullPage: true });
+}
+
+describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the local admin', () => {
+  let browser: Browser;
+  let studio: Studio;
+
+  beforeAll(async () => {
+    browser = await launchChromium();
+    studio = await bootStudio({
+      config: { engine: { previews: true }, defaults: { steps: 6 } },
+      model: { unet: 'smooth', unetBody: { channels: 32, layers: 2 } },
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await studio?.close();
+  });
+
+  it('draws four pictures from a typed prompt, showing the queue and step progress in between', async () => {
+    const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
+    const page = await openStudio(context, studio.url);
+    await expect(page.locator('#who').textContent()).resolves.toContain('local admin');
+    const id = await draw(page, 'a red fox in the snow');
+    await page.waitForFunction((jobId) => document.getElementById(`job-${jobId}`)?.dataset.seen?.includes('progress'), id);
+    await shot(page, '01-drawing.png');
+    expect(await waitFinal(page, id)).toBe('done');
+
+    const seen = ((await cardOf(page, id).getAttribute('data-seen')) ?? '').split(' ');
+    // Queue position first (from the stream or the answer, whichever came first), then drawing.
+    expect(['queued', 'accepted']).toContain(seen[0]);
+    expect(seen).toContain('started');
+    expect(seen.indexOf('progress')).toBeGreaterThan(0);
+    expect(seen.indexOf('progress')).toBeLessThan(seen.indexOf('done'));
+    const card = cardOf(page, id);
+    await expect(card.locator('.status').textContent()).resolves.toMatch(/^Done in/);
+    await expect(card.locator('img.grid').count()).resolves.toBe(1);
+    await expect(card.locator('.singles img').count()).resolves.toBe(4);
+    // Every picture on the page loaded (the server found it under the data directory).
+    const loaded = await card.locator('img').evaluateAll((imgs) => (imgs as HTMLImageElement[]).filter((i) => !i.hidden).every((i) => i.naturalWidth > 0));
+    expect(loaded).toBe(true);
+    await shot(page, '02-result.png');
+
+    // Download: the PNG with its parameters chunk, under a readable name.
+    const download = page.waitForEvent('download');
+    await card.getByRole('link', { name: 'Download picture 2 (PNG with parameters)' }).click();
+    const file = await download;
+    expect(file.suggestedFilename()).toMatch(/^a-red-fox-in-the-snow-\d+\.png$/);
+    const bytes = await readFile((await file.path()) ?? '');
+    expect(bytes.includes(Buffer.from('parameters'))).toBe(true);
+
+    // Phone width: the form and the result still fit without sideways scrolling.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    expect(overflow).toBeLessThanOrEqual(0);
+    await shot(page, '03-phone.png');
+    await context.close();
+  });
+
+  it('V2, U3, 🔁, ℹ️ and 🗑 on a result do what they do in chat', async () => {
+    const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
+    const page = await openStudio(context, studio.url);
+    const id = await draw(page, 'a lighthouse on a cliff');
+    expect(await waitFinal(page, id)).toBe('done');
+    const card = cardOf(page, id);
+
+    const press = async (name: string) => {
+      const before = await jobIds(page);
+      await card.getByRole('button', { name, exact: true }).click();
+      const next = await newestJobId(page, before);
+      expect(await waitFinal(page, next)).toBe('done');
+      return (await studio.harness.jobs.get(next))!;
+    };
+    const vary = await press('Variations of picture 2');
+    expect(vary.kind).toBe('vary');
+    expect(vary.parentId).toBe(id);
+    const upscale = await press('Upscale picture 3 (2×)');
+    expect(upscale.kind).toBe('upscale');
+    expect(upscale.spec.init).toMatchObject({ jobId: id, index: 2 });
+    const reroll = await press('Reroll: the same request with new seeds');
+    expect(reroll.kind).toBe('reroll');
+    await shot(page, '04-actions.png');
+
+    await card.getByRole('button', { name: 'Parameters and info text', exact: true }).click();
+    await page.waitForSelector('#info[open]');
+    await expect(page.locator('#info-text').textContent()).resolves.toContain('AUTOMATIC1111 parameters');
+    await shot(page, '05-info.png');
+    await page.keyboard.press('Escape');
+
+    await card.getByRole('button', { name: 'Delete this result', exact: true }).click();
+    await page.waitForSelector(`#job-${id}`, { state: 'detached' });
+    // Gone after a reload too: the page no longer lists it.
+    await page.reload();
+    await page.waitForSelector('body[data-stream="open"]');
+    await expect(page.locator(`#job-${id}`).count()).resolves.toBe(0);
+    await context.close();
+  });
+
+  it('draws from a pasted AUTOMATIC1111 info text, submitted from the keyboard', async () => {
+    const context = await browser.newContext();
+    const page = await openStudio(context, studio.url);
+    const before = await jobIds(page);
+    const info = 'a castle in the clouds\nNegative prompt: fog\nSteps: 4, Sampler: Euler, CFG scale: 6, Seed: 4242, Size: 64x64, Model: tiny';
+    await page.getByLabel('Prompt', { exact: true }).fill(info);
+    await page.getByLabel('Prompt', { exact: true }).press('Control+Enter');
+    const id = await newestJobId(page, before);
+    expect(await waitFinal(page, id)).toBe('done');
+    const job = (await studio.harness.jobs.get(id))!;
+    expect(job.spec).toMatchObject({ prompt: 'a castle in the clouds', negativePrompt: 'fog', steps: 4, seed: 4242, guidance: 6, sampler: 'Euler' });
+    await context.close();
+  });
+
+  it('PNG Info: a dropped or chosen PNG with parameters fills the prompt box', async () => {
+    const context = await browser.newContext();
+    const page = await openStudio(context, studio.url);
+    const id = await draw(page, 'a blue whale');
+    expect(await waitFinal(page, id)).toBe('done');
+    const job = (await studio.harness.jobs.get(id))!;
+    const png = await readFile(studio.harness.jobs.filePath(job.result!.images[1]!.file));
+    await page.getByLabel('Prompt', { exact: true }).fill('');
+
+    await page.evaluate(async (b64) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([bytes], 'whale.png', { type: 'image/png' }));
+      document.body.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }, png.toString('base64'));
+    await page.waitForFunction(() => (document.getElementById('prompt') as HTMLTextAreaElement).value.includes('Seed:'));
+    const filled = await page.locator('#prompt').inputValue();
+    expect(filled).toBe(job.result!.images[1]!.infoText);
+    await shot(page, '06-png-info.png');
+
+    await page.locator('#prompt').fill('');
+    await page.setInputFiles('#file', { name: 'whale.png', mimeType: 'image/png', buffer: png });
+    await page.waitForFunction(() => (document.getElementById('prompt') as HTMLTextAreaElement).value.includes('Seed:'));
+    // Drawing it again makes the same picture: same seed, same parameters.
+    const again = await draw(page, await page.locator('#prompt').inputValue());
+    expect(await waitFinal(page, again)).toBe('done');
+    const redraw = (await studio.harness.jobs.get(again))!;
+    expect(redraw.spec.seed).toBe(job.result!.images[1]!.seed);
+    const pixels = (file: string) => sharp(studio.harness.jobs.filePath(file)).raw().toBuffer();
+    expect((await pixels(redraw.result!.images[0]!.file)).equals(await pixels(job.result!.images[1]!.file))).toBe(true);
+    await context.close();
+  });
+
+  it('bad input gets a clear message and the page keeps working', async () => {
+    const context = await browser.newContext();
+    const page = await openStudio(context, studio.url);
+
+    await page.getByRole('button', { name: 'Draw', exact: true }).click();
+    expect(await message(page)).toContain('Tell me what to draw');
+
+    await page.locator('#prompt').evaluate((box) => {
+      (box as HTMLTextAreaElement).value = 'x'.repeat(10 * 1024 * 1024);
+    });
+    await page.getByRole('button', { name: 'Draw', exact: true }).click();
+    await page.waitForFunction(() => document.getElementById('message')?.textContent?.includes('too large'));
+    expect(await message(page)).toContain('10.0 MB');
+
+    await page.setInputFiles('#file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a picture at all') });
+    await page.waitForFunction(() => document.getElementById('message')?.textContent?.includes('not a picture'));
+
+    const id = await draw(page, 'a small boat');
+    expect(await waitFinal(page, id)).toBe('done');
+    const del = cardOf(page, id).getByRole('button', { name: 'Delete this result', exact: true });
+    await del.evaluate((b) => b.setAttribute('data-payload', 'v1:dl:../../etc'));
+    await del.click();
+    await page.waitForFunction(() => document.getElementById('message')?.textContent?.includes('not valid'));
+    await del.evaluate((b) => b.setAttribute('data-payload', 'v1:dl:zzzzzzzz'));
+    await del.click();
+    await page.waitForFunction(() => document.getElementById('message')?.textContent?.includes('expired or was deleted'));
+    await shot(page, '07-bad-input.png');
+
+    const after = await draw(page, 'a small boat at night');
+    expect(await waitFinal(page, after)).toBe('done');
+    await expect(page.locator('#message').isHidden()).resolves.toBe(true);
+    await context.close();
+  });
+
+  it('picks its jobs up again after the server restarts mid-job', async () => {
+    const context = await browser.newContext();
+    const page = await openStudio(context, studio.url);
+    const first = await draw(page, 'a slow mountain --steps 40');
+    const second = await draw(page, 'a slow river --steps 40');
+    await page.waitForFunction((jobId) => document.getElementById(`job-${jobId}`)?.dataset.seen?.includes('progress'), first);
+    const atRestart = await Promise.all([first, second].map(async (id) => (await studio.harness.jobs.get(id))!.status));
+    await studio.restart();
+    // At least one of them was unfinished when the server went away.
+    expect(atRestart.some((s) => !FINAL.includes(s))).toBe(true);
+    await page.waitForFunction(() => document.body.dataset.stream === 'lost');
+    // The stream (done) or the page's own look-up after reconnecting (delivered) brings the end.
+    expect(['done', 'delivered']).toContain(await waitFinal(page, first));
+    expect(['done', 'delivered']).toContain(await waitFinal(page, second));
+    await page.waitForFunction(() => document.body.dataset.stream === 'open');
+    await shot(page, '08-after-restart.png');
+    for (const id of [first, second]) {
+      await expect(cardOf(page, id).locator('.singles img').count()).resolves.toBe(4);
+    }
+    await context.close();
+  });
+});
