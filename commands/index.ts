@@ -3,6 +3,7 @@
 import { cancel } from './cancel.js';
 import { deleteResult } from './delete.js';
 import { help } from './help.js';
+import { img2img } from './img2img.js';
 import { imagine } from './imagine.js';
 import { info } from './info.js';
 import { queue } from './queue.js';
@@ -27,6 +28,7 @@ const HANDLERS: Record<CommandName, Handler> = {
   settings,
   help,
   web,
+  img2img,
 };
 
 export const SOMETHING_WENT_WRONG = 'Something went wrong on our side; please try again in a moment.';

@@ -59,23 +59,42 @@ async function message(page: Page): Promise<string> {
   return (await page.locator('#message').textContent()) ?? '';
 }
 
+/** What a member dragging a file from their desktop onto the page sends. */
+async function dropFile(page: Page, bytes: Buffer, name: string, type: string): Promise<void> {
+  await page.evaluate(
+    ([b64, fileName, mime]) => {
+      const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([data], fileName, { type: mime }));
+      document.body.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    },
+    [bytes.toString('base64'), name, type] as const,
+  );
+}
+
 async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: path.join(ARTIFACTS, name), fullPage: true });
 }
 
+// One browser for the whole file (Chromium is heavy on a small machine); a context per case.
+let browser: Browser;
+beforeAll(async () => {
+  if (hasChromium) browser = await launchChromium();
+});
+afterAll(async () => {
+  await browser?.close();
+});
+
 describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the local admin', () => {
-  let browser: Browser;
   let studio: Studio;
 
   beforeAll(async () => {
-    browser = await launchChromium();
     studio = await bootStudio({
       config: { engine: { previews: true }, defaults: { steps: 6 } },
       model: { unet: 'smooth', unetBody: { channels: 32, layers: 2 } },
     });
   });
   afterAll(async () => {
-    await browser?.close();
     await studio?.close();
   });
 
@@ -181,12 +200,7 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
     const png = await readFile(studio.harness.jobs.filePath(job.result!.images[1]!.file));
     await page.getByLabel('Prompt', { exact: true }).fill('');
 
-    await page.evaluate(async (b64) => {
-      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-      const transfer = new DataTransfer();
-      transfer.items.add(new File([bytes], 'whale.png', { type: 'image/png' }));
-      document.body.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
-    }, png.toString('base64'));
+    await dropFile(page, png, 'whale.png', 'image/png');
     await page.waitForFunction(() => (document.getElementById('prompt') as HTMLTextAreaElement).value.includes('Seed:'));
     const filled = await page.locator('#prompt').inputValue();
     expect(filled).toBe(job.result!.images[1]!.infoText);
@@ -202,6 +216,33 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
     expect(redraw.spec.seed).toBe(job.result!.images[1]!.seed);
     const pixels = (file: string) => sharp(studio.harness.jobs.filePath(file)).raw().toBuffer();
     expect((await pixels(redraw.result!.images[0]!.file)).equals(await pixels(job.result!.images[1]!.file))).toBe(true);
+    await context.close();
+  });
+
+  it('img2img: a dropped picture without parameters is the picture the next Draw starts from', async () => {
+    const context = await browser.newContext();
+    const page = await openStudio(context, studio.url);
+    // A 96×64 photo-like JPEG: another aspect than the job's, so the service crops it.
+    const raw = Buffer.alloc(96 * 64 * 3);
+    for (let i = 0; i < raw.length; i += 3) raw[i] = (i / 3) % 96 * 2;
+    const jpeg = await sharp(raw, { raw: { width: 96, height: 64, channels: 3 } }).jpeg().toBuffer();
+    await dropFile(page, jpeg, 'sketch.jpg', 'image/jpeg');
+    await page.waitForSelector('#init:not([hidden])');
+    await page.getByLabel('Strength: how far to move away from the picture').fill('0.45');
+    await shot(page, '07-img2img.png');
+    const id = await draw(page, 'a watercolour of the same scene');
+    expect(await waitFinal(page, id)).toBe('done');
+    const job = (await studio.harness.jobs.get(id))!;
+    expect(job.spec.init).toMatchObject({ strength: 0.45 });
+    expect(job.spec.init?.file).toMatch(/^uploads\/[0-9a-z]{12}\.png$/);
+    expect(job.result!.images).toHaveLength(4);
+    await cardOf(page, id).locator('img.grid').waitFor();
+
+    // Taken away again, the next Draw is a plain txt2img.
+    await page.getByRole('button', { name: 'Do not start from this picture' }).click();
+    const plain = await draw(page, 'a plain picture');
+    expect(await waitFinal(page, plain)).toBe('done');
+    expect((await studio.harness.jobs.get(plain))!.spec.init).toBeUndefined();
     await context.close();
   });
 
@@ -231,7 +272,7 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
     await del.evaluate((b) => b.setAttribute('data-payload', 'v1:dl:zzzzzzzz'));
     await del.click();
     await page.waitForFunction(() => document.getElementById('message')?.textContent?.includes('expired or was deleted'));
-    await shot(page, '07-bad-input.png');
+    await shot(page, '08-bad-input.png');
 
     const after = await draw(page, 'a small boat at night');
     expect(await waitFinal(page, after)).toBe('done');
@@ -254,10 +295,78 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
     expect(['done', 'delivered']).toContain(await waitFinal(page, first));
     expect(['done', 'delivered']).toContain(await waitFinal(page, second));
     await page.waitForFunction(() => document.body.dataset.stream === 'open');
-    await shot(page, '08-after-restart.png');
+    await shot(page, '09-after-restart.png');
     for (const id of [first, second]) {
       await expect(cardOf(page, id).locator('.singles img').count()).resolves.toBe(4);
     }
     await context.close();
+  });
+});
+
+describe.skipIf(!hasChromium)('the web studio in Chromium, two members signed in with the club password', () => {
+  const PASSWORD = 'club password for the test';
+  let studio: Studio;
+
+  beforeAll(async () => {
+    studio = await bootStudio({
+      config: { queue: { perMemberPending: 3 }, defaults: { steps: 30 } },
+      model: { unet: 'smooth', unetBody: { channels: 32, layers: 2 } },
+      secrets: { webPassword: PASSWORD },
+    });
+  });
+  afterAll(async () => {
+    await studio?.close();
+  });
+
+  async function signIn(name: string): Promise<Page> {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(studio.url);
+    await page.getByLabel('Your name').fill(name);
+    await page.getByLabel('Club password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForSelector('body[data-stream="open"]');
+    return page;
+  }
+
+  it('refuses a wrong password with a clear message', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(studio.url);
+    await page.getByLabel('Your name').fill('Mallory');
+    await page.getByLabel('Club password').fill('guess');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    expect(await message(page)).toBe('Wrong password.');
+    await expect(page.locator('#draw').isHidden()).resolves.toBe(true);
+    await context.close();
+  });
+
+  it('keeps caps and fairness between members, and one cannot delete the other’s result', async () => {
+    const alice = await signIn('Alice');
+    const bob = await signIn('Bob');
+    const mine = [await draw(alice, 'alice one'), await draw(alice, 'alice two'), await draw(alice, 'alice three')];
+    await alice.getByLabel('Prompt', { exact: true }).fill('alice four');
+    await alice.getByRole('button', { name: 'Draw', exact: true }).click();
+    expect(await message(alice)).toContain('You already have 3 pictures waiting');
+    const bobs = await draw(bob, 'bob one');
+    await shot(bob, '10-two-members.png');
+
+    for (const id of mine) expect(await waitFinal(alice, id)).toBe('done');
+    expect(await waitFinal(bob, bobs)).toBe('done');
+    const started = async (id: string) => (await studio.harness.jobs.get(id))!.startedAt!;
+    // Round-robin: Bob came after Alice's three, and still drew before her last one.
+    expect(await started(bobs)).toBeLessThan(await started(mine[2]!));
+    // Each page shows only its own member's jobs.
+    await expect(bob.locator('li.job').count()).resolves.toBe(1);
+
+    // Bob gets hold of Alice's result (say, a shared link) and presses 🗑: refused, nothing removed.
+    await bob.evaluate((id) => localStorage.setItem('studio.jobs', JSON.stringify([id])), mine[0]!);
+    await bob.reload();
+    await bob.waitForSelector(`#job-${mine[0]}`);
+    await bob.locator(`#job-${mine[0]}`).getByRole('button', { name: 'Delete this result', exact: true }).click();
+    expect(await message(bob)).toBe('Only Alice or an admin may delete this result here.');
+    await expect(bob.locator(`#job-${mine[0]}`).count()).resolves.toBe(1);
+    await expect(alice.locator(`#job-${mine[0]}`).count()).resolves.toBe(1);
+    await shot(bob, '11-not-yours.png');
   });
 });

@@ -18,7 +18,16 @@ export interface JobSpec {
   model: string;
   variation?: { seed: number; strength: number };
   /** img2img from one stored picture of an earlier job (upscale). */
-  init?: { jobId: string; index: number; strength: number };
+  init?: {
+    jobId: string;
+    index: number;
+    strength: number;
+    /**
+     * An uploaded picture (the web studio), relative to the data directory, instead of the
+     * earlier job's picture; jobId and index are then unused. Cropped to the job's aspect.
+     */
+    file?: string;
+  };
 }
 
 export type Platform = 'discord' | 'telegram' | 'web' | 'cli';

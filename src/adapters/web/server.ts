@@ -1,7 +1,7 @@
 // The studio's routes on node:http. Every handler is thin: who is asking (access.ts), what
 // they ask for (a prompt, or a button payload through the shared codec), then runCommand and
 // the reply as JSON. Files are served by job id and index, never by a path from the request.
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,11 +9,13 @@ import sharp from 'sharp';
 import { decodeAction } from '../../../commands/codec.js';
 import { commandDefinitions } from '../../../commands/definitions.js';
 import { runCommand } from '../../../commands/index.js';
+import { uploadFile } from '../../../commands/img2img.js';
 import { commandForAction } from '../../../commands/routing.js';
 import type { CommandContext, CommandReply, CommandRequest } from '../../../commands/types.js';
 import { parseInfoText } from '../../../engine/infotext.js';
 import { readTextChunks } from '../../../engine/png.js';
 import { SAMPLERS } from '../../../engine/types.js';
+import { newJobId } from '../../jobs/ids.js';
 import type { JobService, ReplyTarget, Requester } from '../../jobs/types.js';
 import type { Access, Session } from './access.js';
 import type { EventHub } from './events.js';
@@ -33,6 +35,8 @@ const JSON_LIMIT = 256 * 1024;
 const JOB_ID = /^[0-9a-z]{1,16}$/;
 const PICTURE = /^(grid|[0-8])$/;
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+/** Uploads larger than this (in pixels) are refused before they are decoded. */
+const MAX_UPLOAD_PIXELS = 4096 * 4096;
 const CSP = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
 
 export interface StudioDeps {
@@ -123,8 +127,8 @@ export class Studio {
         return this.imagine(req, res, session);
       case '/api/action':
         return this.action(req, res, session);
-      case '/api/png-info':
-        return this.pngInfo(req, res);
+      case '/api/picture':
+        return this.pictureIn(req, res);
       case '/api/logout':
         return sendJson(res, 200, { ok: true }, { 'Set-Cookie': access.clearCookie() });
       default:
@@ -188,10 +192,11 @@ export class Studio {
     const index = which === 'grid' ? 'grid' : Number(which);
     const relative = index === 'grid' ? job?.result?.grid : job?.result?.images[index]?.file;
     if (!job || !relative) throw new HttpError(404, 'There is no such picture (it may have expired).');
-    const dataDir = path.resolve(this.deps.commands.config.dataDir);
-    const file = path.resolve(dataDir, relative);
-    // A stored path is ours, but a damaged or hand-edited record must still not leave the data directory.
-    if (!file.startsWith(dataDir + path.sep)) {
+    let file: string;
+    try {
+      // A stored path is ours, but a damaged or hand-edited record must still not leave the data directory.
+      file = this.deps.jobs.filePath(relative);
+    } catch {
       this.deps.commands.log.warn({ jobId: id, platform: 'web' }, 'web: a stored picture path points outside the data directory; refused');
       throw new HttpError(404, 'There is no such picture.');
     }
@@ -220,7 +225,14 @@ export class Studio {
       if (typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value))) options[name] = value;
       else throw new HttpError(400, `The ${name} option needs a text or a number.`);
     }
-    const reply = await runCommand(this.request(session, { command: 'imagine', via: 'slash', text: prompt, options }), this.deps.commands);
+    // A picture to start from makes it img2img: the same parsing and queue, plus the upload.
+    const init = typeof body.init === 'string' && body.init ? body.init : undefined;
+    if (init) {
+      options.init = init;
+      if (typeof body.strength === 'string' || typeof body.strength === 'number') options.strength = body.strength;
+    }
+    const command = init ? 'img2img' : 'imagine';
+    const reply = await runCommand(this.request(session, { command, via: 'slash', text: prompt, options }), this.deps.commands);
     this.answer(res, reply);
   }
 
@@ -245,21 +257,32 @@ export class Studio {
     });
   }
 
-  /** "PNG Info": the A1111 parameters a dropped picture carries, read on the server with the engine's reader. */
-  private async pngInfo(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * A dropped or pasted picture: kept as an upload (img2img can start from it) and, for a PNG
+   * from an A1111-style tool, its parameters ("PNG Info", read with the engine's reader).
+   */
+  private async pictureIn(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readBody(req, this.deps.maxUploadBytes);
-    const isPng = body.subarray(0, 8).equals(PNG_SIGNATURE);
-    if (!isPng) {
-      const readable = await sharp(body)
-        .metadata()
-        .then(() => true)
-        .catch(() => false);
-      if (!readable) throw new HttpError(415, 'That file is not a picture the studio can read (PNG, JPEG or WebP).');
-      return sendJson(res, 200, { found: false, text: 'This picture carries no parameters (only PNGs from A1111-style tools do).' });
+    let png: Buffer;
+    let size: { width: number; height: number };
+    try {
+      const normalised = await sharp(body, { limitInputPixels: MAX_UPLOAD_PIXELS })
+        .rotate()
+        .png()
+        .toBuffer({ resolveWithObject: true });
+      png = normalised.data;
+      size = { width: normalised.info.width, height: normalised.info.height };
+    } catch {
+      throw new HttpError(415, 'That file is not a picture the studio can read (PNG, JPEG or WebP, at most 4096×4096).');
     }
-    const chunk = readTextChunks(body).find((c) => c.keyword === 'parameters');
+    const id = newJobId(12);
+    const file = path.join(this.deps.commands.config.dataDir, uploadFile(id));
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, png);
+    const upload = { id, ...size };
+    const chunk = body.subarray(0, 8).equals(PNG_SIGNATURE) ? readTextChunks(body).find((c) => c.keyword === 'parameters') : undefined;
     const parsed = chunk ? parseInfoText(chunk.text) : undefined;
-    if (!chunk || !parsed) return sendJson(res, 200, { found: false, text: 'This PNG carries no AUTOMATIC1111 parameters.' });
-    sendJson(res, 200, { found: true, infoText: chunk.text, prompt: parsed.prompt, negativePrompt: parsed.negativePrompt, params: parsed.params });
+    if (!chunk || !parsed) return sendJson(res, 200, { upload, found: false });
+    sendJson(res, 200, { upload, found: true, infoText: chunk.text, prompt: parsed.prompt, negativePrompt: parsed.negativePrompt, params: parsed.params });
   }
 }

@@ -5,7 +5,7 @@ const $ = (id) => document.getElementById(id);
 const KNOWN_KEY = 'studio.jobs';
 const KNOWN_MAX = 30;
 
-const state = { csrf: '', me: undefined, stream: undefined, reconnect: undefined };
+const state = { csrf: '', me: undefined, stream: undefined, reconnect: undefined, init: undefined, pending: undefined };
 
 // ---- small helpers -------------------------------------------------------------------------
 
@@ -294,11 +294,13 @@ async function submitPrompt(event) {
     const value = form.elements[name].value.trim();
     if (value !== '') options[name] = value;
   }
+  const body = { prompt: form.elements.prompt.value, options };
+  if (state.init) Object.assign(body, { init: state.init.id, strength: $('strength').value });
   const go = $('go');
   go.disabled = true;
   try {
     // The card shows where the job stands (and the parser's notes); the answer's own text would go stale.
-    answered(await api('/api/imagine', { method: 'POST', json: { prompt: form.elements.prompt.value, options } }));
+    answered(await api('/api/imagine', { method: 'POST', json: body }));
   } finally {
     go.disabled = false;
   }
@@ -313,17 +315,36 @@ async function press(button) {
   $('info').showModal();
 }
 
-/** PNG Info: the server reads the picture's parameters; the prompt box takes the info text as is. */
+/** The picture the next Draw starts from (img2img), or none. */
+function setInit(picture) {
+  if (state.init?.url) URL.revokeObjectURL(state.init.url);
+  state.init = picture;
+  $('init').hidden = !picture;
+  $('init-use').hidden = true;
+  if (picture) $('init-preview').src = picture.url;
+}
+
+/**
+ * A dropped, pasted or chosen picture goes to the server, which keeps it (img2img starts from
+ * it) and reads any parameters it carries; those fill the prompt box as an info text, as is.
+ */
 async function readPicture(file) {
   if (!file) return;
-  showNote(`Reading ${file.name || 'the picture'}…`);
-  const data = await api('/api/png-info', { method: 'POST', body: file, type: file.type || 'application/octet-stream' });
+  const name = file.name || 'the picture';
+  showNote(`Reading ${name}…`);
+  const data = await api('/api/picture', { method: 'POST', body: file, type: file.type || 'application/octet-stream' });
   if (!data) return showNote('');
-  if (!data.found) return showNote(data.text);
+  const picture = { id: data.upload.id, url: URL.createObjectURL(file) };
+  if (!data.found) {
+    setInit(picture);
+    return showNote(`${name} is the picture to start from; describe what it should become and press Draw.`);
+  }
   const prompt = $('prompt');
   prompt.value = data.infoText;
   prompt.focus();
-  showNote(`Parameters read from ${file.name || 'the picture'}: the prompt box holds them; press Draw to make it again.`);
+  state.pending = picture;
+  $('init-use').hidden = false;
+  showNote(`Parameters read from ${name}: the prompt box holds them; press Draw to make it again.`);
 }
 
 function imageFrom(items) {
@@ -370,6 +391,14 @@ function wire() {
     }
   });
   $('close-info').addEventListener('click', () => $('info').close());
+  $('strength').addEventListener('input', (e) => {
+    $('strength-value').textContent = e.target.value;
+  });
+  $('init-use').addEventListener('click', () => {
+    setInit(state.pending);
+    state.pending = undefined;
+  });
+  $('init-remove').addEventListener('click', () => setInit(undefined));
   $('password-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const form = e.target;
