@@ -99,7 +99,7 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
   });
 
   it('draws four pictures from a typed prompt, showing the queue and step progress in between', async () => {
-    const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
+    const context = await browser.newContext({ viewport: { width: 760, height: 1000 } });
     const page = await openStudio(context, studio.url);
     await expect(page.locator('#who').textContent()).resolves.toContain('local admin');
     const id = await draw(page, 'a red fox in the snow');
@@ -121,6 +121,8 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
     const loaded = await card.locator('img').evaluateAll((imgs) => (imgs as HTMLImageElement[]).filter((i) => !i.hidden).every((i) => i.naturalWidth > 0));
     expect(loaded).toBe(true);
     await shot(page, '02-result.png');
+    // README's picture (docs/studio.png is a palette-reduced copy of this one).
+    await page.screenshot({ path: path.join(ARTIFACTS, 'readme.png') });
 
     // Download: the PNG with its parameters chunk, under a readable name.
     const download = page.waitForEvent('download');

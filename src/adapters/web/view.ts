@@ -8,6 +8,7 @@ import type { Config } from '../../config/schema.js';
 import type { Job, JobEvent, JobService } from '../../jobs/types.js';
 
 export interface ButtonView {
+  /** The chat label (U1, 🔁 …), with a word after an emoji so it reads without emoji fonts too. */
   label: string;
   /** What a screen reader says: "U1" alone means nothing out loud. */
   title: string;
@@ -55,8 +56,11 @@ function titleOf(a: Action): string {
   }
 }
 
+const WORDS: Partial<Record<Action['action'], string>> = { reroll: 'Reroll', info: 'Info', delete: 'Delete' };
+
 function button(b: ButtonSpec): ButtonView {
-  return { label: b.label, title: titleOf(b.action), payload: encodeAction(b.action), style: b.style };
+  const word = /^[\x20-\x7e]+$/.test(b.label) ? undefined : WORDS[b.action.action];
+  return { label: word ? `${b.label} ${word}` : b.label, title: titleOf(b.action), payload: encodeAction(b.action), style: b.style };
 }
 
 export function imageUrl(jobId: string, which: number | 'grid', download = false): string {
