@@ -99,6 +99,9 @@ describe('web studio access', () => {
     const { cookie } = await signInWithPassword('Bea');
     const again = await call(web.url, '/api/me', { headers: { Cookie: cookie } });
     expect(json(again.body).member).toEqual({ name: 'Bea', platform: 'web' });
+    expect(json(again.body).admin).toBe(false);
+    const admin = await call(web.url, '/api/admin', { headers: { Cookie: cookie } });
+    expect(admin.status).toBe(403);
     // The password never reaches the log.
     expect(h.logLines.join('\n')).not.toContain(PASSWORD);
   });

@@ -8,6 +8,8 @@ import path from 'node:path';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCommand } from '../commands/index.js';
+import type { Requester } from '../src/jobs/types.js';
 import { ARTIFACTS, bootStudio, hasChromium, launchChromium, type Studio } from './helpers/web.js';
 
 if (!hasChromium) console.warn('web studio browser tests skipped: /usr/bin/chromium is absent (apt-get install chromium)');
@@ -285,7 +287,8 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
   it('picks its jobs up again after the server restarts mid-job', async () => {
     const context = await browser.newContext();
     const page = await openStudio(context, studio.url);
-    const first = await draw(page, 'a slow mountain --steps 40');
+    // Big enough (seconds on this engine) that the restart surely lands while it draws.
+    const first = await draw(page, 'a slow mountain --size 1024x1024 --steps 50');
     const second = await draw(page, 'a slow river --steps 40');
     await page.waitForFunction((jobId) => document.getElementById(`job-${jobId}`)?.dataset.seen?.includes('progress'), first);
     const atRestart = await Promise.all([first, second].map(async (id) => (await studio.harness.jobs.get(id))!.status));
@@ -300,6 +303,7 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
     await shot(page, '09-after-restart.png');
     for (const id of [first, second]) {
       await expect(cardOf(page, id).locator('.singles img').count()).resolves.toBe(4);
+      await expect(cardOf(page, id).locator('.singles img').first().evaluate((img) => (img as HTMLImageElement).naturalWidth)).resolves.toBeGreaterThan(0);
     }
     await context.close();
   });
@@ -307,13 +311,19 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
 
 describe.skipIf(!hasChromium)('the web studio in Chromium, two members signed in with the club password', () => {
   const PASSWORD = 'club password for the test';
+  const SECRET = 'the studio test signing secret, 32+ characters';
   let studio: Studio;
 
   beforeAll(async () => {
     studio = await bootStudio({
-      config: { queue: { perMemberPending: 3 }, defaults: { steps: 30 } },
+      config: {
+        queue: { perMemberPending: 3 },
+        defaults: { steps: 30 },
+        web: { enabled: true },
+        permissions: { admins: { users: ['42'], roles: [] } },
+      },
       model: { unet: 'smooth', unetBody: { channels: 32, layers: 2 } },
-      secrets: { webPassword: PASSWORD },
+      secrets: { webPassword: PASSWORD, webSecret: SECRET },
     });
   });
   afterAll(async () => {
@@ -346,7 +356,8 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, two members signed in
   it('keeps caps and fairness between members, and one cannot delete the other’s result', async () => {
     const alice = await signIn('Alice');
     const bob = await signIn('Bob');
-    const mine = [await draw(alice, 'alice one'), await draw(alice, 'alice two'), await draw(alice, 'alice three')];
+    // Alice's first job is big: it holds the engine while the others arrive, so the order is the queue's.
+    const mine = [await draw(alice, 'alice one --size 1024x1024 --steps 50'), await draw(alice, 'alice two'), await draw(alice, 'alice three')];
     await alice.getByLabel('Prompt', { exact: true }).fill('alice four');
     await alice.getByRole('button', { name: 'Draw', exact: true }).click();
     expect(await message(alice)).toContain('You already have 3 pictures waiting');
@@ -356,8 +367,9 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, two members signed in
     for (const id of mine) expect(await waitFinal(alice, id)).toBe('done');
     expect(await waitFinal(bob, bobs)).toBe('done');
     const started = async (id: string) => (await studio.harness.jobs.get(id))!.startedAt!;
-    // Round-robin: Bob came after Alice's three, and still drew before her last one.
-    expect(await started(bobs)).toBeLessThan(await started(mine[2]!));
+    // Round-robin: Bob came after Alice's three, and still drew before her second and third.
+    expect(await started(bobs)).toBeLessThan(await started(mine[1]!));
+    expect(await started(mine[1]!)).toBeLessThan(await started(mine[2]!));
     // Each page shows only its own member's jobs.
     await expect(bob.locator('li.job').count()).resolves.toBe(1);
 
@@ -370,5 +382,36 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, two members signed in
     await expect(bob.locator(`#job-${mine[0]}`).count()).resolves.toBe(1);
     await expect(alice.locator(`#job-${mine[0]}`).count()).resolves.toBe(1);
     await shot(bob, '11-not-yours.png');
+  });
+
+  it('an admin signed in by a /web link sees the queue and cancels another member’s job', async () => {
+    const alice = await signIn('Alice');
+    await expect(alice.locator('#admin').isHidden()).resolves.toBe(true);
+    // A big first job holds the engine long enough for the admin to see the queue behind it.
+    const first = await draw(alice, 'alice draws big --size 1024x1024 --steps 50');
+    const second = await draw(alice, 'alice waits big --size 1024x1024 --steps 50');
+
+    const ann: Requester = { platform: 'discord', userId: '42', name: 'Ann', roles: [] };
+    const { config } = studio.harness;
+    const reply = await runCommand(
+      { command: 'web', requester: ann, target: { platform: 'discord', chatId: '7', handle: {} }, via: 'slash' },
+      { ...studio.harness.commands, config: { ...config, web: { ...config.web, publicUrl: studio.url } } },
+    );
+    const link = /(http:\/\/\S+)/.exec(reply.text)?.[1] ?? '';
+    const context = await browser.newContext();
+    const admin = await context.newPage();
+    await admin.goto(link);
+    await admin.waitForSelector('body[data-stream="open"]');
+    await expect(admin.locator('#who').textContent()).resolves.toContain('Ann');
+    await admin.waitForSelector(`#admin-queue li[data-job="${second}"]`);
+    await shot(admin, '12-admin.png');
+    await admin.locator(`#admin-queue li[data-job="${second}"]`).getByRole('button', { name: 'Cancel this job' }).click();
+    expect(await waitFinal(alice, second)).toBe('cancelled');
+    await expect(cardOf(alice, second).locator('.status').textContent()).resolves.toBe('Cancelled by Ann');
+    // The running one too: cancel-any stops the engine mid-job.
+    await admin.locator(`#admin-queue li[data-job="${first}"]`).getByRole('button', { name: 'Cancel this job' }).click();
+    expect(await waitFinal(alice, first)).toBe('cancelled');
+    await admin.waitForFunction(() => document.getElementById('admin-queue')?.textContent === 'The queue is empty.');
+    await context.close();
   });
 });

@@ -4,6 +4,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { statusText } from '../../../commands/index.js';
+import type { Engine } from '../../../engine/types.js';
 import type { JobEvent } from '../../jobs/types.js';
 import { registerSecret } from '../../logging.js';
 import type { AdapterDeps, AdapterHandle } from '../types.js';
@@ -13,7 +14,10 @@ import { Metrics } from './metrics.js';
 import { Studio } from './server.js';
 import { jobView } from './view.js';
 
-export type WebDeps = Omit<AdapterDeps, 'token'>;
+export type WebDeps = Omit<AdapterDeps, 'token'> & {
+  /** For the admin view's "provider in use". */
+  engine?: Pick<Engine, 'provider'>;
+};
 
 export interface WebHandle extends AdapterHandle {
   readonly platform: 'web';
@@ -31,7 +35,15 @@ export async function startWeb(deps: WebDeps): Promise<WebHandle> {
   const commands = access.mode === 'local' ? { ...deps.commands, config: localAdminConfig(config), log } : { ...deps.commands, log };
   const hub = new EventHub();
   const metrics = new Metrics(jobs);
-  const studio = new Studio({ commands, jobs, access, hub, metrics, maxUploadBytes: config.web.maxUploadBytes });
+  const studio = new Studio({
+    commands,
+    jobs,
+    access,
+    hub,
+    metrics,
+    maxUploadBytes: config.web.maxUploadBytes,
+    ...(deps.engine ? { engine: deps.engine } : {}),
+  });
   await studio.load();
 
   const onEvent = (event: JobEvent) => {

@@ -8,13 +8,13 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { decodeAction } from '../../../commands/codec.js';
 import { commandDefinitions } from '../../../commands/definitions.js';
-import { runCommand } from '../../../commands/index.js';
+import { isAdmin, runCommand } from '../../../commands/index.js';
 import { uploadFile } from '../../../commands/img2img.js';
 import { commandForAction } from '../../../commands/routing.js';
 import type { CommandContext, CommandReply, CommandRequest } from '../../../commands/types.js';
 import { parseInfoText } from '../../../engine/infotext.js';
 import { readTextChunks } from '../../../engine/png.js';
-import { SAMPLERS } from '../../../engine/types.js';
+import { SAMPLERS, type Engine } from '../../../engine/types.js';
 import { newJobId } from '../../jobs/ids.js';
 import type { JobService, ReplyTarget, Requester } from '../../jobs/types.js';
 import type { Access, Session } from './access.js';
@@ -41,6 +41,8 @@ const CSP = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; s
 
 export interface StudioDeps {
   commands: CommandContext;
+  /** For the admin view: the execution provider in use (absent in tests that do not pass it). */
+  engine?: Pick<Engine, 'provider'>;
   jobs: JobService;
   access: Access;
   hub: EventHub;
@@ -114,6 +116,7 @@ export class Studio {
 
     if (method === 'GET') {
       if (url.pathname === '/api/events') return this.deps.hub.add(memberKey(session), res);
+      if (url.pathname === '/api/admin') return this.admin(session, res);
       const job = /^\/api\/jobs\/([^/]+)$/.exec(url.pathname);
       if (job) return this.jobInfo(job[1] ?? '', res);
       const img = /^\/img\/([^/]+)\/([^/]+)$/.exec(url.pathname);
@@ -170,6 +173,7 @@ export class Studio {
     const { config, models } = this.deps.commands;
     return {
       member: { name: session.member.name, platform: session.member.platform },
+      admin: isAdmin(config, requesterOf(session)),
       csrf: session.csrf,
       mode: this.deps.access.mode,
       models: models().map((m) => m.name),
@@ -178,6 +182,24 @@ export class Studio {
       defaults: { aspect: config.defaults.aspect, steps: config.defaults.steps, guidance: config.defaults.guidance, images: config.defaults.images },
       maxUploadBytes: this.deps.maxUploadBytes,
     };
+  }
+
+  /** The admin view: the queue (with cancel-any through the same buttons), models, engine, failures. */
+  private admin(session: Session, res: ServerResponse): void {
+    const { config, models } = this.deps.commands;
+    if (!isAdmin(config, requesterOf(session))) throw new HttpError(403, 'Only admins see this.');
+    const { jobs, metrics } = this.deps;
+    const snap = jobs.snapshot();
+    sendJson(res, 200, {
+      running: snap.running ? { job: jobView(snap.running.job, config, jobs), step: snap.running.step, total: snap.running.total } : null,
+      waiting: snap.waiting.map((w) => ({ job: jobView(w.job, config, jobs), position: w.position, etaSeconds: w.etaSeconds })),
+      models: models().map((m) => ({ name: m.name, family: m.family, loaded: m.name === metrics.lastModel })),
+      provider: this.deps.engine?.provider() ?? null,
+      secondsPerStep: metrics.secondsPerStep(),
+      busyRatio: Number(metrics.busyRatio().toFixed(4)),
+      events: metrics.eventCounts(),
+      failures: metrics.failures,
+    });
   }
 
   private async jobInfo(id: string, res: ServerResponse): Promise<void> {

@@ -13,6 +13,8 @@ export interface ButtonView {
   /** What a screen reader says: "U1" alone means nothing out loud. */
   title: string;
   payload: string;
+  /** Which action (the page opens a dialog for `info`'s long answer). */
+  action: Action['action'];
   style: ButtonSpec['style'];
 }
 
@@ -60,7 +62,13 @@ const WORDS: Partial<Record<Action['action'], string>> = { reroll: 'Reroll', inf
 
 function button(b: ButtonSpec): ButtonView {
   const word = /^[\x20-\x7e]+$/.test(b.label) ? undefined : WORDS[b.action.action];
-  return { label: word ? `${b.label} ${word}` : b.label, title: titleOf(b.action), payload: encodeAction(b.action), style: b.style };
+  return {
+    label: word ? `${b.label} ${word}` : b.label,
+    title: titleOf(b.action),
+    payload: encodeAction(b.action),
+    action: b.action.action,
+    style: b.style,
+  };
 }
 
 export function imageUrl(jobId: string, which: number | 'grid', download = false): string {

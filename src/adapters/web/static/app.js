@@ -129,6 +129,8 @@ async function start() {
   form.elements.guidance.placeholder = String(me.defaults.guidance);
   form.elements.images.max = me.limits.maxImagesPerJob;
   form.elements.images.placeholder = String(me.defaults.images);
+  $('admin').hidden = !me.admin;
+  if (me.admin) void refreshAdmin();
   connect();
 }
 
@@ -157,6 +159,8 @@ function connect() {
   stream.addEventListener('job', (e) => {
     const event = JSON.parse(e.data);
     draw(event.job, event);
+    // The queue moved: what the admin view shows is stale (progress alone does not move it).
+    if (state.me?.admin && event.type !== 'progress') void refreshAdmin();
   });
 }
 
@@ -246,6 +250,18 @@ function drawResult(node, view) {
   }
 }
 
+function actionButton(b) {
+  return el('button', {
+    type: 'button',
+    class: b.style,
+    text: b.label,
+    title: b.title,
+    'aria-label': b.title,
+    'data-payload': b.payload,
+    'data-action': b.action,
+  });
+}
+
 function drawButtons(node, view) {
   const box = node.querySelector('.actions');
   const key = JSON.stringify(view.buttons);
@@ -257,14 +273,7 @@ function drawButtons(node, view) {
         'div',
         { class: 'row', role: 'group', 'aria-label': 'Actions' },
         ...row.map((b) =>
-          el('button', {
-            type: 'button',
-            class: b.style,
-            text: b.label,
-            title: b.title,
-            'aria-label': b.title,
-            'data-payload': b.payload,
-          }),
+          actionButton(b),
         ),
       ),
     ),
@@ -309,10 +318,53 @@ async function submitPrompt(event) {
 async function press(button) {
   const data = answered(await api('/api/action', { method: 'POST', json: { payload: button.dataset.payload } }));
   if (!data) return;
+  if (state.me?.admin) void refreshAdmin();
   if (data.job) return;
-  if (data.deleted) return showNote(data.text);
+  if (button.dataset.action !== 'info') return showNote(data.text);
   $('info-text').textContent = data.text;
   $('info').showModal();
+}
+
+// ---- the admin view ------------------------------------------------------------------------
+
+async function refreshAdmin() {
+  const data = await api('/api/admin');
+  if (!data) return;
+  const speeds = Object.entries(data.secondsPerStep).map(([model, s]) => `${model} ${s} s/step`);
+  $('admin-engine').textContent = [
+    `Provider: ${data.provider ?? 'not loaded yet'}`,
+    `busy ${Math.round(data.busyRatio * 100)} % of the time`,
+    ...speeds,
+  ].join(' · ');
+  const entries = [];
+  if (data.running) entries.push({ ...data.running, position: 0 });
+  entries.push(...data.waiting);
+  $('admin-queue').replaceChildren(
+    ...(entries.length
+      ? entries.map((entry) =>
+          el(
+            'li',
+            { 'data-job': entry.job.id },
+            el('span', {
+              text: `${entry.position === 0 ? 'drawing' : `#${entry.position}`} · ${entry.job.owner} · “${entry.job.prompt}” `,
+            }),
+            ...entry.job.buttons.flat().map(actionButton),
+          ),
+        )
+      : [el('li', { text: 'The queue is empty.' })]),
+  );
+  $('admin-models').replaceChildren(
+    ...data.models.map((m) => el('li', { text: `${m.name} (${m.family})${m.loaded ? ' · loaded' : ''}` })),
+  );
+  $('admin-events').textContent =
+    Object.entries(data.events)
+      .map(([kind, n]) => `${kind} ${n}`)
+      .join(' · ') || 'none yet';
+  $('admin-failures').replaceChildren(
+    ...(data.failures.length
+      ? data.failures.map((f) => el('li', { text: `${new Date(f.at).toLocaleString()} · ${f.member} (${f.platform}) · “${f.prompt}”: ${f.reason}` }))
+      : [el('li', { text: 'None since the bot started.' })]),
+  );
 }
 
 /** The picture the next Draw starts from (img2img), or none. */
@@ -357,10 +409,13 @@ function wire() {
   $('prompt').addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) $('draw').requestSubmit();
   });
-  $('jobs').addEventListener('click', (e) => {
-    const button = e.target.closest('button[data-payload]');
-    if (button) void press(button);
-  });
+  for (const list of [$('jobs'), $('admin-queue')]) {
+    list.addEventListener('click', (e) => {
+      const button = e.target.closest('button[data-payload]');
+      if (button) void press(button);
+    });
+  }
+  $('admin-refresh').addEventListener('click', () => void refreshAdmin());
   $('file').addEventListener('change', (e) => {
     void readPicture(e.target.files?.[0]);
     e.target.value = '';
