@@ -83,7 +83,7 @@ async function main(): Promise<void> {
   });
   if (withWeb) {
     starting.push(
-      startWeb({ config, jobs, commands, log, engine: core.engine }).then(
+      startWeb({ config, jobs, commands, log, engine: core.engine, history: core.store.jobs }).then(
         (web) => {
           adapters.push(web);
           const only = discordToken || telegramToken ? '' : '  (no DISCORD_TOKEN or TELEGRAM_TOKEN: the chat bots are off)';

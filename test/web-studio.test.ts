@@ -284,6 +284,36 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
     await context.close();
   });
 
+  it('the gallery shows the member’s results newest first, a page at a time, and opens one with its actions', async () => {
+    const context = await browser.newContext();
+    const page = await openStudio(context, studio.url);
+    await page.getByRole('button', { name: 'Show my results' }).click();
+    await page.waitForSelector('#gallery-items button[data-job]');
+    const ids = async () => page.locator('#gallery-items button[data-job]').evaluateAll((bs) => bs.map((b) => b.getAttribute('data-job')));
+    const firstPage = await ids();
+    expect(firstPage).toHaveLength(12);
+    const stored = (await studio.harness.store.jobs.recentFinished(1000, Date.now() + 1)).filter((j) => j.result?.images.length);
+    expect(firstPage).toEqual(stored.slice(0, 12).map((j) => j.id));
+    // More until there is no more: every result, each once, newest first.
+    for (let page_ = 0; page_ < 10 && (await page.locator('#gallery-more').isVisible()); page_++) {
+      const shown = (await ids()).length;
+      await page.getByRole('button', { name: 'More', exact: true }).click();
+      await page.waitForFunction(
+        (n) => document.querySelectorAll('#gallery-items button[data-job]').length > n || document.getElementById('gallery-more')?.hidden,
+        shown,
+      );
+    }
+    expect(await ids()).toEqual(stored.map((j) => j.id));
+    await shot(page, '09-gallery.png');
+
+    const oldest = stored[stored.length - 1]!;
+    await page.locator(`#gallery-items button[data-job="${oldest.id}"]`).click();
+    const card = cardOf(page, oldest.id);
+    await card.waitFor();
+    await expect(card.getByRole('button', { name: 'Parameters and info text', exact: true }).count()).resolves.toBe(1);
+    await context.close();
+  });
+
   it('picks its jobs up again after the server restarts mid-job', async () => {
     const context = await browser.newContext();
     const page = await openStudio(context, studio.url);
@@ -300,7 +330,7 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
     expect(['done', 'delivered']).toContain(await waitFinal(page, first));
     expect(['done', 'delivered']).toContain(await waitFinal(page, second));
     await page.waitForFunction(() => document.body.dataset.stream === 'open');
-    await shot(page, '09-after-restart.png');
+    await shot(page, '10-after-restart.png');
     for (const id of [first, second]) {
       await expect(cardOf(page, id).locator('.singles img').count()).resolves.toBe(4);
       await expect(cardOf(page, id).locator('.singles img').first().evaluate((img) => (img as HTMLImageElement).naturalWidth)).resolves.toBeGreaterThan(0);
@@ -362,7 +392,7 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, two members signed in
     await alice.getByRole('button', { name: 'Draw', exact: true }).click();
     expect(await message(alice)).toContain('You already have 3 pictures waiting');
     const bobs = await draw(bob, 'bob one');
-    await shot(bob, '10-two-members.png');
+    await shot(bob, '11-two-members.png');
 
     for (const id of mine) expect(await waitFinal(alice, id)).toBe('done');
     expect(await waitFinal(bob, bobs)).toBe('done');
@@ -370,8 +400,11 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, two members signed in
     // Round-robin: Bob came after Alice's three, and still drew before her second and third.
     expect(await started(bobs)).toBeLessThan(await started(mine[1]!));
     expect(await started(mine[1]!)).toBeLessThan(await started(mine[2]!));
-    // Each page shows only its own member's jobs.
+    // Each page shows only its own member's jobs, and so does each gallery.
     await expect(bob.locator('li.job').count()).resolves.toBe(1);
+    await bob.getByRole('button', { name: 'Show my results' }).click();
+    await bob.waitForSelector('#gallery-items button[data-job]');
+    await expect(bob.locator('#gallery-items button[data-job]').evaluateAll((bs) => bs.map((b) => b.getAttribute('data-job')))).resolves.toEqual([bobs]);
 
     // Bob gets hold of Alice's result (say, a shared link) and presses 🗑: refused, nothing removed.
     await bob.evaluate((id) => localStorage.setItem('studio.jobs', JSON.stringify([id])), mine[0]!);
@@ -381,7 +414,7 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, two members signed in
     expect(await message(bob)).toBe('Only Alice or an admin may delete this result here.');
     await expect(bob.locator(`#job-${mine[0]}`).count()).resolves.toBe(1);
     await expect(alice.locator(`#job-${mine[0]}`).count()).resolves.toBe(1);
-    await shot(bob, '11-not-yours.png');
+    await shot(bob, '12-not-yours.png');
   });
 
   it('an admin signed in by a /web link sees the queue and cancels another member’s job', async () => {
@@ -404,7 +437,7 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, two members signed in
     await admin.waitForSelector('body[data-stream="open"]');
     await expect(admin.locator('#who').textContent()).resolves.toContain('Ann');
     await admin.waitForSelector(`#admin-queue li[data-job="${second}"]`);
-    await shot(admin, '12-admin.png');
+    await shot(admin, '13-admin.png');
     await admin.locator(`#admin-queue li[data-job="${second}"]`).getByRole('button', { name: 'Cancel this job' }).click();
     expect(await waitFinal(alice, second)).toBe('cancelled');
     await expect(cardOf(alice, second).locator('.status').textContent()).resolves.toBe('Cancelled by Ann');

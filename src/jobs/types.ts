@@ -159,6 +159,11 @@ export interface JobRepo {
   nextSeq(): Promise<number>;
   /** Finished jobs (delivered, failed, cancelled) whose finishedAt is before `before`. */
   finishedBefore(before: number): Promise<Job[]>;
+  /**
+   * The newest finished jobs whose finishedAt is before `before`, newest first, at least `limit`
+   * of them when there are (whole hours are read, so a few more may come). For galleries.
+   */
+  recentFinished(limit: number, before: number): Promise<Job[]>;
   delete(id: string): Promise<void>;
 }
 

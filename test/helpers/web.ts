@@ -36,7 +36,7 @@ export async function bootStudio(options: HarnessOptions = {}): Promise<Studio> 
   const port = await freePort();
   const config = { ...options.config, web: { ...options.config?.web, port } };
   let harness = await createHarness({ ...options, config });
-  const start = (h: Harness) => startWeb({ config: h.config, jobs: h.jobs, commands: h.commands, log: h.log, engine: h.engine });
+  const start = (h: Harness) => startWeb({ config: h.config, jobs: h.jobs, commands: h.commands, log: h.log, engine: h.engine, history: h.store.jobs });
   let web = await start(harness);
   const studio: Studio = {
     harness,

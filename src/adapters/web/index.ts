@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { statusText } from '../../../commands/index.js';
 import type { Engine } from '../../../engine/types.js';
-import type { JobEvent } from '../../jobs/types.js';
+import type { JobEvent, JobRepo } from '../../jobs/types.js';
 import { registerSecret } from '../../logging.js';
 import type { AdapterDeps, AdapterHandle } from '../types.js';
 import { Access, accessMode, localAdminConfig } from './access.js';
@@ -17,6 +17,8 @@ import { jobView } from './view.js';
 export type WebDeps = Omit<AdapterDeps, 'token'> & {
   /** For the admin view's "provider in use". */
   engine?: Pick<Engine, 'provider'>;
+  /** For the gallery (the store's job records). */
+  history?: Pick<JobRepo, 'recentFinished'>;
 };
 
 export interface WebHandle extends AdapterHandle {
@@ -43,6 +45,7 @@ export async function startWeb(deps: WebDeps): Promise<WebHandle> {
     metrics,
     maxUploadBytes: config.web.maxUploadBytes,
     ...(deps.engine ? { engine: deps.engine } : {}),
+    ...(deps.history ? { history: deps.history } : {}),
   });
   await studio.load();
 

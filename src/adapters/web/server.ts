@@ -16,7 +16,7 @@ import { parseInfoText } from '../../../engine/infotext.js';
 import { readTextChunks } from '../../../engine/png.js';
 import { SAMPLERS, type Engine } from '../../../engine/types.js';
 import { newJobId } from '../../jobs/ids.js';
-import type { JobService, ReplyTarget, Requester } from '../../jobs/types.js';
+import type { Job, JobRepo, JobService, ReplyTarget, Requester } from '../../jobs/types.js';
 import type { Access, Session } from './access.js';
 import type { EventHub } from './events.js';
 import { HttpError, readBody, readJson, send, sendError, sendJson } from './http.js';
@@ -35,6 +35,9 @@ const JSON_LIMIT = 256 * 1024;
 const JOB_ID = /^[0-9a-z]{1,16}$/;
 const PICTURE = /^(grid|[0-8])$/;
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+/** Results per gallery page, and how many finished jobs one page may look through. */
+const GALLERY_PAGE = 12;
+const GALLERY_SCAN = 2_000;
 /** Uploads larger than this (in pixels) are refused before they are decoded. */
 const MAX_UPLOAD_PIXELS = 4096 * 4096;
 const CSP = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
@@ -43,6 +46,8 @@ export interface StudioDeps {
   commands: CommandContext;
   /** For the admin view: the execution provider in use (absent in tests that do not pass it). */
   engine?: Pick<Engine, 'provider'>;
+  /** For the gallery: finished jobs, newest first, from the store. */
+  history?: Pick<JobRepo, 'recentFinished'>;
   jobs: JobService;
   access: Access;
   hub: EventHub;
@@ -117,6 +122,7 @@ export class Studio {
     if (method === 'GET') {
       if (url.pathname === '/api/events') return this.deps.hub.add(memberKey(session), res);
       if (url.pathname === '/api/admin') return this.admin(session, res);
+      if (url.pathname === '/api/gallery') return this.gallery(session, url, res);
       const job = /^\/api\/jobs\/([^/]+)$/.exec(url.pathname);
       if (job) return this.jobInfo(job[1] ?? '', res);
       const img = /^\/img\/([^/]+)\/([^/]+)$/.exec(url.pathname);
@@ -182,6 +188,37 @@ export class Studio {
       defaults: { aspect: config.defaults.aspect, steps: config.defaults.steps, guidance: config.defaults.guidance, images: config.defaults.images },
       maxUploadBytes: this.deps.maxUploadBytes,
     };
+  }
+
+  /**
+   * The member's own finished results (from any platform they are signed in as), newest first,
+   * a page at a time; `before` is the finishedAt where the last page ended. Retention applies:
+   * swept jobs are gone from the store.
+   */
+  private async gallery(session: Session, url: URL, res: ServerResponse): Promise<void> {
+    const { history } = this.deps;
+    if (!history) throw new HttpError(404, 'This studio has no gallery.');
+    const raw = Number(url.searchParams.get('before'));
+    let before = Number.isFinite(raw) && raw > 0 ? raw : Date.now() + 1;
+    const { platform, userId } = session.member;
+    const mine = (job: Job) => job.requester.platform === platform && job.requester.userId === userId && Boolean(job.result?.images.length);
+    const items: Job[] = [];
+    // Bounded work per page: a member with few results in a busy club gets what one scan finds.
+    for (let scanned = 0; items.length < GALLERY_PAGE && scanned < GALLERY_SCAN; ) {
+      const batch = await history.recentFinished(GALLERY_PAGE * 4, before);
+      if (batch.length === 0) {
+        before = 0;
+        break;
+      }
+      scanned += batch.length;
+      for (const job of batch) {
+        before = job.finishedAt ?? job.createdAt;
+        if (mine(job)) items.push(job);
+        if (items.length === GALLERY_PAGE) break;
+      }
+    }
+    const { config } = this.deps.commands;
+    sendJson(res, 200, { items: items.map((job) => jobView(job, config, this.deps.jobs)), next: before > 0 ? before : null });
   }
 
   /** The admin view: the queue (with cancel-any through the same buttons), models, engine, failures. */

@@ -130,6 +130,7 @@ async function start() {
   form.elements.images.max = me.limits.maxImagesPerJob;
   form.elements.images.placeholder = String(me.defaults.images);
   $('admin').hidden = !me.admin;
+  $('gallery').hidden = false;
   if (me.admin) void refreshAdmin();
   connect();
 }
@@ -325,6 +326,38 @@ async function press(button) {
   $('info').showModal();
 }
 
+// ---- the gallery -----------------------------------------------------------------------------
+
+async function loadGallery(more) {
+  const next = more ? $('gallery-more').dataset.next : '';
+  const data = await api(`/api/gallery${next ? `?before=${encodeURIComponent(next)}` : ''}`);
+  if (!data) return;
+  const list = $('gallery-items');
+  if (!more) list.replaceChildren();
+  for (const view of data.items) {
+    const picture = view.grid ?? view.images[0]?.url;
+    const open = el(
+      'button',
+      { type: 'button', 'data-job': view.id, title: view.prompt },
+      el('img', { src: picture, alt: '', loading: 'lazy' }),
+      el('span', { text: view.prompt }),
+    );
+    open.setAttribute('aria-label', `Open “${view.prompt}”`);
+    open.addEventListener('click', () => {
+      remember(view.id);
+      draw(view, { type: 'fetched' });
+      const card = $(`job-${view.id}`);
+      card.tabIndex = -1;
+      card.scrollIntoView();
+      card.focus();
+    });
+    list.append(el('li', {}, open));
+  }
+  if (!more && data.items.length === 0) list.append(el('li', { text: 'Nothing yet.' }));
+  $('gallery-more').hidden = data.next === null;
+  if (data.next !== null) $('gallery-more').dataset.next = String(data.next);
+}
+
 // ---- the admin view ------------------------------------------------------------------------
 
 async function refreshAdmin() {
@@ -416,6 +449,8 @@ function wire() {
     });
   }
   $('admin-refresh').addEventListener('click', () => void refreshAdmin());
+  $('gallery-load').addEventListener('click', () => void loadGallery(false));
+  $('gallery-more').addEventListener('click', () => void loadGallery(true));
   $('file').addEventListener('change', (e) => {
     void readPicture(e.target.files?.[0]);
     e.target.value = '';
