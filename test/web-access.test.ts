@@ -50,6 +50,8 @@ function withWeb(config: Config, web: Partial<Config['web']>, secrets: Config['s
 }
 
 describe('web studio access', () => {
+  let now = Date.now();
+  const clock = { advance: (ms: number) => (now += ms) };
   let h: Harness;
   let web: WebHandle;
   let config: Config;
@@ -57,7 +59,7 @@ describe('web studio access', () => {
   beforeAll(async () => {
     h = await createHarness();
     config = withWeb(h.config, { enabled: true }, { webPassword: PASSWORD, webSecret: SECRET });
-    web = await startWeb({ config, jobs: h.jobs, commands: { ...h.commands, config }, log: h.log });
+    web = await startWeb({ config, jobs: h.jobs, commands: { ...h.commands, config }, log: h.log, now: () => now });
   });
   afterAll(async () => {
     await web?.stop();
@@ -95,6 +97,19 @@ describe('web studio access', () => {
     expect(wrong.status).toBe(403);
     expect(json(wrong.body).error).toBe('Wrong password.');
     expect(wrong.headers['set-cookie']).toBeUndefined();
+
+    // Guessing is slowed down: after five wrong passwords this address waits, even with the right one.
+    const guess = () =>
+      call(web.url, '/api/login', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ password: 'guess', name: 'Mallory' }),
+      });
+    for (let i = 0; i < 4; i++) expect((await guess()).status).toBe(403);
+    const blocked = await guess();
+    expect(blocked.status).toBe(429);
+    expect(json(blocked.body).error).toMatch(/Too many wrong passwords from here; try again in 10 minutes/);
+    clock.advance(11 * 60_000);
 
     const { cookie } = await signInWithPassword('Bea');
     const again = await call(web.url, '/api/me', { headers: { Cookie: cookie } });
@@ -142,7 +157,7 @@ describe('web studio access', () => {
     const me = await call(web.url, '/api/me', { headers: { Cookie: cookie } });
     expect(json(me.body).member).toEqual({ name: 'Ada', platform: 'discord' });
 
-    const expired = signInLink(config, SECRET, MEMBER, Date.now() - config.web.linkMinutes * 60_000 - 1000);
+    const expired = signInLink(config, SECRET, MEMBER, now - config.web.linkMinutes * 60_000 - 1000);
     const late = await call(web.url, expired.slice(expired.indexOf('/signin')));
     expect(late.status).toBe(403);
     expect(late.body).toContain('expired');

@@ -16,6 +16,9 @@ export const SESSION_COOKIE = 'studio_session';
 /** The local member's id; config gets it as an admin in local mode only (see localAdminConfig). */
 export const LOCAL_ADMIN_ID = 'web-local-admin';
 const LOCAL_SESSION_MS = 30 * 86_400_000;
+/** Wrong passwords one address may try per window before it has to wait (guessing the club password). */
+const PASSWORD_TRIES = 5;
+const PASSWORD_WINDOW_MS = 10 * 60_000;
 const MAX_NAME = 40;
 
 export type AccessMode = 'local' | 'members';
@@ -62,6 +65,8 @@ export class Access {
   /** Seals session cookies: WEB_SECRET when set (sessions survive a restart), else random per process. */
   private readonly key: string;
   private readonly secure: boolean;
+  /** Wrong password attempts by client address: count and when the window started. */
+  private readonly misses = new Map<string, { count: number; since: number }>();
 
   constructor(
     private readonly config: Config,
@@ -106,11 +111,24 @@ export class Access {
   }
 
   /** A shared-password sign-in: each browser becomes its own member under the name it gives. */
-  passwordSignIn(password: unknown, name: unknown): { session: Session; cookie: string } {
+  passwordSignIn(password: unknown, name: unknown, client = ''): { session: Session; cookie: string } {
     const expected = this.config.secrets.webPassword;
     if (!expected) throw new HttpError(403, 'This studio has no shared password; open the link the bot sends you with /web.');
+    const now = this.now();
+    const missed = this.misses.get(client);
+    if (missed && now - missed.since > PASSWORD_WINDOW_MS) this.misses.delete(client);
+    const tries = this.misses.get(client);
+    if (tries && tries.count >= PASSWORD_TRIES) {
+      const minutes = Math.ceil((tries.since + PASSWORD_WINDOW_MS - now) / 60_000);
+      throw new HttpError(429, `Too many wrong passwords from here; try again in ${minutes} minute${minutes === 1 ? '' : 's'}.`);
+    }
     const given = typeof password === 'string' ? password : '';
-    if (!timingSafeEqual(digest(this.key, given), digest(this.key, expected))) throw new HttpError(403, 'Wrong password.');
+    if (!timingSafeEqual(digest(this.key, given), digest(this.key, expected))) {
+      // Bounded: a flood of addresses must not grow the map without end.
+      if (this.misses.size > 10_000) this.misses.clear();
+      this.misses.set(client, { count: (tries?.count ?? 0) + 1, since: tries?.since ?? now });
+      throw new HttpError(403, 'Wrong password.');
+    }
     const shown = typeof name === 'string' ? name.replace(/[\p{C}]/gu, '').trim().slice(0, MAX_NAME) : '';
     if (!shown) throw new HttpError(400, 'Tell us your name, so the club knows whose pictures these are.');
     return this.open({ platform: 'web', userId: `pw-${newJobId(12)}`, name: shown, roles: [] }, this.config.web.linkMinutes * 60_000);

@@ -19,6 +19,8 @@ export type WebDeps = Omit<AdapterDeps, 'token'> & {
   engine?: Pick<Engine, 'provider'>;
   /** For the gallery (the store's job records). */
   history?: Pick<JobRepo, 'recentFinished'>;
+  /** Clock for sessions, links and the password back-off (tests move it). */
+  now?: () => number;
 };
 
 export interface WebHandle extends AdapterHandle {
@@ -33,7 +35,7 @@ export async function startWeb(deps: WebDeps): Promise<WebHandle> {
   const log = deps.log.child({ platform: 'web' });
   registerSecret(config.secrets.webPassword);
   registerSecret(config.secrets.webSecret);
-  const access = new Access(config);
+  const access = new Access(config, deps.now);
   const commands = access.mode === 'local' ? { ...deps.commands, config: localAdminConfig(config), log } : { ...deps.commands, log };
   const hub = new EventHub();
   const metrics = new Metrics(jobs);

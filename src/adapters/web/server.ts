@@ -112,7 +112,7 @@ export class Studio {
     }
     if (method === 'POST' && url.pathname === '/api/login') {
       const body = await readJson(req, JSON_LIMIT);
-      const { session, cookie } = access.passwordSignIn(body.password, body.name);
+      const { session, cookie } = access.passwordSignIn(body.password, body.name, req.socket.remoteAddress);
       return sendJson(res, 200, this.meBody(session), { 'Set-Cookie': cookie });
     }
 
