@@ -2,11 +2,15 @@
 // refusals for an open studio on a public address, wrong passwords, expired or tampered
 // links, missing CSRF tokens, foreign origins, oversized bodies and picture URLs that try to
 // leave the data directory.
+import { existsSync } from 'node:fs';
+import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../commands/index.js';
 import { seal, signInLink } from '../commands/web.js';
 import { startWeb, type WebHandle } from '../src/adapters/web/index.js';
+import { sweepUploads } from '../src/adapters/web/uploads.js';
 import type { Config } from '../src/config/schema.js';
 import type { Requester } from '../src/jobs/types.js';
 import { createHarness, type Harness } from './helpers/harness.js';
@@ -248,6 +252,23 @@ describe('web studio access', () => {
     } finally {
       await studio.stop();
     }
+  });
+
+  it('sweeps uploads older than retention.days, and only uploads', async () => {
+    const dir = path.join(h.config.dataDir, 'uploads');
+    await mkdir(dir, { recursive: true });
+    const old = path.join(dir, 'aaaaaaaaaaaa.png');
+    const fresh = path.join(dir, 'bbbbbbbbbbbb.png');
+    const other = path.join(dir, 'keep-me.txt');
+    for (const file of [old, fresh, other]) await writeFile(file, 'x');
+    const longAgo = new Date(Date.now() - (h.config.retention.days + 1) * 86_400_000);
+    await utimes(old, longAgo, longAgo);
+    await utimes(other, longAgo, longAgo);
+    expect(await sweepUploads(h.config, h.log)).toBe(1);
+    expect(existsSync(old)).toBe(false);
+    expect(existsSync(fresh)).toBe(true);
+    expect(existsSync(other)).toBe(true);
+    expect(await sweepUploads({ ...h.config, retention: { ...h.config.retention, days: 0 } }, h.log, Date.now() + 1e12)).toBe(0);
   });
 
   it('GET /metrics speaks the Prometheus text format', async () => {

@@ -416,6 +416,14 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, two members signed in
     await page.getByRole('button', { name: 'Sign in' }).click();
     expect(await message(page)).toBe('Wrong password.');
     await expect(page.locator('#draw').isHidden()).resolves.toBe(true);
+    // The right one signs in; Sign out ends the session.
+    await page.getByLabel('Club password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForSelector('#draw:not([hidden])');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.waitForSelector('#signin:not([hidden])');
+    await page.reload();
+    await page.waitForSelector('#signin:not([hidden])');
     await context.close();
   });
 

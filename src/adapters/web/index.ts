@@ -12,6 +12,7 @@ import { Access, accessMode, localAdminConfig } from './access.js';
 import { EventHub } from './events.js';
 import { Metrics } from './metrics.js';
 import { Studio } from './server.js';
+import { startUploadSweeps } from './uploads.js';
 import { jobView } from './view.js';
 
 export type WebDeps = Omit<AdapterDeps, 'token'> & {
@@ -99,6 +100,7 @@ export async function startWeb(deps: WebDeps): Promise<WebHandle> {
   const url = `http://${host}:${port}`;
 
   for (const job of await jobs.pendingDeliveries('web')) await deliver(job.id);
+  const stopSweeps = startUploadSweeps(config, log);
   log.info({ url, access: access.mode }, 'web: studio listening');
 
   let stopped = false;
@@ -108,6 +110,7 @@ export async function startWeb(deps: WebDeps): Promise<WebHandle> {
     async stop() {
       if (stopped) return;
       stopped = true;
+      stopSweeps();
       unsubscribe();
       hub.close();
       await new Promise<void>((resolve) => {

@@ -112,6 +112,10 @@ async function start() {
     $('password-form').hidden = !answer.signIn.password;
     $('link-hint').hidden = !answer.signIn.link;
     $('who').textContent = '';
+    $('signout').hidden = true;
+    $('gallery').hidden = true;
+    $('admin').hidden = true;
+    state.stream?.close();
     return;
   }
   const me = answer.me;
@@ -120,6 +124,7 @@ async function start() {
   $('signin').hidden = true;
   $('draw').hidden = false;
   $('who').textContent = `Signed in as ${me.member.name}${me.mode === 'local' ? ' (this machine)' : ''}`;
+  $('signout').hidden = me.mode === 'local';
   const form = $('draw');
   fillChoices(form.elements.sampler, me.samplers);
   fillChoices(form.elements.model, me.models);
@@ -449,6 +454,9 @@ function wire() {
     });
   }
   $('admin-refresh').addEventListener('click', () => void refreshAdmin());
+  $('signout').addEventListener('click', async () => {
+    if (await api('/api/logout', { method: 'POST', json: {} })) await start();
+  });
   $('gallery-load').addEventListener('click', () => void loadGallery(false));
   $('gallery-more').addEventListener('click', () => void loadGallery(true));
   $('file').addEventListener('change', (e) => {
