@@ -94,6 +94,11 @@ export async function web(req: CommandRequest, ctx: CommandContext): Promise<Com
   if (!config.web.enabled || !secret) {
     return refuse('This bot has no web studio sign-in links (an admin can turn them on with web.enabled and WEB_SECRET).');
   }
+  // Telegram has no private answers in a group: the link would sign anyone in as this member.
+  // (A Telegram private chat's id is the member's user id.)
+  if (req.requester.platform === 'telegram' && req.target.chatId !== req.requester.userId) {
+    return refuse('Ask me for /web in a private chat with the bot, so that your sign-in link stays yours.');
+  }
   const link = signInLink(config, secret, req.requester, Date.now());
   const lead = `Your personal link to the web studio. It signs in as you for ${validity(config.web.linkMinutes)}; do not share it.`;
   // Plain text, not a code part: chat apps make a bare link clickable, a code block they do not.

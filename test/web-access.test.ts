@@ -184,6 +184,17 @@ describe('web studio access', () => {
       { ...h.commands, config },
     );
     expect(fromWeb.ok).toBe(false);
+    // Telegram cannot answer privately in a group: there the link is refused, in the private chat given.
+    const telegram = { ...h.commands, config };
+    const tgMember: Requester = { platform: 'telegram', userId: '777', name: 'Tess', roles: [] };
+    const inGroup = await runCommand({ command: 'web', requester: tgMember, target: { platform: 'telegram', chatId: '-100123', handle: {} }, via: 'slash' }, telegram);
+    expect(inGroup.ok).toBe(false);
+    expect(inGroup.text).toContain('private chat');
+    expect(inGroup.text).not.toContain('http');
+    const inPrivate = await runCommand({ command: 'web', requester: tgMember, target: { platform: 'telegram', chatId: '777', handle: {} }, via: 'slash' }, telegram);
+    expect(inPrivate.ok).toBe(true);
+    expect(inPrivate.text).toContain('/signin?t=');
+
     const off = await runCommand({ command: 'web', requester: MEMBER, target: { platform: 'discord', chatId: '1', handle: {} }, via: 'slash' }, h.commands);
     expect(off).toMatchObject({ ok: false, visibility: 'private' });
     expect(off.text).toContain('WEB_SECRET');
