@@ -143,7 +143,7 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
   });
 
   it('V2, U3, 🔁, ℹ️ and 🗑 on a result do what they do in chat', async () => {
-    const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
+    const context = await browser.newContext({ viewport: { width: 1000, height: 900 }, permissions: ['clipboard-read', 'clipboard-write'] });
     const page = await openStudio(context, studio.url);
     const id = await draw(page, 'a lighthouse on a cliff');
     expect(await waitFinal(page, id)).toBe('done');
@@ -170,6 +170,10 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
     await page.waitForSelector('#info[open]');
     await expect(page.locator('#info-text').textContent()).resolves.toContain('AUTOMATIC1111 parameters');
     await shot(page, '05-info.png');
+    await page.getByRole('button', { name: 'Copy', exact: true }).click();
+    await page.waitForFunction(() => document.getElementById('note')?.textContent === 'Copied.');
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    expect(copied).toBe(await page.locator('#info-text').textContent());
     await page.keyboard.press('Escape');
 
     await card.getByRole('button', { name: 'Delete this result', exact: true }).click();
@@ -277,6 +281,16 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
     expect(job.spec.init?.file).toMatch(/^uploads\/[0-9a-z]{12}\.png$/);
     expect(job.result!.images).toHaveLength(4);
     await cardOf(page, id).locator('img.grid').waitFor();
+
+    // Pasting a picture (Ctrl+V of a copied image) does the same as dropping it.
+    await page.getByRole('button', { name: 'Do not start from this picture' }).click();
+    await page.evaluate(async (b64) => {
+      const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([data], 'image.png', { type: 'image/jpeg' }));
+      document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: transfer, bubbles: true, cancelable: true }));
+    }, jpeg.toString('base64'));
+    await page.waitForSelector('#init:not([hidden])');
 
     // Taken away again, the next Draw is a plain txt2img.
     await page.getByRole('button', { name: 'Do not start from this picture' }).click();
