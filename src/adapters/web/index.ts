@@ -56,6 +56,10 @@ export async function startWeb(deps: WebDeps): Promise<WebHandle> {
     metrics.observe(event);
     const { job } = event;
     if (job.target.platform !== 'web') return;
+    // The pictures are on disk and served by URL: for the studio, done is delivered.
+    if (event.type === 'done') void deliver(job.id);
+    // A queue move announces every waiting job: build views only for members who are watching.
+    if (!hub.has(job.target.chatId)) return;
     try {
       const preview = event.type === 'progress' && event.preview ? `data:image/png;base64,${event.preview.png.toString('base64')}` : undefined;
       hub.send(job.target.chatId, 'job', {
@@ -65,8 +69,6 @@ export async function startWeb(deps: WebDeps): Promise<WebHandle> {
         ...(event.type === 'progress' ? { step: event.step, total: event.total } : {}),
         ...(preview ? { preview } : {}),
       });
-      // The pictures are on disk and served by URL: for the studio, done is delivered.
-      if (event.type === 'done') void deliver(job.id);
     } catch (err) {
       log.error({ err, jobId: job.id }, 'web: job event not drawn');
     }
