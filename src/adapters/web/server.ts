@@ -1,6 +1,7 @@
 // The studio's routes on node:http. Every handler is thin: who is asking (access.ts), what
 // they ask for (a prompt, or a button payload through the shared codec), then runCommand and
 // the reply as JSON. Files are served by job id and index, never by a path from the request.
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
@@ -23,7 +24,13 @@ import { HttpError, readBody, readJson, send, sendError, sendJson } from './http
 import type { Metrics } from './metrics.js';
 import { downloadName, jobView } from './view.js';
 
-const STATIC_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'static');
+/** The page's folder: beside this file, or in the source tree when running the build output (dist/). */
+function staticDir(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [path.join(here, 'static'), path.resolve(here, '../../../../src/adapters/web/static')];
+  return candidates.find((dir) => existsSync(path.join(dir, 'index.html'))) ?? candidates[0]!;
+}
+const STATIC_DIR = staticDir();
 /** The page's files: a fixed list, so no request path ever reaches the file system. */
 const STATIC_FILES: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
