@@ -11,7 +11,9 @@ function paramsLines(job: Job, seedText: string, withPrompt: boolean): string[] 
   if (withPrompt) lines.push(`Prompt: ${s.prompt}`);
   if (withPrompt && s.negativePrompt) lines.push(`Negative prompt: ${s.negativePrompt}`);
   lines.push(`${s.width}x${s.height} · ${s.steps} steps · CFG ${s.guidance} · ${s.sampler} · model ${s.model} · ${seedText}`);
-  if (s.init) {
+  if (s.init?.file) {
+    lines.push(`Made by img2img from an uploaded picture at strength ${s.init.strength}.`);
+  } else if (s.init) {
     lines.push(`Made by img2img (2× upscale) of job ${s.init.jobId} picture ${s.init.index + 1} at strength ${s.init.strength}.`);
   }
   return lines;
@@ -60,6 +62,9 @@ export async function info(req: CommandRequest, ctx: CommandContext): Promise<Co
 }
 
 function reproduceLines(job: Job, command: string, what: string): string[] {
+  if (job.spec.init?.file) {
+    return ['This started from a picture uploaded to the web studio; drop that picture there again to redraw it.'];
+  }
   if (job.spec.init) {
     return [
       `This is an img2img pass over job ${job.spec.init.jobId} picture ${job.spec.init.index + 1}; press U on that result to make it again.`,

@@ -281,6 +281,10 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
     expect(job.spec.init?.file).toMatch(/^uploads\/[0-9a-z]{12}\.png$/);
     expect(job.result!.images).toHaveLength(4);
     await cardOf(page, id).locator('img.grid').waitFor();
+    await cardOf(page, id).getByRole('button', { name: 'Parameters and info text', exact: true }).click();
+    await page.waitForSelector('#info[open]');
+    await expect(page.locator('#info-text').textContent()).resolves.toContain('Made by img2img from an uploaded picture at strength 0.45.');
+    await page.getByRole('button', { name: 'Close', exact: true }).click();
 
     // Pasting a picture (Ctrl+V of a copied image) does the same as dropping it.
     await page.getByRole('button', { name: 'Do not start from this picture' }).click();
