@@ -57,5 +57,6 @@ export function commandDefinitions(config: Config): CommandDef[] {
       options: [{ name: 'job', description: 'Job id', type: 'string', maxLength: 16 }],
     },
     { name: 'help', description: 'How to use the bot, flags, samplers and models', options: [] },
+    { name: 'web', description: 'A private link that signs you in to the web studio', options: [] },
   ];
 }

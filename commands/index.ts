@@ -3,6 +3,7 @@
 import { cancel } from './cancel.js';
 import { deleteResult } from './delete.js';
 import { help } from './help.js';
+import { img2img } from './img2img.js';
 import { imagine } from './imagine.js';
 import { info } from './info.js';
 import { queue } from './queue.js';
@@ -11,6 +12,7 @@ import { settings } from './settings.js';
 import type { CommandContext, CommandName, CommandReply, CommandRequest } from './types.js';
 import { upscale } from './upscale.js';
 import { vary } from './vary.js';
+import { web } from './web.js';
 
 type Handler = (req: CommandRequest, ctx: CommandContext) => Promise<CommandReply>;
 
@@ -25,6 +27,8 @@ const HANDLERS: Record<CommandName, Handler> = {
   queue,
   settings,
   help,
+  web,
+  img2img,
 };
 
 export const SOMETHING_WENT_WRONG = 'Something went wrong on our side; please try again in a moment.';

@@ -46,7 +46,9 @@ function paramsLines(job: Job, seedText: string, withPrompt: boolean): string[] 
   if (withPrompt) lines.push(`Prompt: ${s.prompt}`);
   if (withPrompt && s.negativePrompt) lines.push(`Negative prompt: ${s.negativePrompt}`);
   lines.push(`${s.width}x${s.height} · ${s.steps} steps · CFG ${s.guidance} · ${s.sampler} · model ${s.model} · ${seedText}`);
-  if (s.init) {
+  if (s.init?.file) {
+    lines.push(`Made by img2img from an uploaded picture at strength ${s.init.strength}.`);
+  } else if (s.init) {
     lines.push(`Made by img2img (2× upscale) of job ${s.init.jobId} picture ${s.init.index + 1} at strength ${s.init.strength}.`);
   }
   return lines;
@@ -91,6 +93,10 @@ export async function info(req: CommandRequest, ctx: CommandContext): Promise<Co
 }
 
 function reproduce(out: InfoReply, job: Job, command: string, what: string): void {
+  if (job.spec.init?.file) {
+    out.line('', 'This started from a picture uploaded to the web studio; drop that picture there again to redraw it.');
+    return;
+  }
   if (job.spec.init) {
     out.line(
       '',

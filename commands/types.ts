@@ -16,7 +16,10 @@ export type CommandName =
   | 'delete'
   | 'queue'
   | 'settings'
-  | 'help';
+  | 'help'
+  | 'web'
+  /** The web studio's img2img from an uploaded picture (no slash command). */
+  | 'img2img';
 
 /** What a button (or a 🔁 reaction) asks for. Encoded by commands/codec.ts. */
 export type ActionName = 'reroll' | 'vary' | 'vary-strong' | 'upscale' | 'info' | 'cancel' | 'delete';

@@ -1,6 +1,7 @@
 // The composition root: config → logger → store → engine worker → job service → adapters.
 import { startDiscord } from './adapters/discord/index.js';
 import { startTelegram } from './adapters/telegram/index.js';
+import { startWeb, webAccessProblem } from './adapters/web/index.js';
 import type { AdapterDeps, AdapterHandle } from './adapters/types.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -19,6 +20,11 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
+function checkWebAccess(config: Config): void {
+  const problem = webAccessProblem(config);
+  if (problem) fail(problem, 2);
+}
+
 function readConfig(): Config {
   try {
     return loadConfig();
@@ -31,18 +37,9 @@ function readConfig(): Config {
 async function main(): Promise<void> {
   const config = readConfig();
   const { discordToken, telegramToken } = config.secrets;
-  if (!discordToken && !telegramToken) {
-    fail(
-      [
-        'No chat platform is configured, so there is nothing to start.',
-        'Set at least one of these environment variables:',
-        '  DISCORD_TOKEN=<bot token from https://discord.com/developers/applications>',
-        '  TELEGRAM_TOKEN=<token from @BotFather>',
-        'for example:  DISCORD_TOKEN=... npm start   (a .env file is not read; export the variable)',
-      ].join('\n'),
-      2,
-    );
-  }
+  // Without a chat platform the studio is the way in; beside them it runs when web.enabled.
+  const withWeb = config.web.enabled || (!discordToken && !telegramToken);
+  if (withWeb) checkWebAccess(config);
 
   const log = createLogger(config);
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection'));
@@ -113,6 +110,21 @@ async function main(): Promise<void> {
       log.error({ err, platform }, 'adapter could not start');
     }
   });
+  if (withWeb) {
+    starting.push(
+      startWeb({ config, jobs, commands, log, engine: core.engine, history: core.store.jobs }).then(
+        (web) => {
+          adapters.push(web);
+          const only = discordToken || telegramToken ? '' : '  (no DISCORD_TOKEN or TELEGRAM_TOKEN: the chat bots are off)';
+          process.stdout.write(`Web studio: ${web.url}${only}\n`);
+        },
+        (err: unknown) => {
+          log.error({ err, platform: 'web' }, 'adapter could not start');
+          if (!discordToken && !telegramToken) process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+        },
+      ),
+    );
+  }
   let settled = false;
   const allSettled = Promise.all(starting).then(() => {
     settled = true;

@@ -25,7 +25,7 @@ describe('slash-command JSON', () => {
   it('maps the shared definitions to Discord option types, limits and choices', () => {
     const config = defaultConfig({ limits: { maxSteps: 40, maxPromptLength: 900 } });
     const commands = discordCommands(config);
-    expect(commands.map((c) => c.name).sort()).toEqual(['cancel', 'help', 'imagine', 'queue', 'settings']);
+    expect(commands.map((c) => c.name).sort()).toEqual(['cancel', 'help', 'imagine', 'queue', 'settings', 'web']);
     const imagine = commands.find((c) => c.name === 'imagine')!;
     const opt = (name: string) => imagine.options!.find((o) => o.name === name) as unknown as Record<string, unknown>;
     expect(imagine.options![0]).toMatchObject({ name: 'prompt', type: 3, required: true, max_length: 900 });
@@ -68,7 +68,7 @@ describe('deploy-commands', () => {
 
     const global = await deployCommands({ config, token: fake.token, global: true });
     expect(global.scope).toBe('global');
-    expect(fake.commands.get('global')).toHaveLength(5);
+    expect(fake.commands.get('global')).toHaveLength(6);
   });
 
   it('reads its arguments strictly', () => {

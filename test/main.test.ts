@@ -1,6 +1,6 @@
-// `npm start` as a newcomer meets it: no token → which variables to set; a bad config → one
+// `npm start` as a newcomer meets it: no token → the web studio on loopback; a bad config → one
 // line naming the key, the value and what is allowed. Never a stack trace.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -36,11 +36,34 @@ describe('npm start', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('without any platform token says exactly which variables to set and exits non-zero', async () => {
-    const run = await start({ DATA_DIR: path.join(dir, 'data') });
-    expect(run.code).not.toBe(0);
-    expect(run.stderr).toContain('DISCORD_TOKEN');
-    expect(run.stderr).toContain('TELEGRAM_TOKEN');
+  it('without any platform token starts the web studio on loopback and prints its address', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, DATA_DIR: path.join(dir, 'data'), WEB_PORT: '0', LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let out = '';
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          out += chunk.toString('utf8');
+          const found = /Web studio: (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+          if (found?.[1]) resolve(found[1]);
+        });
+        child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)));
+      });
+      const health = await fetch(`${url}/healthz`);
+      expect(health.status).toBe(200);
+      expect(out).toContain('DISCORD_TOKEN');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('refuses to open the studio on a public address without a password or sign-in secret', async () => {
+    const run = await start({ DATA_DIR: path.join(dir, 'data'), WEB_HOST: '0.0.0.0' });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('WEB_PASSWORD');
+    expect(run.stderr).toContain('WEB_SECRET');
     expect(run.stderr).not.toMatch(/\n\s+at /);
   });
 

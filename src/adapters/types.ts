@@ -14,7 +14,7 @@ export interface AdapterDeps {
 }
 
 export interface AdapterHandle {
-  readonly platform: 'discord' | 'telegram';
+  readonly platform: 'discord' | 'telegram' | 'web';
   /** Stop intake: no new events are taken; pending deliveries may still be flushed. */
   stop(): Promise<void>;
 }

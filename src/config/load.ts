@@ -42,11 +42,15 @@ const ENV_KEYS: readonly { env: string; path: readonly string[] }[] = [
   { env: 'DATA_DIR', path: ['dataDir'] },
   { env: 'MODELS_DIR', path: ['models', 'dir'] },
   { env: 'STORAGE_URL', path: ['storage', 'url'] },
+  { env: 'WEB_HOST', path: ['web', 'host'] },
+  { env: 'WEB_PORT', path: ['web', 'port'] },
 ];
 
 const SECRET_ENV: Record<keyof Secrets, string> = {
   discordToken: 'DISCORD_TOKEN',
   telegramToken: 'TELEGRAM_TOKEN',
+  webPassword: 'WEB_PASSWORD',
+  webSecret: 'WEB_SECRET',
 };
 
 export function loadConfig(opts: LoadOptions = {}): Config {
@@ -111,6 +115,8 @@ function finish(
   const secretsOut: Secrets = {};
   if (secrets.discordToken) secretsOut.discordToken = secrets.discordToken;
   if (secrets.telegramToken) secretsOut.telegramToken = secrets.telegramToken;
+  if (secrets.webPassword) secretsOut.webPassword = secrets.webPassword;
+  if (secrets.webSecret) secretsOut.webSecret = secrets.webSecret;
   return deepFreeze({ ...resolved, secrets: secretsOut });
 }
 

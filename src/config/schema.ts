@@ -134,6 +134,23 @@ export const ConfigSchema = z
         rerollReactions: z.array(z.string().min(1).max(16)).min(1),
       })
       .strict(),
+    web: z
+      .object({
+        /** Start the web studio beside the chat bots (without any bot token it always starts). */
+        enabled: z.boolean(),
+        host: z.string().min(1),
+        // From the environment (WEB_PORT) it arrives as text. 0 = any free port (tests).
+        port: z.coerce.number().int().min(0).max(65535),
+        /** The address members' browsers use, for /web sign-in links; "" = http://host:port. */
+        publicUrl: z
+          .string()
+          .refine((s) => s === '' || (/^https?:\/\/\S+$/.test(s) && !s.endsWith('/')), 'an http(s):// URL without a trailing slash, or ""'),
+        /** How long a /web sign-in link (and the browser session it opens) lasts. */
+        linkMinutes: z.number().int().min(1).max(43_200),
+        /** Largest uploaded picture or request body. */
+        maxUploadBytes: z.number().int().min(65_536).max(52_428_800),
+      })
+      .strict(),
     retention: z
       .object({
         /** Days a finished job and its image files are kept; 0 keeps them forever. */
@@ -150,6 +167,10 @@ export type FileConfig = z.infer<typeof ConfigSchema>;
 export interface Secrets {
   discordToken?: string;
   telegramToken?: string;
+  /** WEB_PASSWORD: the web studio's shared password. */
+  webPassword?: string;
+  /** WEB_SECRET: signs /web sign-in links and studio sessions (at least 32 characters). */
+  webSecret?: string;
 }
 
 export type Config = Readonly<FileConfig & { secrets: Secrets }>;

@@ -662,15 +662,16 @@ class FairJobService implements JobServiceWithMaintenance {
   /** The stored picture an img2img job starts from, resized to the job's size as packed RGB. */
   private async loadInitImage(job: Job): Promise<InitImage> {
     const init = job.spec.init!;
-    const parent = this.live.get(init.jobId) ?? (await this.store.jobs.get(init.jobId));
-    const picture = parent?.result?.images[init.index];
+    const parent = init.file ? undefined : (this.live.get(init.jobId) ?? (await this.store.jobs.get(init.jobId)));
+    const picture = init.file ? { file: init.file } : parent?.result?.images[init.index];
     if (!picture) throw new MemberFacingError(MESSAGES.initGone);
     let rgb: Buffer;
     try {
       rgb = await sharp(this.filePath(picture.file))
         .removeAlpha()
         .toColourspace('srgb')
-        .resize(job.spec.width, job.spec.height, { fit: 'fill' })
+        // An upload has its own aspect: crop it to the job's (a job's own picture already fits).
+        .resize(job.spec.width, job.spec.height, { fit: init.file ? 'cover' : 'fill' })
         .raw()
         .toBuffer();
     } catch (err) {

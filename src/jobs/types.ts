@@ -18,10 +18,19 @@ export interface JobSpec {
   model: string;
   variation?: { seed: number; strength: number };
   /** img2img from one stored picture of an earlier job (upscale). */
-  init?: { jobId: string; index: number; strength: number };
+  init?: {
+    jobId: string;
+    index: number;
+    strength: number;
+    /**
+     * An uploaded picture (the web studio), relative to the data directory, instead of the
+     * earlier job's picture; jobId and index are then unused. Cropped to the job's aspect.
+     */
+    file?: string;
+  };
 }
 
-export type Platform = 'discord' | 'telegram' | 'cli';
+export type Platform = 'discord' | 'telegram' | 'web' | 'cli';
 
 /** Who asked. Roles are platform role ids (Discord) — used for tiers and admin checks. */
 export interface Requester {
@@ -174,6 +183,11 @@ export interface JobRepo {
   nextSeq(): Promise<number>;
   /** Finished jobs (delivered, failed, cancelled) whose finishedAt is before `before`. */
   finishedBefore(before: number): Promise<Job[]>;
+  /**
+   * The newest finished jobs whose finishedAt is before `before`, newest first, at least `limit`
+   * of them when there are (whole hours are read, so a few more may come). For galleries.
+   */
+  recentFinished(limit: number, before: number): Promise<Job[]>;
   delete(id: string): Promise<void>;
 }
 

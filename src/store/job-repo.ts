@@ -148,6 +148,22 @@ export class KeyvJobRepo implements JobRepo {
     });
   }
 
+  recentFinished(limit: number, before: number): Promise<Job[]> {
+    return this.locked(async () => {
+      const out: Job[] = [];
+      const hours = [...(await this.buckets('finished'))].filter((h) => h * HOUR_MS < before).sort((a, b) => b - a);
+      for (const hour of hours) {
+        if (out.length >= limit) break;
+        const ids = await this.readList(`finished:${hour}`);
+        const jobs = await this.readJobs(ids);
+        for (const job of jobs) {
+          if (job && !isActiveJob(job) && (job.finishedAt ?? job.createdAt) < before) out.push(job);
+        }
+      }
+      return out.sort((a, b) => (b.finishedAt ?? b.createdAt) - (a.finishedAt ?? a.createdAt));
+    });
+  }
+
   delete(id: string): Promise<void> {
     return this.locked(async () => {
       const job = await this.get(id);

@@ -30,7 +30,7 @@ import { interactionTarget } from './target.js';
 
 export const STALE_BUTTON = 'This button is no longer valid.';
 const NEED_ATTACH = 'I need the “Attach Files” permission in this channel to post pictures; please ask a moderator.';
-const SLASH_COMMANDS = new Set<CommandName>(['imagine', 'settings', 'queue', 'cancel', 'help']);
+const SLASH_COMMANDS = new Set<CommandName>(['imagine', 'settings', 'queue', 'cancel', 'help', 'web']);
 /** Long private answers (info with a long prompt) go out in at most this many messages. */
 const MAX_PARTS = 3;
 

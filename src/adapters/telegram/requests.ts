@@ -16,6 +16,7 @@ const COMMANDS: Record<string, CommandName> = {
   cancel: 'cancel',
   help: 'help',
   start: 'help',
+  web: 'web',
 };
 
 type TextMessage = Pick<Message, 'text' | 'entities' | 'caption' | 'caption_entities'> & { chat: Pick<Message['chat'], 'type'> };
