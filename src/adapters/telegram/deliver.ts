@@ -1,6 +1,7 @@
 // Puts a finished job's picture in the chat: the grid as a photo with a short caption and the
-// action keyboard, the rest of the details as a follow-up message, then the status message
-// goes away and the job is marked delivered (with the message, so 🔁 reactions find it).
+// action keyboard. The delivery is recorded the moment Telegram accepts the photo (with the
+// message, so 🔁 reactions find it), before anything else, so a kill after that never sends the
+// picture again; then the rest of the details as a follow-up message, and the status message goes.
 import { readFile } from 'node:fs/promises';
 import { GrammyError, InputFile, type Api } from 'grammy';
 import type { Message } from 'grammy/types';
@@ -21,11 +22,18 @@ export const DOCUMENT_BYTES = 50_000_000;
 /** When a delivery fails for a reason that may pass (network, Telegram trouble): wait, then try again. */
 const RETRY_DELAYS_MS = [15_000, 60_000, 300_000];
 
+/** Where the ids of a result's follow-up messages are kept (🗑 removes them with the photo). */
+export interface ResultNotes {
+  getNote(jobId: string): Promise<string[] | undefined>;
+  setNote(jobId: string, values: string[]): Promise<void>;
+}
+
 export interface DeliveryDeps {
   api: Api;
   jobs: JobService;
   config: Config;
   log: Logger;
+  notes: ResultNotes;
 }
 
 export class Deliveries {
@@ -68,22 +76,28 @@ export class Deliveries {
       return;
     }
     if (fresh.status !== 'done' || !fresh.result) return;
-    let ref: Record<string, string>;
+    let sent: { message: Message; details: string };
     try {
-      ref = await this.send(fresh, log);
+      sent = await this.sendPicture(fresh, log);
     } catch (err) {
       await this.failed(fresh, statusMessageId, err, log);
       return;
     }
-    // The picture is in the chat: from here on nothing may send it again in this process.
+    // The picture is in the chat: from here on nothing may send it again, in this process or the next.
     this.attempts.delete(fresh.id);
-    await this.removeStatus(fresh, statusMessageId ?? readHandle(fresh).statusMessageId, log).catch(() => undefined);
+    const { chatId, threadId } = readHandle(fresh);
+    const ref = { chatId: String(chatId), messageId: String(sent.message.message_id) };
     if (await recordDelivery(() => jobs.markDelivered(fresh.id, ref), log)) {
       log.info({ messageId: ref.messageId }, 'telegram: result delivered');
     }
+    const detailIds = await this.sendDetails(chatId, threadId, sent, log);
+    if (detailIds.length > 0) {
+      await this.deps.notes.setNote(fresh.id, detailIds).catch((err: unknown) => log.warn({ err }, 'telegram: details message ids not kept'));
+    }
+    await this.removeStatus(fresh, statusMessageId ?? readHandle(fresh).statusMessageId, log).catch(() => undefined);
   }
 
-  private async send(job: Job, log: Logger): Promise<Record<string, string>> {
+  private async sendPicture(job: Job, log: Logger): Promise<{ message: Message; details: string }> {
     const { api, jobs, config } = this.deps;
     const result = job.result;
     const file = result?.grid ?? result?.images[0]?.file;
@@ -115,21 +129,22 @@ export class Deliveries {
       message = await api.sendDocument(handle.chatId, new InputFile(doc.data, `${job.id}.${doc.ext}`), common);
     }
 
-    const ref: Record<string, string> = { chatId: String(handle.chatId), messageId: String(message.message_id) };
-    const details = [overflow, ...view.details].filter((t) => t.trim().length > 0).join('\n');
+    return { message, details: [overflow, ...view.details].filter((t) => t.trim().length > 0).join('\n') };
+  }
+
+  private async sendDetails(chatId: number, threadId: number | null, sent: { message: Message; details: string }, log: Logger): Promise<string[]> {
     const detailIds: string[] = [];
-    for (const piece of details ? splitMessage(details) : []) {
+    for (const piece of sent.details ? splitMessage(sent.details) : []) {
       try {
-        const sent = await api.sendMessage(handle.chatId, piece, replyOptions(message.message_id, handle.threadId));
-        detailIds.push(String(sent.message_id));
+        const reply = await this.deps.api.sendMessage(chatId, piece, replyOptions(sent.message.message_id, threadId));
+        detailIds.push(String(reply.message_id));
       } catch (err) {
         // The picture is already up; missing details are not worth a second photo.
         log.warn(describeFailure(err), 'telegram: details message failed');
         break;
       }
     }
-    if (detailIds.length > 0) ref.detailMessageIds = detailIds.join(',');
-    return ref;
+    return detailIds;
   }
 
   private async removeStatus(job: Job, statusMessageId: number | null, log: Logger): Promise<void> {
@@ -159,7 +174,10 @@ export class Deliveries {
     }
     const attempt = (this.attempts.get(job.id) ?? 0) + 1;
     this.attempts.set(job.id, attempt);
-    const delay = RETRY_DELAYS_MS[attempt - 1];
+    const planned = RETRY_DELAYS_MS[attempt - 1];
+    // A 429 says exactly how long Telegram wants: never sooner (the flood gate holds the call too).
+    const retryAfterMs = err instanceof GrammyError && err.error_code === 429 ? (err.parameters.retry_after ?? 0) * 1000 : 0;
+    const delay = planned === undefined ? undefined : Math.max(planned, retryAfterMs);
     if (delay === undefined || this.closed) {
       this.attempts.delete(job.id);
       log.error(describeFailure(err), 'telegram: delivery failed; it is tried again at the next start');
