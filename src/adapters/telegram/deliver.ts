@@ -21,6 +21,7 @@ export const PHOTO_LIMITS = { bytes: 10_000_000, maxSideSum: 10_000, maxAspect: 
 export const DOCUMENT_BYTES = 50_000_000;
 /** When a delivery fails for a reason that may pass (network, Telegram trouble): wait, then try again. */
 const RETRY_DELAYS_MS = [15_000, 60_000, 300_000];
+const DONE_TEXT = '✅ Done.';
 
 /** Where the ids of a result's follow-up messages are kept (🗑 removes them with the photo). */
 export interface ResultNotes {
@@ -76,6 +77,10 @@ export class Deliveries {
       return;
     }
     if (fresh.status !== 'done' || !fresh.result) return;
+    const status = statusMessageId ?? readHandle(fresh).statusMessageId;
+    // Said before the photo goes: a kill between the photo and the status removal then leaves a
+    // true "Done", never a "Drawing…" or "Queued" beside a delivered picture.
+    await this.editStatus(fresh, status, DONE_TEXT);
     let sent: { message: Message; details: string };
     try {
       sent = await this.sendPicture(fresh, log);
@@ -94,7 +99,12 @@ export class Deliveries {
     if (detailIds.length > 0) {
       await this.deps.notes.setNote(fresh.id, detailIds).catch((err: unknown) => log.warn({ err }, 'telegram: details message ids not kept'));
     }
-    await this.removeStatus(fresh, statusMessageId ?? readHandle(fresh).statusMessageId, log).catch(() => undefined);
+    await this.removeStatus(fresh, status, log).catch(() => undefined);
+  }
+
+  private async editStatus(job: Job, statusMessageId: number | null, text: string): Promise<void> {
+    if (statusMessageId === null) return;
+    await this.deps.api.editMessageText(readHandle(job).chatId, statusMessageId, text).catch(() => undefined);
   }
 
   private async sendPicture(job: Job, log: Logger): Promise<{ message: Message; details: string }> {
@@ -155,7 +165,7 @@ export class Deliveries {
     } catch (err) {
       if (classifyFailure(err) === 'message-gone') return;
       log.debug(describeFailure(err), 'telegram: status message not deleted; marking it done instead');
-      await this.deps.api.editMessageText(chatId, statusMessageId, '✅ Done.').catch(() => undefined);
+      await this.editStatus(job, statusMessageId, DONE_TEXT);
     }
   }
 
@@ -184,6 +194,7 @@ export class Deliveries {
       return;
     }
     log.warn({ ...describeFailure(err), attempt, retryInMs: delay }, 'telegram: delivery failed; will retry');
+    await this.editStatus(job, statusMessageId ?? readHandle(job).statusMessageId, `✅ Done, but Telegram did not take the picture yet; trying again in ${formatWait(delay)}.`);
     const timer = setTimeout(() => {
       this.timers.delete(timer);
       void this.deliver(job, statusMessageId);
@@ -211,6 +222,10 @@ async function recordDelivery(mark: () => Promise<void>, log: Logger): Promise<b
     }
   }
   return false;
+}
+
+function formatWait(ms: number): string {
+  return ms < 60_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`;
 }
 
 class MissingPicture extends Error {

@@ -28,6 +28,8 @@ export interface RecordedCall {
   status: number;
   /** What the fake answered (`result` on success). */
   response: JsonObject;
+  /** When the answer was written to a client still connected (unset: the client was gone, e.g. killed). */
+  answeredAt?: number;
 }
 
 export interface ApiErrorSpec {
@@ -84,6 +86,11 @@ interface PendingPoll {
 
 export interface FakeBotApiOptions {
   token?: string;
+  /**
+   * Round-trip time of every call but getUpdates, spent after Telegram has acted on it: a client
+   * that dies meanwhile never learns that its message was sent (as with the real network).
+   */
+  latencyMs?: number;
 }
 
 export class FakeBotApi {
@@ -109,9 +116,11 @@ export class FakeBotApi {
   private port = 0;
   /** After revokeToken(): every call answers 401, as after /revoke in @BotFather. */
   private revoked = false;
+  private readonly latencyMs: number;
 
   private constructor(options: FakeBotApiOptions) {
     this.token = options.token ?? '123456:TEST-token_abcdefghijklmnopqrstuvwxyz';
+    this.latencyMs = options.latencyMs ?? 0;
     this.bot = { id: 999_000, is_bot: true, first_name: 'Club Imagine', username: BOT_USERNAME };
     this.server = createServer((req, res) => {
       this.route(req, res).catch((err: unknown) => {
@@ -318,10 +327,11 @@ export class FakeBotApi {
       const [hold] = this.holds.splice(held, 1);
       await hold?.gate;
     }
-    const record = (status: number, response: JsonObject) => {
+    const record = (status: number, response: JsonObject): RecordedCall => {
       const call: RecordedCall = { seq: ++this.seq, method, params, files, status, response };
       this.calls.push(call);
       this.events.emit('call', call);
+      return call;
     };
     if (token !== this.token || this.revoked) {
       const body = apiError(401, 'Unauthorized');
@@ -338,8 +348,12 @@ export class FakeBotApi {
     const outcome = await this.handle(method, params, files);
     const body: JsonObject = outcome.ok ? { ok: true, result: outcome.result } : { ok: false, ...(outcome.error as unknown as JsonObject) };
     const status = outcome.ok ? 200 : outcome.error.error_code;
-    record(status, body);
+    const call = record(status, body);
+    if (this.latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, this.latencyMs));
+    // The client gave up or died while the answer was on its way.
+    if (res.destroyed || !res.socket || res.socket.destroyed) return;
     this.reply(res, status, body);
+    call.answeredAt = Date.now();
   }
 
   private getUpdates(
