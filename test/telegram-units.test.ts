@@ -110,7 +110,8 @@ describe('API failures', () => {
     expect(classifyFailure(err(403, 'Forbidden: bot was blocked by the user'))).toBe('unreachable');
     expect(classifyFailure(err(400, 'Bad Request: chat not found'))).toBe('unreachable');
     expect(classifyFailure(err(400, 'Bad Request: message to edit not found'))).toBe('message-gone');
-    expect(classifyFailure(err(409, 'Conflict'))).toBe('fatal');
+    expect(classifyFailure(err(401, 'Unauthorized'))).toBe('fatal');
+    expect(classifyFailure(err(409, 'Conflict'))).toBe('transient');
     expect(classifyFailure(err(502, 'Bad Gateway'))).toBe('transient');
     expect(classifyFailure(new Error('boom'))).toBe('transient');
   });

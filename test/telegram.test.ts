@@ -1,4 +1,4 @@
-// The Telegram adapter end to end: the real grammY client under @grammyjs/runner talks to a
+// The Telegram adapter end to end: the real grammY client (with the adapter's poll loop) talks to a
 // fake Bot API on loopback, and the real engine draws on the tiny fixture model. Every
 // scenario asserts what Telegram would have received.
 import sharp from 'sharp';

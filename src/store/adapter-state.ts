@@ -39,6 +39,7 @@ export interface AdapterState<T> {
   /** Small per-job notes (message ids of a result's extra messages). */
   getNote(jobId: string): Promise<string[] | undefined>;
   setNote(jobId: string, values: string[]): Promise<void>;
+  deleteNote(jobId: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -55,7 +56,14 @@ class KeyvAdapterState<T> implements AdapterState<T> {
   ) {}
 
   entries(): Promise<InboxEntry<T>[]> {
-    return this.locked(() => this.read());
+    return this.locked(async () => {
+      const list = await this.read();
+      for (const entry of list) {
+        const placeholder = entry.done ? undefined : await this.kv.get<number>(`${this.prefix}:ph:${entry.id}`);
+        if (typeof placeholder === 'number') entry.placeholder = placeholder;
+      }
+      return list;
+    });
   }
 
   add(items: { id: number; payload: T }[]): Promise<void> {
@@ -66,8 +74,9 @@ class KeyvAdapterState<T> implements AdapterState<T> {
     });
   }
 
+  /** Its own small record, outside the inbox's lock: it is written while members wait. */
   setPlaceholder(id: number, messageId: number): Promise<void> {
-    return this.update((list) => list.map((e) => (e.id === id ? { ...e, placeholder: messageId } : e)));
+    return this.write(`${this.prefix}:ph:${id}`, messageId);
   }
 
   markDone(id: number): Promise<void> {
@@ -75,7 +84,16 @@ class KeyvAdapterState<T> implements AdapterState<T> {
   }
 
   prune(confirmedBelow: number): Promise<void> {
-    return this.update((list) => list.filter((e) => !(e.done && e.id < confirmedBelow)));
+    const gone: number[] = [];
+    return this.update((list) =>
+      list.filter((e) => {
+        const drop = e.done === true && e.id < confirmedBelow;
+        if (drop) gone.push(e.id);
+        return !drop;
+      }),
+    ).then(async () => {
+      for (const id of gone) await this.kv.delete(`${this.prefix}:ph:${id}`);
+    });
   }
 
   async readLease(): Promise<PollLease | undefined> {
@@ -92,6 +110,10 @@ class KeyvAdapterState<T> implements AdapterState<T> {
 
   setNote(jobId: string, values: string[]): Promise<void> {
     return this.write(`${this.prefix}:note:${jobId}`, values);
+  }
+
+  async deleteNote(jobId: string): Promise<void> {
+    await this.kv.delete(`${this.prefix}:note:${jobId}`);
   }
 
   async close(): Promise<void> {

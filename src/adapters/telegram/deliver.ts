@@ -27,7 +27,15 @@ const DONE_TEXT = '✅ Done.';
 export interface ResultNotes {
   getNote(jobId: string): Promise<string[] | undefined>;
   setNote(jobId: string, values: string[]): Promise<void>;
+  deleteNote(jobId: string): Promise<void>;
 }
+
+/**
+ * The adapter's own note that a job's photo is in the chat: one small write on its own record,
+ * made the moment Telegram answers, so it lands before anything else (the job record's write
+ * waits its turn behind other job writes). It is turned into the job's delivery record next.
+ */
+const sentNote = (jobId: string) => `${jobId}:sent`;
 
 export interface DeliveryDeps {
   api: Api;
@@ -78,6 +86,14 @@ export class Deliveries {
     }
     if (fresh.status !== 'done' || !fresh.result) return;
     const status = statusMessageId ?? readHandle(fresh).statusMessageId;
+    const earlier = await this.deps.notes.getNote(sentNote(fresh.id)).catch(() => undefined);
+    if (earlier?.[0] && earlier[1]) {
+      // The photo went out before a kill, which came before the job record said so.
+      log.info({ messageId: earlier[1] }, 'telegram: the photo was sent before a restart; recording its delivery');
+      await this.record(fresh, { chatId: earlier[0], messageId: earlier[1] }, log);
+      await this.removeStatus(fresh, status, log).catch(() => undefined);
+      return;
+    }
     // Said before the photo goes: a kill between the photo and the status removal then leaves a
     // true "Done", never a "Drawing…" or "Queued" beside a delivered picture.
     await this.editStatus(fresh, status, DONE_TEXT);
@@ -92,14 +108,23 @@ export class Deliveries {
     this.attempts.delete(fresh.id);
     const { chatId, threadId } = readHandle(fresh);
     const ref = { chatId: String(chatId), messageId: String(sent.message.message_id) };
-    if (await recordDelivery(() => jobs.markDelivered(fresh.id, ref), log)) {
-      log.info({ messageId: ref.messageId }, 'telegram: result delivered');
-    }
+    await this.deps.notes
+      .setNote(sentNote(fresh.id), [ref.chatId, ref.messageId])
+      .then(() => log.debug({ messageId: ref.messageId }, 'telegram: photo accepted and noted'))
+      .catch((err: unknown) => log.warn({ err }, 'telegram: photo accepted but not noted; the job record follows'));
+    await this.record(fresh, ref, log);
     const detailIds = await this.sendDetails(chatId, threadId, sent, log);
     if (detailIds.length > 0) {
       await this.deps.notes.setNote(fresh.id, detailIds).catch((err: unknown) => log.warn({ err }, 'telegram: details message ids not kept'));
     }
     await this.removeStatus(fresh, status, log).catch(() => undefined);
+  }
+
+  private async record(job: Job, ref: { chatId: string; messageId: string }, log: Logger): Promise<void> {
+    if (await recordDelivery(() => this.deps.jobs.markDelivered(job.id, ref), log)) {
+      log.info({ messageId: ref.messageId }, 'telegram: result delivered');
+      await this.deps.notes.deleteNote(sentNote(job.id)).catch(() => undefined);
+    }
   }
 
   private async editStatus(job: Job, statusMessageId: number | null, text: string): Promise<void> {

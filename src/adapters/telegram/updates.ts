@@ -150,6 +150,7 @@ export class UpdateHandlers {
         if (placeholder !== null) {
           await this.deps.placeholders
             ?.rememberPlaceholder(updateId, placeholder)
+            .then(() => this.deps.log.debug({ updateId, messageId: placeholder }, 'telegram: status message id kept'))
             .catch((err: unknown) => this.deps.log.warn({ err }, 'telegram: status message id not kept in the inbox'));
         }
       }
