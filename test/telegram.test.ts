@@ -461,6 +461,23 @@ describe('Telegram adapter end to end (fake Bot API, real grammY, real engine)',
     expect(harness.logLines.join('\n')).not.toContain(fake.token);
   });
 
+  it('does not send a photo again after a restart when only the job record of its delivery was missing', async () => {
+    const w = await setup();
+    const { fake, harness } = w;
+    // The job store cannot take the delivery record in this life (a kill would have the same effect).
+    harness.jobs.markDelivered = async () => {
+      throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+    };
+    const alice = fake.user(42, 'Alice');
+    const request = fake.sendText(fake.privateChat(alice), alice, 'a kite --seed 1');
+    const photo = fake.messageOf(await photoReplyingTo(fake, 42, request.message_id));
+    await expect.poll(() => harness.logLines.some((l) => l.includes('result sent but its delivery could not be recorded')), { timeout: 20_000 }).toBe(true);
+    await restart(w);
+    const job = await jobOfResult(w.harness, 42, photo);
+    expect(job.status).toBe('delivered');
+    expect(fake.callsOf('sendPhoto')).toHaveLength(1);
+  });
+
   it('records the delivery the moment Telegram accepts the photo, before the details message and the status removal', async () => {
     const w = await setup();
     const { fake, harness } = w;
