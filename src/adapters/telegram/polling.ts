@@ -121,7 +121,9 @@ export class Poller {
     if (this.stopped) return;
     this.stopController.abort();
     await this.loop;
-    await Promise.race([Promise.allSettled([...this.inflight]), sleep(flushMs)]);
+    const flushed = new AbortController();
+    await Promise.race([Promise.allSettled([...this.inflight]), sleep(flushMs, flushed.signal)]);
+    flushed.abort();
     if (this.offset !== undefined && !this.yielded) {
       // Everything taken is in the inbox: confirming it saves the next start a round trip.
       const ok = await this.deps.api
