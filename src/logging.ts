@@ -16,6 +16,10 @@ const CENSOR = '[redacted]';
 const TOKEN_PATTERNS: readonly [RegExp, string][] = [
   // Telegram bot token "123456789:AA…" (also inside /bot<token>/ and /file/bot<token>/ URLs).
   [/(?<!\d)\d{5,}:[A-Za-z0-9_-]{30,}/g, CENSOR],
+  // …URL-encoded, as it appears in a query string or an encoded URL inside an error message.
+  [/(?<!\d)\d{5,}%3[Aa][A-Za-z0-9_-]{30,}/g, CENSOR],
+  // The secret half of a Telegram token on its own (it starts with "AA" and is 35 characters).
+  [/(?<![A-Za-z0-9_-])AA[A-Za-z0-9_-]{33}(?![A-Za-z0-9_-])/g, CENSOR],
   // Discord bot token: three base64url parts separated by dots (id . timestamp . hmac).
   [/(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{20,}/g, CENSOR],
   // Interaction and webhook tokens are the path segment after the id.
@@ -24,18 +28,64 @@ const TOKEN_PATTERNS: readonly [RegExp, string][] = [
   [/((?:Bot|Bearer)\s+)[A-Za-z0-9._~+/-]{20,}=*/g, `$1${CENSOR}`],
 ];
 
-/** Exact secret values known to this process (the configured tokens), longest first. */
+/** Exact secret values known to this process (the configured tokens) and their encodings. */
 const knownSecrets = new Set<string>();
+/** The same, longest first (a shorter form is often part of a longer one). */
+let secretsByLength: string[] = [];
 
-/** Also scrub this exact value from all later logs and redactSecrets() calls (≥ 6 characters). */
+/** Derived forms shorter than this are not scrubbed on their own: they would hit ordinary text. */
+const MIN_DERIVED_LENGTH = 16;
+
+/**
+ * Also scrub this value from all later logs and redactSecrets() calls (≥ 6 characters), in every
+ * form a token travels in: raw, URL-encoded (`%3A` in a Telegram token), the secret half after
+ * the `:` on its own (Telegram's id half is public, the rest is the key), and base64/base64url
+ * at any of the three byte alignments (a Basic auth header, a dumped request body).
+ */
 export function registerSecret(value: string | undefined): void {
-  if (value && value.length >= 6) knownSecrets.add(value);
+  if (!value || value.length < 6) return;
+  knownSecrets.add(value);
+  for (const form of derivedForms(value)) if (form.length >= MIN_DERIVED_LENGTH) knownSecrets.add(form);
+  secretsByLength = [...knownSecrets].sort((a, b) => b.length - a.length);
+}
+
+function derivedForms(secret: string): string[] {
+  const forms = new Set<string>();
+  const encoded = encodeURIComponent(secret);
+  forms.add(encoded);
+  forms.add(encoded.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()));
+  const colon = secret.indexOf(':');
+  if (colon >= 0) forms.add(secret.slice(colon + 1));
+  for (const text of [secret, `bot${secret}`]) {
+    for (const form of base64Forms(Buffer.from(text, 'utf8'))) forms.add(form);
+  }
+  return [...forms];
+}
+
+/**
+ * The part of base64(…secret…) that depends on the secret's bytes alone, for each alignment the
+ * secret can start at inside a longer encoded buffer: characters that mix in a neighbouring
+ * byte are cut off at both ends.
+ */
+function base64Forms(bytes: Buffer): string[] {
+  const out: string[] = [];
+  for (const lead of [0, 1, 2]) {
+    const padded = Buffer.concat([Buffer.alloc(lead), bytes]);
+    const full = padded.toString('base64').replace(/=+$/, '');
+    const skip = lead === 0 ? 0 : lead + 1;
+    const total = lead + bytes.length;
+    // A partial final group's last characters depend on whatever bytes follow the secret.
+    const keep = total % 3 === 0 ? full.length : Math.floor(total / 3) * 4;
+    const stable = full.slice(skip, keep);
+    out.push(stable, stable.replace(/\+/g, '-').replace(/\//g, '_'));
+  }
+  return out;
 }
 
 /** Replace every token-looking substring and every registered secret with "[redacted]". */
 export function redactSecrets(text: string): string {
   let out = text;
-  for (const secret of [...knownSecrets].sort((a, b) => b.length - a.length)) {
+  for (const secret of secretsByLength) {
     if (out.includes(secret)) out = out.split(secret).join(CENSOR);
   }
   for (const [pattern, replacement] of TOKEN_PATTERNS) out = out.replace(pattern, replacement);

@@ -95,7 +95,10 @@ async function main(): Promise<void> {
     },
   });
 
-  const deps = (token: string): AdapterDeps => ({ config, jobs, commands, log, token });
+  // A platform that refuses the bot for good (a revoked token) ends the process non-zero, so a
+  // supervisor that restarts on failure notices; the adapter has logged the one-line reason.
+  const onFatal = () => void core.close(0).finally(() => process.exit(1));
+  const deps = (token: string): AdapterDeps => ({ config, jobs, commands, log, token, onFatal });
   const starters: [string, string | undefined, (d: AdapterDeps) => Promise<AdapterHandle>][] = [
     ['discord', discordToken, startDiscord],
     ['telegram', telegramToken, startTelegram],

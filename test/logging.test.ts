@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../src/config/load.js';
+import { pino } from 'pino';
 import { createLogger, redactSecrets } from '../src/logging.js';
 
 // Fake tokens in the real shapes (none of these ever worked anywhere).
@@ -112,5 +113,48 @@ describe('logging', () => {
     );
     const ordinary = 'job k3x9q2ab: 4 images 512x768, seed 1234567890, 20 steps, file data/ab/cd.png, v1:rr:k3x9q2ab:2';
     expect(redactSecrets(ordinary)).toBe(ordinary);
+  });
+
+  describe('every encoding a token travels in', () => {
+    const secretHalf = TELEGRAM.slice(TELEGRAM.indexOf(':') + 1);
+    /** Each form as it shows up in real error text; the token's base64 sits at all three alignments. */
+    const forms: [string, string][] = [
+      ['raw', `token ${TELEGRAM} in a sentence`],
+      ['bot<token> in a URL', `GET https://api.telegram.org/bot${TELEGRAM}/getUpdates`],
+      ['URL-encoded', `redirect=https%3A%2F%2Fapi.telegram.org%2Fbot${encodeURIComponent(TELEGRAM)}%2FgetMe`],
+      ['URL-encoded, lowercase escape', `q=${TELEGRAM.replace(':', '%3a')}&x=1`],
+      ['secret half alone', `Unauthorized: invalid token part "${secretHalf}"`],
+      ['base64', `authorization: Basic ${Buffer.from(`u:${TELEGRAM}`).toString('base64')}`],
+      ['base64, shifted one byte', `body=${Buffer.from(`x${TELEGRAM}y`).toString('base64')}`],
+      ['base64, shifted two bytes', `body=${Buffer.from(`xy${TELEGRAM}`).toString('base64')}`],
+      ['base64url of bot<token>', `state=${Buffer.from(`/bot${TELEGRAM}/`).toString('base64url')}`],
+    ];
+    const leaks = (text: string) =>
+      [TELEGRAM, encodeURIComponent(TELEGRAM), TELEGRAM.replace(':', '%3a'), secretHalf].filter((f) => text.includes(f)).length +
+      [`u:${TELEGRAM}`, `x${TELEGRAM}y`, `xy${TELEGRAM}`, `/bot${TELEGRAM}/`].filter((plain) => {
+        // A base64 form leaks when its middle (the token's own bytes) survives.
+        const b64 = Buffer.from(plain).toString('base64');
+        const url = Buffer.from(plain).toString('base64url');
+        return text.includes(b64.slice(8, 40)) || text.includes(url.slice(8, 40));
+      }).length;
+
+    it.each(forms)('scrubs the token given as: %s', (_name, text) => {
+      // The form really carries the token: the same line logged without redaction leaks it.
+      const raw: string[] = [];
+      const plain = pino({ level: 'info' }, { write: (line: string) => void raw.push(line) });
+      plain.error({ err: new Error(text) }, text);
+      expect(leaks(raw.join(''))).toBeGreaterThan(0);
+
+      const { log, lines } = capture();
+      log.error({ err: new Error(text), detail: { text } }, text);
+      expect(leaks(lines.join('\n'))).toBe(0);
+      expect(lines.join('\n')).toContain('[redacted]');
+    });
+
+    it('scrubs the URL-encoded and secret-half forms by shape even when the token is not registered', () => {
+      const other = '5550001111:AAFr7zXk3Jq9mLp0Wc2Vb8Nn6Tt4Yy1Hh5G';
+      expect(redactSecrets(`x=${other.replace(':', '%3A')}`)).toBe('x=[redacted]');
+      expect(redactSecrets(`part ${other.slice(11)} end`)).toBe('part [redacted] end');
+    });
   });
 });

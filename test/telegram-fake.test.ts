@@ -47,16 +47,24 @@ describe('fake Telegram Bot API with the real grammY client', () => {
     expect(seen).toEqual(['first', 'second']);
   });
 
-  it('answers an overlapping poll with 409 when asked to, and a wrong token with 401', async () => {
-    fake = await FakeBotApi.start({ conflictOnOverlap: true });
-    const first = new Bot(fake.token, { client: { apiRoot: fake.apiRoot }, botInfo: undefined });
-    const poll = first.api.getUpdates({ offset: 0, timeout: 3 });
-    await new Promise((r) => setTimeout(r, 200));
-    await expect(first.api.getUpdates({ offset: 0, timeout: 3 })).rejects.toMatchObject({ error_code: 409 });
+  it('ends a pending long poll with 409 when a newer getUpdates arrives (as Telegram does), and a wrong or revoked token with 401', async () => {
+    fake = await FakeBotApi.start();
+    const older = new Bot(fake.token, { client: { apiRoot: fake.apiRoot }, botInfo: undefined });
+    const newer = new Bot(fake.token, { client: { apiRoot: fake.apiRoot }, botInfo: undefined });
+    const oldPoll = older.api.getUpdates({ offset: 0, timeout: 3 });
+    await fake.pollWaiting();
+    const newPoll = newer.api.getUpdates({ offset: 0, timeout: 3 });
+    await expect(oldPoll).rejects.toMatchObject({ error_code: 409, description: expect.stringMatching(/terminated by other getUpdates/) });
+    await fake.pollWaiting();
     fake.push({ message: { message_id: 1, date: 0, chat: { id: 1, type: 'private', first_name: 'A' }, text: 'x' } });
-    await expect(poll).resolves.toHaveLength(1);
+    await expect(newPoll).resolves.toHaveLength(1);
     const wrong = new Bot('1:wrong', { client: { apiRoot: fake.apiRoot } });
     await expect(wrong.api.getMe()).rejects.toMatchObject({ error_code: 401 });
+    const pending = newer.api.getUpdates({ offset: 2, timeout: 3 });
+    await fake.pollWaiting(2);
+    fake.revokeToken();
+    await expect(pending).rejects.toMatchObject({ error_code: 401 });
+    await expect(newer.api.getMe()).rejects.toMatchObject({ error_code: 401 });
   });
 
   it('receives multipart sendPhoto with attach:// resolved and reports the picture size', async () => {

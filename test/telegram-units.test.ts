@@ -5,13 +5,15 @@ import type { Logger } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { decodeAction } from '../commands/codec.js';
 import { classifyFailure, describeFailure } from '../src/adapters/telegram/errors.js';
+import { FloodGate } from '../src/adapters/telegram/flood.js';
+import { escapeHtml, htmlPieces } from '../src/adapters/telegram/html.js';
 import { CALLBACK_DATA_LIMIT, inlineKeyboard } from '../src/adapters/telegram/keyboard.js';
 import { readMessage } from '../src/adapters/telegram/requests.js';
 import { StatusBoard } from '../src/adapters/telegram/status.js';
 import { clip, fitCaption, splitMessage } from '../src/adapters/telegram/text.js';
 import type { Config } from '../src/config/schema.js';
 import type { Job } from '../src/jobs/types.js';
-import { textEntities } from './fakes/telegram/server.js';
+import { parseHtml, textEntities } from './fakes/telegram/server.js';
 
 const BOT = 'club_imagine_bot';
 
@@ -108,7 +110,8 @@ describe('API failures', () => {
     expect(classifyFailure(err(403, 'Forbidden: bot was blocked by the user'))).toBe('unreachable');
     expect(classifyFailure(err(400, 'Bad Request: chat not found'))).toBe('unreachable');
     expect(classifyFailure(err(400, 'Bad Request: message to edit not found'))).toBe('message-gone');
-    expect(classifyFailure(err(409, 'Conflict'))).toBe('fatal');
+    expect(classifyFailure(err(401, 'Unauthorized'))).toBe('fatal');
+    expect(classifyFailure(err(409, 'Conflict'))).toBe('transient');
     expect(classifyFailure(err(502, 'Bad Gateway'))).toBe('transient');
     expect(classifyFailure(new Error('boom'))).toBe('transient');
   });
@@ -205,5 +208,89 @@ describe('status message pacing', () => {
     expect(status.finish(j)).toBe(10);
     await vi.advanceTimersByTimeAsync(20_000);
     expect(sent.filter((s) => s.action === 'upload_photo')).toHaveLength(3);
+  });
+});
+
+describe('flood gate (429 retry_after)', () => {
+  type Call = { method: string; chat?: number; at: number };
+
+  function gate(answers: Record<string, { retryAfter?: number }[]>) {
+    let clock = 1_000_000;
+    const calls: Call[] = [];
+    const slept: number[] = [];
+    const flood = new FloodGate({
+      now: () => clock,
+      sleep: async (ms) => {
+        slept.push(ms);
+        clock += ms;
+      },
+    });
+    const prev = (async (method: string, payload: { chat_id?: number }) => {
+      calls.push({ method, ...(payload.chat_id !== undefined ? { chat: payload.chat_id } : {}), at: clock });
+      const next = answers[method]?.shift();
+      if (next?.retryAfter !== undefined) {
+        return { ok: false, error_code: 429, description: `Too Many Requests: retry after ${next.retryAfter}`, parameters: { retry_after: next.retryAfter } };
+      }
+      return { ok: true, result: true };
+    }) as unknown as Parameters<FloodGate['transformer']>[0];
+    const call = (method: string, chatId?: number) =>
+      flood.transformer(prev, method as 'sendPhoto', (chatId !== undefined ? { chat_id: chatId } : {}) as never);
+    return { calls, slept, call, advance: (ms: number) => (clock += ms), flood };
+  }
+
+  it('holds every later call for that chat until retry_after has passed, to the millisecond, and leaves other chats alone', async () => {
+    const g = gate({ sendPhoto: [{ retryAfter: 60 }] });
+    const first = await g.call('sendPhoto', 42);
+    expect(first.ok).toBe(false);
+    const start = g.calls[0]!.at;
+    // A retry planned for 15 s later (the old delivery retry) still reaches Telegram only after 60 s.
+    g.advance(15_000);
+    await g.call('sendPhoto', 42);
+    expect(g.slept).toEqual([45_000]);
+    expect(g.calls[1]!.at - start).toBe(60_000);
+    // Another chat was never held.
+    await g.call('sendMessage', 43);
+    expect(g.slept).toEqual([45_000]);
+  });
+
+  it('keeps a call without a chat (getUpdates, getMe) in its own scope', async () => {
+    const g = gate({ getUpdates: [{ retryAfter: 5 }] });
+    await g.call('getUpdates');
+    await g.call('sendMessage', 42);
+    expect(g.slept).toEqual([]);
+    await g.call('getUpdates');
+    expect(g.slept).toEqual([5_000]);
+    expect(g.flood.remainingMs()).toBe(0);
+  });
+});
+
+describe('copy-paste parts in HTML', () => {
+  const tricky = 'a *bold* _fox_ ~~in~~ <snow> & `ice`\nNegative prompt: 2 < 3 && 4 > 1\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5';
+
+  it('draws code parts as <pre> blocks that Telegram reads back exactly as typed', () => {
+    const pieces = htmlPieces([{ text: 'Copy this:' }, { text: tricky, code: true }]);
+    expect(pieces).toHaveLength(1);
+    const parsed = parseHtml(pieces[0]!);
+    if ('error' in parsed) throw new Error(parsed.error);
+    const pre = parsed.entities.find((e) => e.type === 'pre')!;
+    expect(parsed.text.slice(Number(pre.offset), Number(pre.offset) + Number(pre.length))).toBe(tricky);
+    expect(parsed.text.startsWith('Copy this:')).toBe(true);
+  });
+
+  it('splits long replies into pieces within 4096 that all parse, losing nothing of the code', () => {
+    const long = Array.from({ length: 900 }, (_, i) => `line ${i} <&> *_~~`).join('\n');
+    const pieces = htmlPieces([{ text: 'Info:' }, { text: long, code: true }, { text: 'end <ok>' }]);
+    expect(pieces.length).toBeGreaterThan(1);
+    let code = '';
+    for (const piece of pieces) {
+      expect(piece.length).toBeLessThanOrEqual(4096);
+      const parsed = parseHtml(piece);
+      if ('error' in parsed) throw new Error(parsed.error);
+      for (const e of parsed.entities.filter((x) => x.type === 'pre')) {
+        code += `${code ? '\n' : ''}${parsed.text.slice(Number(e.offset), Number(e.offset) + Number(e.length))}`;
+      }
+    }
+    expect(code.replace(/\s+/g, ' ')).toBe(long.replace(/\s+/g, ' '));
+    expect(escapeHtml('<&>')).toBe('&lt;&amp;&gt;');
   });
 });

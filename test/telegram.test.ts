@@ -1,10 +1,10 @@
-// The Telegram adapter end to end: the real grammY client under @grammyjs/runner talks to a
+// The Telegram adapter end to end: the real grammY client (with the adapter's poll loop) talks to a
 // fake Bot API on loopback, and the real engine draws on the tiny fixture model. Every
 // scenario asserts what Telegram would have received.
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readTextChunks } from '../engine/png.js';
-import { startTelegram } from '../src/adapters/telegram/index.js';
+import { startTelegram, type TelegramOptions } from '../src/adapters/telegram/index.js';
 import { PLACEHOLDER_TEXT } from '../src/adapters/telegram/updates.js';
 import type { AdapterHandle } from '../src/adapters/types.js';
 import type { Job } from '../src/jobs/types.js';
@@ -42,19 +42,19 @@ async function restart(w: World): Promise<void> {
   w.adapter = await startAdapter(w.fake, w.harness);
 }
 
-async function startAdapter(fake: FakeBotApi, harness: Harness): Promise<AdapterHandle> {
-  const adapter = await startTelegram({
-    config: harness.config,
-    jobs: harness.jobs,
-    commands: harness.commands,
-    log: harness.log,
-    token: fake.token,
-  });
+/** Backoffs short enough for a test; the logic is the production one. */
+const FAST_POLLING: TelegramOptions = { polling: { conflictBaseMs: 50, conflictMaxMs: 200, errorRetryMs: 100 } };
+
+async function startAdapter(fake: FakeBotApi, harness: Harness, onFatal?: (reason: string) => void): Promise<AdapterHandle> {
+  const adapter = await startTelegram(
+    { config: harness.config, jobs: harness.jobs, commands: harness.commands, log: harness.log, token: fake.token, ...(onFatal ? { onFatal } : {}) },
+    FAST_POLLING,
+  );
   await fake.pollWaiting();
   return adapter;
 }
 
-async function setup(options: HarnessOptions = {}): Promise<World> {
+async function setup(options: HarnessOptions = {}, onFatal?: (reason: string) => void): Promise<World> {
   const fake = await FakeBotApi.start();
   const harness = await createHarness({
     ...options,
@@ -64,7 +64,7 @@ async function setup(options: HarnessOptions = {}): Promise<World> {
       telegram: { apiRoot: fake.apiRoot, privateEditMs: 250, groupEditMs: 250, ...options.config?.telegram },
     },
   });
-  const adapter = await startAdapter(fake, harness);
+  const adapter = await startAdapter(fake, harness, onFatal);
   world = { fake, harness, adapter, earlier: [] };
   return world;
 }
@@ -144,7 +144,7 @@ describe('Telegram adapter end to end (fake Bot API, real grammY, real engine)',
     const edits = fake.callsOf('editMessageText').filter((c) => Number(c.params.message_id) === statusId);
     expect(edits.length).toBeGreaterThan(0);
     // The queue was empty, so the job may already be drawing when the first edit goes out.
-    for (const e of edits) expect(String(e.params.text)).toMatch(/^(Queued (#\d+|next up) · |Drawing…)/);
+    for (const e of edits) expect(String(e.params.text)).toMatch(/^(Queued (#\d+|next up) · |Drawing…|✅ Done\.$)/);
     expect(fake.callsOf('sendChatAction').some((c) => c.params.action === 'upload_photo' && chatOf(c) === 42)).toBe(true);
 
     // The result: caption within 1024, three rows of buttons with ≤ 64-byte data.
@@ -447,8 +447,13 @@ describe('Telegram adapter end to end (fake Bot API, real grammY, real engine)',
     expect(String(photoCall.params.caption).length).toBeLessThanOrEqual(1024);
     const details = await fake.waitFor((c) => c.method === 'sendMessage' && replyToOf(c) === photo.message_id, 20_000, 'details');
     expect(String(details.params.text)).toMatch(/left out: .*word11\d/);
-    const job = await jobOfResult(harness, 42, photo);
-    expect(job.delivery?.ref?.detailMessageIds).toBe(String(fake.messageOf(details).message_id));
+    await jobOfResult(harness, 42, photo);
+    // 🗑 removes the photo and its details message.
+    const del = fake.pressButton(alice, fake.messages.get(`42:${photo.message_id}`) as TgMessage, buttonData(photoCall, '🗑'));
+    await answerOf(fake, del);
+    const detailsId = fake.messageOf(details).message_id;
+    await fake.waitFor((c) => c.method === 'deleteMessage' && Number(c.params.message_id) === detailsId, 20_000, 'details deletion');
+    expect(fake.messages.has(`42:${photo.message_id}`)).toBe(false);
     await w.adapter.stop();
     expect(fake.callsOf('sendPhoto')).toHaveLength(1);
     // stop() confirmed everything it took, so a new process does not see these updates again.
@@ -456,19 +461,112 @@ describe('Telegram adapter end to end (fake Bot API, real grammY, real engine)',
     expect(harness.logLines.join('\n')).not.toContain(fake.token);
   });
 
-  it('stops polling with a clear log line on 409 (another instance) instead of looping, and refuses a bad token at start', async () => {
+  it('does not send a photo again after a restart when only the job record of its delivery was missing', async () => {
     const w = await setup();
     const { fake, harness } = w;
-    fake.fail('getUpdates', ERRORS.conflict());
-    // Completes the waiting poll; the next one gets the 409.
+    // The job store cannot take the delivery record in this life (a kill would have the same effect).
+    harness.jobs.markDelivered = async () => {
+      throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+    };
     const alice = fake.user(42, 'Alice');
-    fake.sendText(fake.privateChat(alice), alice, '/help');
-    await expect.poll(() => harness.logLines.some((l) => l.includes('another bot instance is polling')), { timeout: 20_000 }).toBe(true);
-    const conflictSeq = fake.callsOf('getUpdates').find((c) => c.status === 409)?.seq ?? 0;
+    const request = fake.sendText(fake.privateChat(alice), alice, 'a kite --seed 1');
+    const photo = fake.messageOf(await photoReplyingTo(fake, 42, request.message_id));
+    await expect.poll(() => harness.logLines.some((l) => l.includes('result sent but its delivery could not be recorded')), { timeout: 20_000 }).toBe(true);
+    await restart(w);
+    const job = await jobOfResult(w.harness, 42, photo);
+    expect(job.status).toBe('delivered');
+    expect(fake.callsOf('sendPhoto')).toHaveLength(1);
+  });
+
+  it('records the delivery the moment Telegram accepts the photo, before the details message and the status removal', async () => {
+    const w = await setup();
+    const { fake, harness } = w;
+    const alice = fake.user(42, 'Alice');
+    const chat = fake.privateChat(alice);
+    const words = Array.from({ length: 120 }, (_, i) => `word${i}`).join(' ');
+    // The details message (a reply to the photo) hangs in Telegram.
+    const release = fake.hold('sendMessage', (p) => {
+      const replyTo = p.reply_parameters as JsonObject | undefined;
+      return replyTo !== undefined && fake.callsOf('sendPhoto').some((c) => c.status === 200 && fake.messageOf(c).message_id === Number(replyTo.message_id));
+    });
+    const request = fake.sendText(chat, alice, `${words} --seed 3`);
+    const photo = fake.messageOf(await photoReplyingTo(fake, 42, request.message_id));
+    const job = await jobOfResult(harness, 42, photo);
+    expect(job.status).toBe('delivered');
+    const status = fake.messageOf(await placeholderFor(fake, 42, request.message_id));
+    // Recorded while the details are still on their way and the status message is still up.
+    expect(fake.messages.has(`42:${status.message_id}`)).toBe(true);
+    release();
+    await fake.waitFor((c) => c.method === 'deleteMessage' && Number(c.params.message_id) === status.message_id, 20_000, 'status deletion');
+  });
+
+  it('rerolls again when the same member removes 🔁 and adds it again, or adds another reroll reaction', async () => {
+    const w = await setup({ config: { telegram: { rerollReactions: ['🔁', '🤔'] } } });
+    const { fake } = w;
+    const alice = fake.user(42, 'Alice', 'alice');
+    const { photo, chat } = await privatePrompt(w, alice, 'a paper boat --seed 5');
+    await jobOfResult(w.harness, 42, photo);
+    const rerollPhotos = () => fake.callsOf('sendPhoto').filter((c) => c.status === 200 && replyToOf(c) === photo.message_id).length;
+    fake.react(chat, photo.message_id, alice, ['🔁']);
+    await expect.poll(rerollPhotos, { timeout: JOB_MS }).toBe(1);
+    fake.react(chat, photo.message_id, alice, [], ['🔁']);
+    fake.react(chat, photo.message_id, alice, ['🔁']);
+    await expect.poll(rerollPhotos, { timeout: JOB_MS }).toBe(2);
+    fake.react(chat, photo.message_id, alice, ['🔁', '🤔'], ['🔁']);
+    await expect.poll(rerollPhotos, { timeout: JOB_MS }).toBe(3);
+    // Taking reactions away rerolls nothing.
+    fake.react(chat, photo.message_id, alice, [], ['🔁', '🤔']);
+    await fake.pollWaiting(fake.react(chat, photo.message_id, alice, ['👍']) + 1);
     await w.adapter.stop();
-    const pollsAfter = fake.callsOf('getUpdates').filter((c) => c.seq > conflictSeq);
-    // At most stop()'s confirming call (timeout 0): no retry loop.
-    expect(pollsAfter.every((c) => Number(c.params.timeout) === 0)).toBe(true);
+    expect(rerollPhotos()).toBe(3);
+  });
+
+  it('keeps polling through 409 Conflict: retried with backoff and logged, and the next request is answered', async () => {
+    const w = await setup();
+    const { fake, harness } = w;
+    fake.fail('getUpdates', ERRORS.conflict(), 3);
+    const alice = fake.user(42, 'Alice');
+    const chat = fake.privateChat(alice);
+    // Completes the waiting poll; the next three get 409.
+    fake.sendText(chat, alice, '/help');
+    await expect.poll(() => fake.callsOf('getUpdates').filter((c) => c.status === 409).length, { timeout: 20_000 }).toBe(3);
+    const later = fake.sendText(chat, alice, '/help');
+    await fake.waitFor((c) => c.method === 'sendMessage' && replyToOf(c) === later.message_id, 20_000, 'an answer after the conflicts');
+    const warnings = harness.logLines.filter((l) => l.includes('409 Conflict') && l.includes('retrying'));
+    expect(warnings).toHaveLength(3);
+    expect(harness.logLines.join('\n')).not.toContain(fake.token);
+  });
+
+  it('settles a deploy overlap on the newer instance: the old one yields, and its stop does not deafen the new one', async () => {
+    const w = await setup();
+    const { fake, harness } = w;
+    const newer = await startTelegram(
+      { config: harness.config, jobs: harness.jobs, commands: harness.commands, log: harness.log, token: fake.token },
+      FAST_POLLING,
+    );
+    // The newer poll ended the old one's with 409; the old one sees the newer lease and yields.
+    await expect.poll(() => harness.logLines.some((l) => l.includes('a newer instance of this bot polls now')), { timeout: 20_000 }).toBe(true);
+    await w.adapter.stop();
+    w.adapter = newer;
+    const alice = fake.user(42, 'Alice');
+    const request = fake.sendText(fake.privateChat(alice), alice, '/help');
+    await fake.waitFor((c) => c.method === 'sendMessage' && replyToOf(c) === request.message_id, 20_000, 'the newer instance answering');
+    // One conflict (the old instance's poll), and none after it: the newer one never lost its poll.
+    expect(fake.callsOf('getUpdates').filter((c) => c.status === 409)).toHaveLength(1);
+  });
+
+  it('ends polling with one clear line and reports it as fatal when the token is revoked while running (401)', async () => {
+    let fatal: string | undefined;
+    const w = await setup({}, (reason) => (fatal = reason));
+    const { fake, harness } = w;
+    fake.revokeToken();
+    await expect.poll(() => fatal, { timeout: 20_000 }).toMatch(/no longer accepts the bot token \(401/);
+    expect(harness.logLines.filter((l) => l.includes('no longer accepts the bot token'))).toHaveLength(1);
+    const longPolls = () => fake.callsOf('getUpdates').filter((c) => Number(c.params.timeout) > 0).length;
+    const atFatal = longPolls();
+    await w.adapter.stop();
+    // No retry loop after a revoked token.
+    expect(longPolls()).toBe(atFatal);
     expect(harness.logLines.join('\n')).not.toContain(fake.token);
 
     await expect(

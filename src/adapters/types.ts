@@ -11,6 +11,11 @@ export interface AdapterDeps {
   log: Logger;
   /** The token, from the environment (Config.secrets); never logged. */
   token: string;
+  /**
+   * The platform refused the bot for good while it ran (a revoked token): the adapter has stopped
+   * its intake and logged one clear line; the caller stops the rest and exits non-zero.
+   */
+  onFatal?: (reason: string) => void;
 }
 
 export interface AdapterHandle {

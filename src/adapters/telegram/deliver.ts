@@ -1,6 +1,7 @@
 // Puts a finished job's picture in the chat: the grid as a photo with a short caption and the
-// action keyboard, the rest of the details as a follow-up message, then the status message
-// goes away and the job is marked delivered (with the message, so 🔁 reactions find it).
+// action keyboard. The delivery is recorded the moment Telegram accepts the photo (with the
+// message, so 🔁 reactions find it), before anything else, so a kill after that never sends the
+// picture again; then the rest of the details as a follow-up message, and the status message goes.
 import { readFile } from 'node:fs/promises';
 import { GrammyError, InputFile, type Api } from 'grammy';
 import type { Message } from 'grammy/types';
@@ -20,12 +21,28 @@ export const PHOTO_LIMITS = { bytes: 10_000_000, maxSideSum: 10_000, maxAspect: 
 export const DOCUMENT_BYTES = 50_000_000;
 /** When a delivery fails for a reason that may pass (network, Telegram trouble): wait, then try again. */
 const RETRY_DELAYS_MS = [15_000, 60_000, 300_000];
+const DONE_TEXT = '✅ Done.';
+
+/** Where the ids of a result's follow-up messages are kept (🗑 removes them with the photo). */
+export interface ResultNotes {
+  getNote(jobId: string): Promise<string[] | undefined>;
+  setNote(jobId: string, values: string[]): Promise<void>;
+  deleteNote(jobId: string): Promise<void>;
+}
+
+/**
+ * The adapter's own note that a job's photo is in the chat: one small write on its own record,
+ * made the moment Telegram answers, so it lands before anything else (the job record's write
+ * waits its turn behind other job writes). It is turned into the job's delivery record next.
+ */
+const sentNote = (jobId: string) => `${jobId}:sent`;
 
 export interface DeliveryDeps {
   api: Api;
   jobs: JobService;
   config: Config;
   log: Logger;
+  notes: ResultNotes;
 }
 
 export class Deliveries {
@@ -68,22 +85,54 @@ export class Deliveries {
       return;
     }
     if (fresh.status !== 'done' || !fresh.result) return;
-    let ref: Record<string, string>;
+    const status = statusMessageId ?? readHandle(fresh).statusMessageId;
+    const earlier = await this.deps.notes.getNote(sentNote(fresh.id)).catch(() => undefined);
+    if (earlier?.[0] && earlier[1]) {
+      // The photo went out before a kill, which came before the job record said so.
+      log.info({ messageId: earlier[1] }, 'telegram: the photo was sent before a restart; recording its delivery');
+      await this.record(fresh, { chatId: earlier[0], messageId: earlier[1] }, log);
+      await this.removeStatus(fresh, status, log).catch(() => undefined);
+      return;
+    }
+    // Said before the photo goes: a kill between the photo and the status removal then leaves a
+    // true "Done", never a "Drawing…" or "Queued" beside a delivered picture.
+    await this.editStatus(fresh, status, DONE_TEXT);
+    let sent: { message: Message; details: string };
     try {
-      ref = await this.send(fresh, log);
+      sent = await this.sendPicture(fresh, log);
     } catch (err) {
       await this.failed(fresh, statusMessageId, err, log);
       return;
     }
-    // The picture is in the chat: from here on nothing may send it again in this process.
+    // The picture is in the chat: from here on nothing may send it again, in this process or the next.
     this.attempts.delete(fresh.id);
-    await this.removeStatus(fresh, statusMessageId ?? readHandle(fresh).statusMessageId, log).catch(() => undefined);
-    if (await recordDelivery(() => jobs.markDelivered(fresh.id, ref), log)) {
+    const { chatId, threadId } = readHandle(fresh);
+    const ref = { chatId: String(chatId), messageId: String(sent.message.message_id) };
+    await this.deps.notes
+      .setNote(sentNote(fresh.id), [ref.chatId, ref.messageId])
+      .then(() => log.debug({ messageId: ref.messageId }, 'telegram: photo accepted and noted'))
+      .catch((err: unknown) => log.warn({ err }, 'telegram: photo accepted but not noted; the job record follows'));
+    await this.record(fresh, ref, log);
+    const detailIds = await this.sendDetails(chatId, threadId, sent, log);
+    if (detailIds.length > 0) {
+      await this.deps.notes.setNote(fresh.id, detailIds).catch((err: unknown) => log.warn({ err }, 'telegram: details message ids not kept'));
+    }
+    await this.removeStatus(fresh, status, log).catch(() => undefined);
+  }
+
+  private async record(job: Job, ref: { chatId: string; messageId: string }, log: Logger): Promise<void> {
+    if (await recordDelivery(() => this.deps.jobs.markDelivered(job.id, ref), log)) {
       log.info({ messageId: ref.messageId }, 'telegram: result delivered');
+      await this.deps.notes.deleteNote(sentNote(job.id)).catch(() => undefined);
     }
   }
 
-  private async send(job: Job, log: Logger): Promise<Record<string, string>> {
+  private async editStatus(job: Job, statusMessageId: number | null, text: string): Promise<void> {
+    if (statusMessageId === null) return;
+    await this.deps.api.editMessageText(readHandle(job).chatId, statusMessageId, text).catch(() => undefined);
+  }
+
+  private async sendPicture(job: Job, log: Logger): Promise<{ message: Message; details: string }> {
     const { api, jobs, config } = this.deps;
     const result = job.result;
     const file = result?.grid ?? result?.images[0]?.file;
@@ -115,21 +164,22 @@ export class Deliveries {
       message = await api.sendDocument(handle.chatId, new InputFile(doc.data, `${job.id}.${doc.ext}`), common);
     }
 
-    const ref: Record<string, string> = { chatId: String(handle.chatId), messageId: String(message.message_id) };
-    const details = [overflow, ...view.details].filter((t) => t.trim().length > 0).join('\n');
+    return { message, details: [overflow, ...view.details].filter((t) => t.trim().length > 0).join('\n') };
+  }
+
+  private async sendDetails(chatId: number, threadId: number | null, sent: { message: Message; details: string }, log: Logger): Promise<string[]> {
     const detailIds: string[] = [];
-    for (const piece of details ? splitMessage(details) : []) {
+    for (const piece of sent.details ? splitMessage(sent.details) : []) {
       try {
-        const sent = await api.sendMessage(handle.chatId, piece, replyOptions(message.message_id, handle.threadId));
-        detailIds.push(String(sent.message_id));
+        const reply = await this.deps.api.sendMessage(chatId, piece, replyOptions(sent.message.message_id, threadId));
+        detailIds.push(String(reply.message_id));
       } catch (err) {
         // The picture is already up; missing details are not worth a second photo.
         log.warn(describeFailure(err), 'telegram: details message failed');
         break;
       }
     }
-    if (detailIds.length > 0) ref.detailMessageIds = detailIds.join(',');
-    return ref;
+    return detailIds;
   }
 
   private async removeStatus(job: Job, statusMessageId: number | null, log: Logger): Promise<void> {
@@ -140,7 +190,7 @@ export class Deliveries {
     } catch (err) {
       if (classifyFailure(err) === 'message-gone') return;
       log.debug(describeFailure(err), 'telegram: status message not deleted; marking it done instead');
-      await this.deps.api.editMessageText(chatId, statusMessageId, '✅ Done.').catch(() => undefined);
+      await this.editStatus(job, statusMessageId, DONE_TEXT);
     }
   }
 
@@ -159,13 +209,17 @@ export class Deliveries {
     }
     const attempt = (this.attempts.get(job.id) ?? 0) + 1;
     this.attempts.set(job.id, attempt);
-    const delay = RETRY_DELAYS_MS[attempt - 1];
+    const planned = RETRY_DELAYS_MS[attempt - 1];
+    // A 429 says exactly how long Telegram wants: never sooner (the flood gate holds the call too).
+    const retryAfterMs = err instanceof GrammyError && err.error_code === 429 ? (err.parameters.retry_after ?? 0) * 1000 : 0;
+    const delay = planned === undefined ? undefined : Math.max(planned, retryAfterMs);
     if (delay === undefined || this.closed) {
       this.attempts.delete(job.id);
       log.error(describeFailure(err), 'telegram: delivery failed; it is tried again at the next start');
       return;
     }
     log.warn({ ...describeFailure(err), attempt, retryInMs: delay }, 'telegram: delivery failed; will retry');
+    await this.editStatus(job, statusMessageId ?? readHandle(job).statusMessageId, `✅ Done, but Telegram did not take the picture yet; trying again in ${formatWait(delay)}.`);
     const timer = setTimeout(() => {
       this.timers.delete(timer);
       void this.deliver(job, statusMessageId);
@@ -193,6 +247,10 @@ async function recordDelivery(mark: () => Promise<void>, log: Logger): Promise<b
     }
   }
   return false;
+}
+
+function formatWait(ms: number): string {
+  return ms < 60_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`;
 }
 
 class MissingPicture extends Error {

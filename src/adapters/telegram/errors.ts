@@ -10,7 +10,7 @@ export type FailureKind =
   | 'unreachable'
   /** The message to edit or delete is gone (deleted by someone, older than 48 h). */
   | 'message-gone'
-  /** The token is wrong (401) or another instance polls with it (409). */
+  /** The token is wrong (401). A 409 is not: another poller or a Telegram hiccup passes (see polling.ts). */
   | 'fatal'
   /** Anything else: worth trying again later. */
   | 'transient';
@@ -21,7 +21,7 @@ export function classifyFailure(err: unknown): FailureKind {
   if (err instanceof GrammyError) {
     const text = err.description.toLowerCase();
     if (err.error_code === 400 && text.includes('message is not modified')) return 'not-modified';
-    if (err.error_code === 401 || err.error_code === 409) return 'fatal';
+    if (err.error_code === 401) return 'fatal';
     if (err.error_code === 403) return 'unreachable';
     if (err.error_code === 400 && (text.includes('chat not found') || text.includes('user is deactivated') || text.includes('have no rights'))) {
       return 'unreachable';

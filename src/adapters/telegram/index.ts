@@ -1,32 +1,43 @@
-// The Telegram adapter: grammY under @grammyjs/runner (updates are handled concurrently, so
-// one member's request never waits behind another's), bounded auto-retry for 429 and 5xx,
-// and the job events drawn as status edits and result photos.
+// The Telegram adapter: grammY with its own polling loop (polling.ts: a durable inbox before
+// Telegram is told an update arrived, 409/429/401 handled), updates handled concurrently so one
+// member's request never waits behind another's, bounded auto-retry for 429 and 5xx with a flood
+// gate over it, and the job events drawn as status edits and result photos.
 import { autoRetry } from '@grammyjs/auto-retry';
-import { run, type RunnerHandle } from '@grammyjs/runner';
-import { Bot, GrammyError, type Transformer } from 'grammy';
-import type { BotCommand } from 'grammy/types';
+import { Bot, BotError, GrammyError } from 'grammy';
+import type { BotCommand, Update } from 'grammy/types';
 import { commandDefinitions } from '../../../commands/definitions.js';
 import { statusText } from '../../../commands/status.js';
 import type { Config } from '../../config/schema.js';
 import type { JobEvent } from '../../jobs/types.js';
+import { openAdapterState } from '../../store/adapter-state.js';
 import type { AdapterDeps, AdapterHandle } from '../types.js';
 import { Deliveries } from './deliver.js';
-import { classifyFailure, describeFailure } from './errors.js';
+import { describeFailure } from './errors.js';
+import { FloodGate } from './flood.js';
+import { Poller, type AllowedUpdate, type PollTiming } from './polling.js';
 import { StatusBoard } from './status.js';
 import { UpdateHandlers } from './updates.js';
 
 /** message_reaction is not in Telegram's default list: it must be asked for. */
-export const ALLOWED_UPDATES = ['message', 'callback_query', 'message_reaction'] as const;
-/** auto-retry's defaults are unbounded; a job slot must not hang for hours on a flood wait. */
+export const ALLOWED_UPDATES: readonly AllowedUpdate[] = ['message', 'callback_query', 'message_reaction'];
+/**
+ * auto-retry's defaults are unbounded; a request handler must not hang for hours on a flood wait.
+ * A longer wait comes back as a 429 and the flood gate holds every later call for that chat until
+ * Telegram's retry_after has passed.
+ */
 export const RETRY = { maxRetryAttempts: 3, maxDelaySeconds: 30 } as const;
 const POLL_TIMEOUT_SECONDS = 30;
 /** A request may take this long beyond a long poll's own wait before it counts as failed. */
 const REQUEST_MARGIN_SECONDS = 15;
-const POLL_RETRY_MS = 3_000;
 /** How long stop() waits for a delivery under way. */
 const STOP_FLUSH_MS = 15_000;
 
-export async function startTelegram(deps: AdapterDeps): Promise<AdapterHandle> {
+/** Knobs for tests; production uses the defaults. */
+export interface TelegramOptions {
+  polling?: Partial<PollTiming>;
+}
+
+export async function startTelegram(deps: AdapterDeps, options: TelegramOptions = {}): Promise<AdapterHandle> {
   const { config, jobs, commands, token } = deps;
   const log = deps.log.child({ platform: 'telegram' });
   // Bot.token is a public enumerable field: the bot object must never reach a log line.
@@ -34,8 +45,12 @@ export async function startTelegram(deps: AdapterDeps): Promise<AdapterHandle> {
   const bot = new Bot(token, {
     client: { apiRoot: config.telegram.apiRoot, timeoutSeconds: POLL_TIMEOUT_SECONDS + REQUEST_MARGIN_SECONDS },
   });
+  const flood = new FloodGate({
+    onWait: ({ method, scope, waitMs }) => log.info({ method, chatId: scope, waitMs }, 'telegram: waiting out a flood limit before calling'),
+  });
   bot.api.config.use(autoRetry({ ...RETRY, rethrowHttpErrors: true }));
-  bot.api.config.use(logPollingTrouble(log));
+  // Outermost: it sees what auto-retry gave up on, and holds every later call until the wait is over.
+  bot.api.config.use(flood.transformer);
 
   bot.botInfo = await connect(bot, log);
   // A webhook left set by another deployment makes every getUpdates answer 409.
@@ -44,8 +59,25 @@ export async function startTelegram(deps: AdapterDeps): Promise<AdapterHandle> {
     .setMyCommands(menu(config))
     .catch((err: unknown) => log.warn(describeFailure(err), 'telegram: the command menu could not be set'));
 
+  const state = await openAdapterState<Update>(config, 'telegram', (err) => log.error({ err }, 'telegram: inbox store error'));
   const board = new StatusBoard({ api: bot.api, config, log });
-  const deliveries = new Deliveries({ api: bot.api, jobs, config, log });
+  const deliveries = new Deliveries({ api: bot.api, jobs, config, log, notes: state });
+  let stopped = false;
+  const poller: Poller = new Poller({
+    api: bot.api,
+    state,
+    log,
+    allowedUpdates: ALLOWED_UPDATES,
+    // Errors in handlers end up in bot.catch below; handleUpdate rethrows them as BotError.
+    handle: async (update) => {
+      await bot.handleUpdate(update).catch((err: unknown) => (err instanceof BotError ? bot.errorHandler(err) : Promise.reject(err)));
+    },
+    fatal: (reason) => {
+      stopped = true;
+      deps.onFatal?.(reason);
+    },
+    ...(options.polling ? { timing: options.polling } : {}),
+  });
   const handlers = new UpdateHandlers({
     api: bot.api,
     config,
@@ -54,14 +86,10 @@ export async function startTelegram(deps: AdapterDeps): Promise<AdapterHandle> {
     log,
     board,
     botUsername: () => bot.botInfo.username,
+    placeholders: poller,
+    notes: state,
   });
 
-  let lastUpdateId = -1;
-  let intake = true;
-  bot.use(async (ctx, next) => {
-    lastUpdateId = Math.max(lastUpdateId, ctx.update.update_id);
-    if (intake) await next();
-  });
   bot.on('message', (ctx) => handlers.onMessage(ctx));
   bot.on('callback_query', (ctx) => handlers.onCallback(ctx));
   bot.on('message_reaction', (ctx) => handlers.onReaction(ctx));
@@ -99,23 +127,7 @@ export async function startTelegram(deps: AdapterDeps): Promise<AdapterHandle> {
   };
   const unsubscribe = jobs.on(onEvent);
 
-  const runner: RunnerHandle = run(bot, {
-    runner: {
-      fetch: { allowed_updates: [...ALLOWED_UPDATES], timeout: POLL_TIMEOUT_SECONDS },
-      // Polling errors are logged through pino (logPollingTrouble), not printed to the console.
-      silent: true,
-      // The runner's default backoff doubles without a cap (a long outage would mean hours of
-      // silence after it); a steady pace and no deadline ride out any outage. 401 and 409 still end it.
-      retryInterval: POLL_RETRY_MS,
-      maxRetryTime: Number.POSITIVE_INFINITY,
-    },
-  });
-  let stopped = false;
-  runner.task()?.catch((err: unknown) => {
-    if (stopped) return;
-    // 401 and 409 end polling for good; restarting would only loop.
-    log.error({ ...describeFailure(err) }, pollingStopped(err));
-  });
+  await poller.start();
 
   const pending = (async () => {
     for (const job of await jobs.pendingDeliveries('telegram')) {
@@ -126,23 +138,22 @@ export async function startTelegram(deps: AdapterDeps): Promise<AdapterHandle> {
 
   log.info({ username: bot.botInfo.username }, 'telegram: polling');
 
+  let stopping: Promise<void> | undefined;
   return {
     platform: 'telegram',
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      intake = false;
-      if (runner.isRunning()) await runner.stop();
-      // The runner does not confirm the last batch; without this, it is delivered again at the next start.
-      if (lastUpdateId >= 0) {
-        await bot.api.getUpdates({ offset: lastUpdateId + 1, limit: 1, timeout: 0 }).catch(() => undefined);
-      }
-      await pending;
-      await Promise.race([deliveries.idle(), new Promise((resolve) => setTimeout(resolve, STOP_FLUSH_MS).unref())]);
-      unsubscribe();
-      board.close();
-      deliveries.close();
-      log.info('telegram: stopped');
+    stop() {
+      stopping ??= (async () => {
+        stopped = true;
+        await poller.stop(STOP_FLUSH_MS);
+        await pending;
+        await Promise.race([deliveries.idle(), new Promise((resolve) => setTimeout(resolve, STOP_FLUSH_MS).unref())]);
+        unsubscribe();
+        board.close();
+        deliveries.close();
+        await state.close().catch(() => undefined);
+        log.info('telegram: stopped');
+      })();
+      return stopping;
     },
   };
 }
@@ -166,9 +177,12 @@ async function connect(bot: Bot, log: AdapterDeps['log']): Promise<Bot['botInfo'
     try {
       return await bot.api.getMe();
     } catch (err) {
-      if (err instanceof GrammyError) throw new Error(startupFailure(err));
-      log.warn({ attempt, retryInSeconds: wait / 1000, ...describeFailure(err) }, 'telegram: API unreachable; retrying');
-      await new Promise((resolve) => setTimeout(resolve, wait));
+      const retryAfter = err instanceof GrammyError && err.error_code === 429 ? err.parameters.retry_after : undefined;
+      if (err instanceof GrammyError && retryAfter === undefined) throw new Error(startupFailure(err));
+      // A flood wait is honoured to the second; anything else backs off.
+      const pause = retryAfter !== undefined ? retryAfter * 1000 : wait;
+      log.warn({ attempt, retryInSeconds: pause / 1000, ...describeFailure(err) }, 'telegram: API unreachable; retrying');
+      await new Promise((resolve) => setTimeout(resolve, pause));
     }
   }
 }
@@ -178,33 +192,4 @@ function startupFailure(err: unknown): string {
     return 'Telegram rejected the bot token (401 Unauthorized). Check TELEGRAM_TOKEN (from @BotFather).';
   }
   return `Telegram could not be reached at start-up (${Object.values(describeFailure(err)).join(' ')}).`;
-}
-
-function pollingStopped(err: unknown): string {
-  if (err instanceof GrammyError && err.error_code === 409) {
-    return 'telegram: polling stopped: another bot instance is polling with this token (409 Conflict). Stop the other one and restart this bot.';
-  }
-  if (err instanceof GrammyError && err.error_code === 401) {
-    return 'telegram: polling stopped: Telegram no longer accepts the bot token (401). Set a valid TELEGRAM_TOKEN and restart.';
-  }
-  return 'telegram: polling stopped after repeated errors; restart the bot to resume.';
-}
-
-/** Logs failed getUpdates calls (the runner retries them quietly) without their URL. */
-function logPollingTrouble(log: AdapterDeps['log']): Transformer {
-  return async (prev, method, payload, signal) => {
-    try {
-      const result = await prev(method, payload, signal);
-      if (method === 'getUpdates' && !result.ok) {
-        const level = result.error_code === 401 || result.error_code === 409 ? 'error' : 'warn';
-        log[level]({ code: result.error_code, description: result.description }, 'telegram: getUpdates failed');
-      }
-      return result;
-    } catch (err) {
-      if (method === 'getUpdates' && !signal?.aborted && classifyFailure(err) !== 'fatal') {
-        log.warn(describeFailure(err), 'telegram: getUpdates failed');
-      }
-      throw err;
-    }
-  };
 }

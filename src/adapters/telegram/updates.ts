@@ -9,9 +9,11 @@ import { runCommand } from '../../../commands/index.js';
 import { commandForAction, startsJob } from '../../../commands/routing.js';
 import type { Action, CommandContext, CommandName, CommandReply, CommandRequest } from '../../../commands/types.js';
 import type { Config } from '../../config/schema.js';
-import type { JobService, Requester } from '../../jobs/types.js';
+import type { Job, JobService, Requester } from '../../jobs/types.js';
+import type { ResultNotes } from './deliver.js';
 import { classifyFailure, describeFailure } from './errors.js';
 import { makeTarget, replyOptions } from './handle.js';
+import { htmlPieces } from './html.js';
 import { inlineKeyboard } from './keyboard.js';
 import { readMessage } from './requests.js';
 import type { StatusBoard } from './status.js';
@@ -25,6 +27,12 @@ const EXPIRED_BUTTON = 'This button is no longer valid. Use the buttons on a new
 /** Commands whose argument text is also their single slash option (see commands/definitions.ts). */
 const TEXT_OPTION: Partial<Record<CommandName, string>> = { cancel: 'job', settings: 'change' };
 
+/** Status messages already sent for an update, kept in the inbox so handling it again after a kill reuses them. */
+export interface PlaceholderMemory {
+  placeholderOf(updateId: number): number | undefined;
+  rememberPlaceholder(updateId: number, messageId: number): Promise<void>;
+}
+
 export interface UpdateDeps {
   api: Api;
   config: Config;
@@ -33,6 +41,9 @@ export interface UpdateDeps {
   log: Logger;
   board: StatusBoard;
   botUsername: () => string;
+  placeholders?: PlaceholderMemory;
+  /** Ids of a result's follow-up messages (see deliver.ts). */
+  notes?: Pick<ResultNotes, 'getNote'>;
 }
 
 /** Where answers to one request go. */
@@ -74,7 +85,7 @@ export class UpdateHandlers {
       ...(option && intent.text ? { options: { [option]: intent.text } } : {}),
       idempotencyKey: `tg:${message.chat.id}:${message.message_id}`,
     };
-    await this.handle(place, request);
+    await this.handle(place, request, ctx.update.update_id);
   }
 
   async onCallback(ctx: Context): Promise<void> {
@@ -95,7 +106,7 @@ export class UpdateHandlers {
       replyTo: message && message.date !== 0 ? message.message_id : null,
       threadId: message && 'is_topic_message' in message && message.is_topic_message ? (message.message_thread_id ?? null) : null,
     };
-    await this.handle(place, this.actionRequest(action, query.from, 'button', `tg:cb:${query.id}`));
+    await this.handle(place, this.actionRequest(action, query.from, 'button', `tg:cb:${query.id}`), ctx.update.update_id);
   }
 
   async onReaction(ctx: Context): Promise<void> {
@@ -110,8 +121,10 @@ export class UpdateHandlers {
     const job = await this.deps.jobs.findByMessage('telegram', String(update.chat.id), String(update.message_id));
     if (!job) return;
     const place: Place = { chatId: update.chat.id, chatType: update.chat.type, replyTo: update.message_id, threadId: null };
-    const key = `tg:re:${update.chat.id}:${update.message_id}:${user.id}`;
-    await this.handle(place, this.actionRequest({ action: 'reroll', jobId: job.id }, user, 'reaction', key));
+    // Keyed by the update: Telegram re-sends an unconfirmed update with the same id (queued once),
+    // while the member removing and adding 🔁 again is a new update and a new reroll.
+    const key = `tg:re:${update.chat.id}:${update.message_id}:${user.id}:${ctx.update.update_id}`;
+    await this.handle(place, this.actionRequest({ action: 'reroll', jobId: job.id }, user, 'reaction', key), ctx.update.update_id);
   }
 
   private actionRequest(action: Action, from: User, via: 'button' | 'reaction', idempotencyKey: string): Omit<CommandRequest, 'target'> {
@@ -119,17 +132,27 @@ export class UpdateHandlers {
   }
 
   /** Runs one request and draws its reply. Requests that start a job get their status message first. */
-  private async handle(place: Place, request: Omit<CommandRequest, 'target'>): Promise<void> {
+  private async handle(place: Place, request: Omit<CommandRequest, 'target'>, updateId: number): Promise<void> {
     const startsAJob = startsJob(request.command);
     let placeholder: number | null = null;
     if (startsAJob) {
       // Sent before the command runs so its id is stored with the job: the status message can
-      // then be edited and removed even after a restart.
-      try {
-        placeholder = (await this.deps.api.sendMessage(place.chatId, PLACEHOLDER_TEXT, replyOptions(place.replyTo, place.threadId))).message_id;
-      } catch (err) {
-        this.deps.log.warn(describeFailure(err), 'telegram: could not send a status message');
-        if (classifyFailure(err) === 'unreachable') return;
+      // then be edited and removed even after a restart. An update handled again after a kill
+      // reuses the one it already has, so no "One moment…" is left behind.
+      placeholder = this.deps.placeholders?.placeholderOf(updateId) ?? null;
+      if (placeholder === null) {
+        try {
+          placeholder = (await this.deps.api.sendMessage(place.chatId, PLACEHOLDER_TEXT, replyOptions(place.replyTo, place.threadId))).message_id;
+        } catch (err) {
+          this.deps.log.warn(describeFailure(err), 'telegram: could not send a status message');
+          if (classifyFailure(err) === 'unreachable') return;
+        }
+        if (placeholder !== null) {
+          await this.deps.placeholders
+            ?.rememberPlaceholder(updateId, placeholder)
+            .then(() => this.deps.log.debug({ updateId, messageId: placeholder }, 'telegram: status message id kept'))
+            .catch((err: unknown) => this.deps.log.warn({ err }, 'telegram: status message id not kept in the inbox'));
+        }
       }
     }
     const target = makeTarget(place.chatId, { chatType: place.chatType, replyTo: place.replyTo, statusMessageId: placeholder, threadId: place.threadId });
@@ -148,7 +171,7 @@ export class UpdateHandlers {
 
   private async draw(place: Place, reply: CommandReply, placeholder: number | null): Promise<void> {
     const { api, board, log } = this.deps;
-    if (reply.deleteJob) await this.deleteResult(reply.deleteJob.delivery?.ref);
+    if (reply.deleteJob) await this.deleteResult(reply.deleteJob);
 
     const files = reply.files ?? [];
     for (const [i, file] of files.entries()) {
@@ -178,6 +201,7 @@ export class UpdateHandlers {
 
     const text = files.length > 0 || (reply.deleteJob && reply.ok) ? '' : reply.text;
     const keyboard = inlineKeyboard(reply.buttons);
+    if (text && reply.parts?.some((p) => p.code)) return this.drawHtml(place, htmlPieces(reply.parts), placeholder, keyboard);
     if (placeholder !== null) {
       if (text) {
         await api
@@ -189,10 +213,35 @@ export class UpdateHandlers {
     if (text) await this.sendText(place, text, keyboard);
   }
 
+  /** A reply with copy-paste parts: HTML pieces (code in <pre>), the first one in the placeholder if there is one. */
+  private async drawHtml(place: Place, pieces: string[], placeholder: number | null, keyboard: ReturnType<typeof inlineKeyboard>): Promise<void> {
+    const { api, log } = this.deps;
+    for (const [i, piece] of pieces.entries()) {
+      const markup = i === pieces.length - 1 && keyboard ? { reply_markup: keyboard } : {};
+      try {
+        if (i === 0 && placeholder !== null) {
+          await api.editMessageText(place.chatId, placeholder, piece, { parse_mode: 'HTML', ...markup });
+        } else {
+          await api.sendMessage(place.chatId, piece, {
+            parse_mode: 'HTML',
+            ...replyOptions(i === 0 ? place.replyTo : null, place.threadId),
+            ...markup,
+          });
+        }
+      } catch (err) {
+        log.warn(describeFailure(err), 'telegram: could not send a reply');
+        return;
+      }
+    }
+  }
+
   /** Removes a delivered result (the photo and its details messages). */
-  private async deleteResult(ref: Record<string, string> | undefined): Promise<void> {
+  private async deleteResult(job: Job): Promise<void> {
+    const ref = job.delivery?.ref;
     if (!ref?.chatId || !ref.messageId) return;
-    const ids = [ref.messageId, ...(ref.detailMessageIds ? ref.detailMessageIds.split(',') : [])];
+    // Results delivered before the notes existed carry their detail ids in the ref.
+    const details = (await this.deps.notes?.getNote(job.id).catch(() => undefined)) ?? (ref.detailMessageIds ? ref.detailMessageIds.split(',') : []);
+    const ids = [ref.messageId, ...details];
     for (const id of ids) {
       await this.deps.api
         .deleteMessage(Number(ref.chatId), Number(id))

@@ -28,6 +28,8 @@ export interface RecordedCall {
   status: number;
   /** What the fake answered (`result` on success). */
   response: JsonObject;
+  /** When the answer was written to a client still connected (unset: the client was gone, e.g. killed). */
+  answeredAt?: number;
 }
 
 export interface ApiErrorSpec {
@@ -78,12 +80,17 @@ interface PendingPoll {
   offset: number;
   limit: number;
   respond: (updates: JsonObject[]) => void;
+  /** Ends the poll with an error instead (409 when a newer poll arrives, 401 when the token is revoked). */
+  fail: (body: JsonObject) => void;
 }
 
 export interface FakeBotApiOptions {
   token?: string;
-  /** Answer an overlapping getUpdates with 409 (as Telegram does when two bots poll). */
-  conflictOnOverlap?: boolean;
+  /**
+   * Round-trip time of every call but getUpdates, spent after Telegram has acted on it: a client
+   * that dies meanwhile never learns that its message was sent (as with the real network).
+   */
+  latencyMs?: number;
 }
 
 export class FakeBotApi {
@@ -107,11 +114,13 @@ export class FakeBotApi {
   private nextCallbackId = 1;
   private seq = 0;
   private port = 0;
-  private readonly conflictOnOverlap: boolean;
+  /** After revokeToken(): every call answers 401, as after /revoke in @BotFather. */
+  private revoked = false;
+  private readonly latencyMs: number;
 
   private constructor(options: FakeBotApiOptions) {
     this.token = options.token ?? '123456:TEST-token_abcdefghijklmnopqrstuvwxyz';
-    this.conflictOnOverlap = options.conflictOnOverlap ?? false;
+    this.latencyMs = options.latencyMs ?? 0;
     this.bot = { id: 999_000, is_bot: true, first_name: 'Club Imagine', username: BOT_USERNAME };
     this.server = createServer((req, res) => {
       this.route(req, res).catch((err: unknown) => {
@@ -165,6 +174,13 @@ export class FakeBotApi {
     this.holds.push({ method, matches, gate });
     this.releases.add(release);
     return release;
+  }
+
+  /** The token stops working (revoked in @BotFather): every later call, and a pending long poll, gets 401. */
+  revokeToken(): void {
+    this.revoked = true;
+    for (const poll of [...this.polls]) poll.fail(apiError(401, 'Unauthorized'));
+    this.polls.clear();
   }
 
   /** Lets every held call through (test teardown: a held client would never stop). */
@@ -311,12 +327,13 @@ export class FakeBotApi {
       const [hold] = this.holds.splice(held, 1);
       await hold?.gate;
     }
-    const record = (status: number, response: JsonObject) => {
+    const record = (status: number, response: JsonObject): RecordedCall => {
       const call: RecordedCall = { seq: ++this.seq, method, params, files, status, response };
       this.calls.push(call);
       this.events.emit('call', call);
+      return call;
     };
-    if (token !== this.token) {
+    if (token !== this.token || this.revoked) {
       const body = apiError(401, 'Unauthorized');
       record(401, body);
       return this.reply(res, 401, body);
@@ -331,8 +348,12 @@ export class FakeBotApi {
     const outcome = await this.handle(method, params, files);
     const body: JsonObject = outcome.ok ? { ok: true, result: outcome.result } : { ok: false, ...(outcome.error as unknown as JsonObject) };
     const status = outcome.ok ? 200 : outcome.error.error_code;
-    record(status, body);
+    const call = record(status, body);
+    if (this.latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, this.latencyMs));
+    // The client gave up or died while the answer was on its way.
+    if (res.destroyed || !res.socket || res.socket.destroyed) return;
     this.reply(res, status, body);
+    call.answeredAt = Date.now();
   }
 
   private getUpdates(
@@ -352,19 +373,25 @@ export class FakeBotApi {
       record(200, body);
       if (!res.writableEnded && !res.destroyed) this.reply(res, 200, body);
     };
+    // Telegram allows one getUpdates per token at a time: a newer call ends a pending one with
+    // 409 Conflict ("terminated by other getUpdates request"), whichever instance made it.
+    for (const older of [...this.polls]) {
+      this.polls.delete(older);
+      older.fail(apiError(409, ERRORS.conflict().description));
+    }
     const ready = this.take(offset, limit);
     if (ready.length > 0 || timeoutSeconds === 0) return answer(ready);
-    if (this.conflictOnOverlap && this.polls.size > 0) {
-      const body = apiError(409, ERRORS.conflict().description);
-      record(409, body);
-      return this.reply(res, 409, body);
-    }
     const poll: PendingPoll = {
       offset,
       limit,
       respond: (updates) => {
         clearTimeout(timer);
         answer(updates);
+      },
+      fail: (body) => {
+        clearTimeout(timer);
+        record(Number(body.error_code), body);
+        if (!res.writableEnded && !res.destroyed) this.reply(res, Number(body.error_code), body);
       },
     };
     const timer = setTimeout(() => {
@@ -373,7 +400,7 @@ export class FakeBotApi {
     }, timeoutSeconds * 1000);
     this.polls.add(poll);
     this.events.emit('poll');
-    // A client that aborts its poll (runner.stop()) must not keep a slot, or the next bot sees 409.
+    // A poll its client gave up on (runner.stop()) is gone: nothing is answered to it later.
     res.on('close', () => {
       if (!res.writableEnded) {
         clearTimeout(timer);
@@ -405,16 +432,23 @@ export class FakeBotApi {
       case 'answerCallbackQuery':
       case 'setMessageReaction':
         return { ok: true, result: true };
-      case 'sendMessage':
-        return { ok: true, result: this.store(params, { text: String(params.text ?? '') }) };
+      case 'sendMessage': {
+        const text = messageText(params);
+        if (!text.ok) return text;
+        return { ok: true, result: this.store(params, text.content) };
+      }
       case 'editMessageText': {
         const existing = this.messages.get(key(Number(params.chat_id), Number(params.message_id)));
         if (!existing) return { ok: false, error: { error_code: 400, description: 'Bad Request: message to edit not found' } };
+        const text = messageText(params);
+        if (!text.ok) return text;
         const markup = params.reply_markup ?? null;
-        if (existing.text === params.text && JSON.stringify(existing.reply_markup ?? null) === JSON.stringify(markup)) {
+        if (existing.text === text.content.text && JSON.stringify(existing.reply_markup ?? null) === JSON.stringify(markup)) {
           return { ok: false, error: ERRORS.notModified() };
         }
-        existing.text = String(params.text ?? '');
+        existing.text = text.content.text;
+        if (text.content.entities) existing.entities = text.content.entities;
+        else delete existing.entities;
         existing.edit_date = Math.floor(Date.now() / 1000);
         if (params.reply_markup !== undefined) existing.reply_markup = params.reply_markup;
         return { ok: true, result: existing };
@@ -469,6 +503,73 @@ export class FakeBotApi {
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
     res.end(text);
   }
+}
+
+/** Telegram's text message limit, counted after the markup is parsed (UTF-16 units). */
+export const MESSAGE_TEXT_LIMIT = 4096;
+
+type TextOutcome = { ok: true; content: { text: string; entities?: JsonObject[] } } | { ok: false; error: ApiErrorSpec };
+
+/** The text a sendMessage/editMessageText stores: parse_mode HTML parsed as Telegram does, limits checked. */
+function messageText(params: JsonObject): TextOutcome {
+  const raw = String(params.text ?? '');
+  let content: { text: string; entities?: JsonObject[] } = { text: raw };
+  if (params.parse_mode === 'HTML') {
+    const parsed = parseHtml(raw);
+    if ('error' in parsed) return { ok: false, error: { error_code: 400, description: `Bad Request: can't parse entities: ${parsed.error}` } };
+    content = parsed.entities.length > 0 ? parsed : { text: parsed.text };
+  } else if (params.parse_mode !== undefined) {
+    return { ok: false, error: { error_code: 400, description: `Bad Request: unsupported parse_mode in this fake: ${String(params.parse_mode)}` } };
+  }
+  if (content.text.trim().length === 0) return { ok: false, error: { error_code: 400, description: 'Bad Request: message text is empty' } };
+  if (content.text.length > MESSAGE_TEXT_LIMIT) return { ok: false, error: { error_code: 400, description: 'Bad Request: message is too long' } };
+  return { ok: true, content };
+}
+
+const HTML_TAGS: Record<string, string> = {
+  b: 'bold', strong: 'bold', i: 'italic', em: 'italic', u: 'underline', ins: 'underline',
+  s: 'strikethrough', strike: 'strikethrough', del: 'strikethrough', code: 'code', pre: 'pre', 'tg-spoiler': 'spoiler', blockquote: 'blockquote',
+};
+const HTML_ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"' };
+
+/**
+ * Telegram's HTML mode, for the tags this bot may use: text and entities (UTF-16 offsets), or the
+ * error Telegram gives for an unknown tag, a bare `<`, or tags that do not match.
+ */
+export function parseHtml(html: string): { text: string; entities: JsonObject[] } | { error: string } {
+  let text = '';
+  const entities: JsonObject[] = [];
+  const open: { tag: string; offset: number }[] = [];
+  for (let i = 0; i < html.length; ) {
+    const ch = html[i];
+    if (ch === '<') {
+      const m = /^<(\/?)([a-z-]+)(\s[^<>]*)?>/.exec(html.slice(i));
+      const tag = m?.[2];
+      if (!m || tag === undefined || !(tag in HTML_TAGS)) return { error: `Unsupported start tag at byte offset ${Buffer.byteLength(html.slice(0, i))}` };
+      if (m[1]) {
+        const top = open.pop();
+        if (!top || top.tag !== tag) return { error: `Unmatched end tag at byte offset ${Buffer.byteLength(html.slice(0, i))}, expected "</${top?.tag ?? ''}>", found "</${tag}>"` };
+        if (text.length > top.offset) entities.push({ type: HTML_TAGS[tag] ?? tag, offset: top.offset, length: text.length - top.offset });
+      } else open.push({ tag, offset: text.length });
+      i += m[0].length;
+      continue;
+    }
+    if (ch === '&') {
+      const m = /^&(#\d+|[a-z]+);/.exec(html.slice(i));
+      const name = m?.[1];
+      if (m && name !== undefined) {
+        const decoded = name.startsWith('#') ? String.fromCodePoint(Number(name.slice(1))) : HTML_ENTITIES[name];
+        if (decoded === undefined) return { error: `Unknown entity "&${name};"` };
+        text += decoded;
+        i += m[0].length;
+        continue;
+      }
+    }
+    text += ch;
+    i += 1;
+  }
+  if (open.length > 0) return { error: `Can't find end tag corresponding to start tag "${open.at(-1)?.tag ?? ''}"` };
+  return { text, entities: entities.sort((a, b) => Number(a.offset) - Number(b.offset)) };
 }
 
 function key(chatId: number, messageId: number): string {
