@@ -1,0 +1,23 @@
+// Where each part's weights sit in an original (LDM/SGM) single-file checkpoint, as name
+// functions from the graph builders' canonical names to the file's names.
+import { CheckpointError } from './errors.js';
+import { prefixedSource, type TensorReader, type WeightSource } from '../onnx-build/weights.js';
+
+/** Prefixes of OpenAI CLIP ViT-L in the HF layout, newest first (older SD 1.x files lack `text_model.`). */
+const CLIP_L_PREFIXES = [
+  'cond_stage_model.transformer.text_model.',
+  'cond_stage_model.transformer.',
+  'conditioner.embedders.0.transformer.text_model.',
+];
+
+/**
+ * The CLIP-L text encoder of an SD 1.x checkpoint (or SDXL's first encoder), under the names of
+ * HF's CLIPTextModel without `text_model.` — what buildClipTextGraph reads.
+ */
+export function clipLTextEncoderWeights(file: TensorReader, label = 'the checkpoint'): WeightSource {
+  const prefix = CLIP_L_PREFIXES.find((p) => file.header.tensors.has(`${p}embeddings.token_embedding.weight`));
+  if (prefix === undefined) {
+    throw new CheckpointError('missing-tensor', `${label} has no CLIP text encoder (no *.embeddings.token_embedding.weight).`);
+  }
+  return prefixedSource(file, prefix);
+}
