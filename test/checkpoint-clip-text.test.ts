@@ -15,15 +15,8 @@ import type { SafetensorsDtype } from '../engine/checkpoint/safetensors.js';
 import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
 import { buildClipTextGraph, clipTextConfig, clipTextWeightNames } from '../engine/onnx-build/clip-text.js';
 import { float32ToFloat16Bits } from '../engine/fp16.js';
+import { expectMatchesReference } from './fixtures/reference/compare.js';
 import reference from './fixtures/reference/clip_text_tiny.json' with { type: 'json' };
-
-interface Summary {
-  shape: number[];
-  sum: number;
-  abs_sum: number;
-  stride: number;
-  values: number[];
-}
 
 const cfg = reference.config;
 const PREFIX = reference.ldm_prefix;
@@ -80,25 +73,6 @@ async function runGraph(file: string): Promise<Record<string, ort.Tensor>> {
   }
 }
 
-function expectMatches(actual: ort.Tensor, expected: Summary, tolerance: number): void {
-  expect(actual.dims).toEqual(expected.shape);
-  const data = actual.data as Float32Array;
-  let worst = 0;
-  expected.values.forEach((v, i) => {
-    worst = Math.max(worst, Math.abs(data[i * expected.stride]! - v));
-  });
-  expect(worst).toBeLessThan(tolerance);
-  let sum = 0;
-  let absSum = 0;
-  for (const v of data) {
-    sum += v;
-    absSum += Math.abs(v);
-  }
-  // Sums of thousands of values, each within `tolerance`.
-  expect(Math.abs(sum - expected.sum)).toBeLessThan(tolerance * data.length * 0.1);
-  expect(Math.abs(absSum - expected.abs_sum)).toBeLessThan(tolerance * data.length * 0.1);
-}
-
 describe('CLIP text encoder graph built from a checkpoint', () => {
   let dir: string;
   let fp32: Record<string, ort.Tensor>;
@@ -122,9 +96,9 @@ describe('CLIP text encoder graph built from a checkpoint', () => {
   });
 
   it('matches PyTorch to 1e-4: last_hidden_state, penultimate_hidden_state, pooler_output', () => {
-    expectMatches(fp32['last_hidden_state']!, reference.last_hidden_state, 1e-4);
-    expectMatches(fp32['penultimate_hidden_state']!, reference.penultimate_hidden_state, 1e-4);
-    expectMatches(fp32['pooler_output']!, reference.pooler_output, 1e-4);
+    expectMatchesReference(fp32['last_hidden_state']!, reference.last_hidden_state, 1e-4);
+    expectMatchesReference(fp32['penultimate_hidden_state']!, reference.penultimate_hidden_state, 1e-4);
+    expectMatchesReference(fp32['pooler_output']!, reference.pooler_output, 1e-4);
   });
 
   it('the causal mask holds: a token after the end does not change the states before it', async () => {

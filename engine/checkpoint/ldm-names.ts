@@ -21,3 +21,10 @@ export function clipLTextEncoderWeights(file: TensorReader, label = 'the checkpo
   }
   return prefixedSource(file, prefix);
 }
+
+/** The KL-VAE of a checkpoint (first_stage_model.*) or of a VAE-only file (top level), under LDM names. */
+export function vaeWeights(file: TensorReader, label = 'the checkpoint'): WeightSource {
+  const prefix = ['first_stage_model.', ''].find((p) => file.header.tensors.has(`${p}decoder.conv_in.weight`));
+  if (prefix === undefined) throw new CheckpointError('missing-tensor', `${label} has no VAE decoder (no decoder.conv_in.weight).`);
+  return prefixedSource(file, prefix);
+}

@@ -11,7 +11,6 @@ compares on onnxruntime.
 
 Run with Debian's interpreter, which has torch:  /usr/bin/python3 scripts/reference/clip_text.py
 """
-import json
 import os
 import sys
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(__file__))
+from summary import summary, write_reference  # noqa: E402
 from synthetic import synthetic_tensor  # noqa: E402
 
 PREFIX = "cond_stage_model.transformer.text_model."
@@ -114,16 +114,6 @@ class TextEncoder(nn.Module):
         return last, states[-2], pooled
 
 
-def summary(t, stride=37):
-    flat = t.detach().double().flatten()
-    return {
-        "shape": list(t.shape),
-        "sum": flat.sum().item(),
-        "abs_sum": flat.abs().sum().item(),
-        "stride": stride,
-        "values": [round(v, 7) for v in flat[::stride].tolist()],
-    }
-
 
 def main():
     torch.manual_seed(0)
@@ -149,11 +139,8 @@ def main():
             "penultimate_hidden_state": summary(penultimate),
             "pooler_output": summary(pooled, stride=1),
         }
-        path = os.path.join(ROOT, "test", "fixtures", "reference", f"clip_text_{name}.json")
-        with open(path, "w") as f:
-            json.dump(out, f)
-            f.write("\n")
-        print(f"wrote {os.path.normpath(path)}: last sum {out['last_hidden_state']['sum']:.6f}")
+        path = write_reference(ROOT, f"clip_text_{name}.json", out)
+        print(f"wrote {path}: last sum {out['last_hidden_state']['sum']:.6f}")
 
 
 if __name__ == "__main__":
