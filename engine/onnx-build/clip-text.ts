@@ -15,7 +15,8 @@
 // Linear weights are transposed once at build time to [in, out] so each projection is one
 // MatMul + Add; the causal mask is a constant added to the scores (float32 lowest, as HF does).
 import { GraphBuilder } from './graph.js';
-import { float32Bytes, requireShape, transpose2d, type WeightSource } from './weights.js';
+import { Layers } from './layers.js';
+import { requireShape, type WeightSource } from './weights.js';
 
 export interface ClipTextConfig {
   vocab: number;
@@ -47,54 +48,32 @@ export interface ClipTextGraphOptions {
 }
 
 export function buildClipTextGraph(source: WeightSource, config: ClipTextConfig, options: ClipTextGraphOptions = {}): GraphBuilder {
-  const { width: D, positions: T, heads: H, intermediate: I } = config;
-  const headDim = D / H;
+  const { width: D, positions: T } = config;
   const g = new GraphBuilder('clip_text_encoder');
-
-  const weight = (name: string, dims: readonly number[]): string => {
-    requireShape(source, name, dims.length);
-    return g.initializer(name, 'float32', dims, async () => float32Bytes(await source.float32(name)));
-  };
-  /** A Linear layer's weight, transposed to [in, out] while it is written. */
-  const linear = (x: string, prefix: string, inF: number, outF: number): string => {
-    const w = g.initializer(`${prefix}.weight`, 'float32', [inF, outF], async () =>
-      float32Bytes(transpose2d(await source.float32(`${prefix}.weight`), outF, inF)),
-    );
-    requireShape(source, `${prefix}.weight`, 2);
-    return g.op('Add', [g.op('MatMul', [x, w]), weight(`${prefix}.bias`, [outF])]);
-  };
-  const layerNorm = (x: string, prefix: string): string =>
-    g.op('LayerNormalization', [x, weight(`${prefix}.weight`, [D]), weight(`${prefix}.bias`, [D])], { axis: { i: -1 }, epsilon: { f: config.eps } });
+  const L = new Layers(g, source);
 
   const ids = g.input('input_ids', 'int32', ['batch', T]);
-  const tokens = g.op('Gather', [weight('embeddings.token_embedding.weight', [config.vocab, D]), ids], { axis: { i: 0 } });
-  let x = g.op('Add', [tokens, weight('embeddings.position_embedding.weight', [T, D])]);
+  const tokens = g.op('Gather', [L.weight('embeddings.token_embedding.weight', [config.vocab, D]), ids], { axis: { i: 0 } });
+  let x = g.op('Add', [tokens, L.weight('embeddings.position_embedding.weight', [T, D])]);
 
   const mask = new Float32Array(T * T);
   for (let r = 0; r < T; r++) for (let c = r + 1; c < T; c++) mask[r * T + c] = -3.4028234663852886e38;
   const causal = g.float32s(mask, [T, T], 'causal_mask');
-  const scale = g.float32s(Float32Array.of(1 / Math.sqrt(headDim)), [], 'attn_scale');
-  const splitHeads = g.int64s([0, 0, H, headDim], 'split_heads');
-  const mergeHeads = g.int64s([0, 0, D], 'merge_heads');
 
   let penultimate: string | undefined;
   for (let l = 0; l < config.layers; l++) {
     if (l === config.layers - 1) penultimate = x;
     const p = `encoder.layers.${l}`;
-    const h = layerNorm(x, `${p}.layer_norm1`);
-    const heads = (name: string): string => g.op('Reshape', [linear(h, `${p}.self_attn.${name}`, D, D), splitHeads]);
-    const q = g.op('Transpose', [heads('q_proj')], { perm: { ints: [0, 2, 1, 3] } });
-    const kT = g.op('Transpose', [heads('k_proj')], { perm: { ints: [0, 2, 3, 1] } });
-    const v = g.op('Transpose', [heads('v_proj')], { perm: { ints: [0, 2, 1, 3] } });
-    const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [q, kT]), scale]), causal]);
-    const attn = g.op('MatMul', [g.op('Softmax', [scores], { axis: { i: -1 } }), v]);
-    const merged = g.op('Reshape', [g.op('Transpose', [attn], { perm: { ints: [0, 2, 1, 3] } }), mergeHeads]);
-    x = g.op('Add', [x, linear(merged, `${p}.self_attn.out_proj`, D, D)]);
+    const h = L.layerNorm(x, `${p}.layer_norm1`, config.eps);
+    const proj = (name: string) => L.linear(h, `${p}.self_attn.${name}`);
+    const attn = L.attention(proj('q_proj'), proj('k_proj'), proj('v_proj'), D, config.heads, causal);
+    x = g.op('Add', [x, L.linear(attn, `${p}.self_attn.out_proj`)]);
 
-    const f = linear(layerNorm(x, `${p}.layer_norm2`), `${p}.mlp.fc1`, D, I);
-    x = g.op('Add', [x, linear(activation(g, f, config.activation), `${p}.mlp.fc2`, I, D)]);
+    const f = L.linear(L.layerNorm(x, `${p}.layer_norm2`, config.eps), `${p}.mlp.fc1`);
+    const act = config.activation === 'quick_gelu' ? g.op('Mul', [f, g.op('Sigmoid', [g.op('Mul', [f, L.scalar(1.702)])])]) : L.gelu(f);
+    x = g.op('Add', [x, L.linear(act, `${p}.mlp.fc2`)]);
   }
-  const last = layerNorm(x, 'final_layer_norm');
+  const last = L.layerNorm(x, 'final_layer_norm', config.eps);
   g.output(last, 'last_hidden_state', 'float32', ['batch', T, D]);
   if (options.penultimate !== false && penultimate !== undefined) {
     g.output(penultimate, 'penultimate_hidden_state', 'float32', ['batch', T, D]);
@@ -106,16 +85,6 @@ export function buildClipTextGraph(source: WeightSource, config: ClipTextConfig,
     g.output(pooled, 'pooler_output', 'float32', ['batch', D]);
   }
   return g;
-}
-
-function activation(g: GraphBuilder, x: string, kind: ClipTextConfig['activation']): string {
-  if (kind === 'quick_gelu') {
-    return g.op('Mul', [x, g.op('Sigmoid', [g.op('Mul', [x, g.float32s(Float32Array.of(1.702), [], 'quick_gelu_k')])])]);
-  }
-  const erf = g.op('Erf', [g.op('Mul', [x, g.float32s(Float32Array.of(Math.SQRT1_2), [], 'gelu_k')])]);
-  const half = g.float32s(Float32Array.of(0.5), [], 'half');
-  const one = g.float32s(Float32Array.of(1), [], 'one');
-  return g.op('Mul', [g.op('Mul', [x, half]), g.op('Add', [erf, one])]);
 }
 
 /** Names of every weight the graph reads, for checking a checkpoint has them all before building. */
