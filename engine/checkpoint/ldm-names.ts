@@ -28,3 +28,11 @@ export function vaeWeights(file: TensorReader, label = 'the checkpoint'): Weight
   if (prefix === undefined) throw new CheckpointError('missing-tensor', `${label} has no VAE decoder (no decoder.conv_in.weight).`);
   return prefixedSource(file, prefix);
 }
+
+/** The UNet of a checkpoint (model.diffusion_model.*), under LDM names. */
+export function unetWeights(file: TensorReader, label = 'the checkpoint'): WeightSource {
+  if (!file.header.tensors.has('model.diffusion_model.input_blocks.0.0.weight')) {
+    throw new CheckpointError('missing-tensor', `${label} has no UNet (no model.diffusion_model.input_blocks.0.0.weight).`);
+  }
+  return prefixedSource(file, 'model.diffusion_model.');
+}

@@ -37,8 +37,9 @@ function powerOfTwoBelow(v: number): number {
 
 export function syntheticScale(name: string, shape: readonly number[]): { centre: number; scale: number } {
   const leaf = name.split('.').at(-1) ?? name;
-  const isNorm = /(norm|ln_|layer_norm|ln_final|norm_out)/.test(name);
-  if (isNorm && leaf === 'weight') return { centre: 1, scale: 0.125 };
+  // A one-dimensional `weight` is a norm's scale in these models (GroupNorm/LayerNorm; LDM names
+  // such as in_layers.0 do not say "norm"): keep it near 1 so signals neither vanish nor explode.
+  if (leaf === 'weight' && shape.length === 1) return { centre: 1, scale: 0.125 };
   if (leaf === 'bias' || leaf.endsWith('_bias') || shape.length <= 1) return { centre: 0, scale: 0.0625 };
   if (/embedding/.test(name)) return { centre: 0, scale: 0.5 };
   const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);

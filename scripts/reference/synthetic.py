@@ -8,7 +8,6 @@
 Computed in float64 and rounded once to float32, as the TypeScript side does.
 """
 import math
-import re
 
 import numpy as np
 import torch
@@ -40,8 +39,8 @@ def power_of_two_below(v: float) -> float:
 
 def synthetic_scale(name: str, shape) -> tuple:
     leaf = name.split(".")[-1]
-    is_norm = re.search(r"(norm|ln_|layer_norm|ln_final|norm_out)", name) is not None
-    if is_norm and leaf == "weight":
+    # A one-dimensional `weight` is a norm's scale (GroupNorm/LayerNorm): keep it near 1.
+    if leaf == "weight" and len(shape) == 1:
         return 1.0, 0.125
     if leaf == "bias" or leaf.endswith("_bias") or len(shape) <= 1:
         return 0.0, 0.0625
