@@ -15,7 +15,7 @@ import type { SafetensorsDtype } from '../engine/checkpoint/safetensors.js';
 import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
 import { buildClipTextGraph, clipTextConfig, clipTextWeightNames } from '../engine/onnx-build/clip-text.js';
 import { float32ToFloat16Bits } from '../engine/fp16.js';
-import { expectMatchesReference } from './fixtures/reference/compare.js';
+import { expectMatchesReference, idsTensor, runOnce } from './fixtures/reference/harness.js';
 import reference from './fixtures/reference/clip_text_tiny.json' with { type: 'json' };
 
 const cfg = reference.config;
@@ -60,14 +60,7 @@ async function runGraph(file: string): Promise<Record<string, ort.Tensor>> {
   const weights = await openWeightsFile(file);
   try {
     const source = clipLTextEncoderWeights(weights);
-    const graph = buildClipTextGraph(source, clipTextConfig(source, { heads: cfg.heads }));
-    const session = await ort.InferenceSession.create(await graph.encode());
-    try {
-      const ids = Int32Array.from(reference.input_ids.flat());
-      return await session.run({ input_ids: new ort.Tensor('int32', ids, [reference.input_ids.length, cfg.positions]) });
-    } finally {
-      await session.release();
-    }
+    return await runOnce(buildClipTextGraph(source, clipTextConfig(source, { heads: cfg.heads })), { input_ids: idsTensor(reference.input_ids) });
   } finally {
     await weights.close();
   }

@@ -8,11 +8,10 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unetWeights } from '../engine/checkpoint/ldm-names.js';
 import { openWeightsFile } from '../engine/checkpoint/pickle-guard.js';
-import { bytesOf, writeSafetensors } from '../engine/checkpoint/safetensors-write.js';
 import type { SafetensorsFile } from '../engine/checkpoint/safetensors.js';
 import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
 import { buildUnetGraph } from '../engine/onnx-build/unet.js';
-import { expectMatchesReference } from './fixtures/reference/compare.js';
+import { expectMatchesReference, writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
 import reference from './fixtures/reference/unet_sd1_tiny.json' with { type: 'json' };
 
 const cfg = reference.config;
@@ -29,15 +28,7 @@ describe('UNet graph built from an SD 1.x-layout checkpoint', () => {
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'ckpt-unet-'));
     const file = path.join(dir, 'unet.safetensors');
-    await writeSafetensors(
-      file,
-      Object.entries(reference.tensors).map(([name, shape]) => ({
-        name,
-        dtype: 'F32' as const,
-        shape,
-        data: () => bytesOf(syntheticTensor(name, shape, cfg.seed)),
-      })),
-    );
+    await writeSyntheticCheckpoint(file, reference.tensors, cfg.seed);
     weights = await openWeightsFile(file);
     const graph = buildUnetGraph(unetWeights(weights), { heads: { count: cfg.heads }, groups: cfg.groups });
     session = await ort.InferenceSession.create(await graph.encode());

@@ -9,24 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detectWeights } from '../engine/checkpoint/detect.js';
 import { vaeWeights } from '../engine/checkpoint/ldm-names.js';
 import { openWeightsFile } from '../engine/checkpoint/pickle-guard.js';
-import { bytesOf, writeSafetensors } from '../engine/checkpoint/safetensors-write.js';
 import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
 import { buildVaeDecoderGraph } from '../engine/onnx-build/vae-decoder.js';
-import { expectMatchesReference } from './fixtures/reference/compare.js';
+import { expectMatchesReference, writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
 import reference from './fixtures/reference/vae_decoder_tiny.json' with { type: 'json' };
 
 const cfg = reference.config;
 
 async function writeVae(file: string, stripPrefix: boolean): Promise<void> {
-  await writeSafetensors(
-    file,
-    Object.entries(reference.tensors).map(([name, shape]) => ({
-      name: stripPrefix ? name.slice(reference.ldm_prefix.length) : name,
-      dtype: 'F32' as const,
-      shape,
-      data: () => bytesOf(syntheticTensor(name, shape, cfg.seed)),
-    })),
-  );
+  await writeSyntheticCheckpoint(file, reference.tensors, cfg.seed, (name) => (stripPrefix ? name.slice(reference.ldm_prefix.length) : name));
 }
 
 async function decode(file: string): Promise<ort.Tensor> {

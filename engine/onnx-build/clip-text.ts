@@ -8,8 +8,13 @@
 //                             LayerNorm (HF hidden_states[-2]). SDXL conditions on it as is;
 //                             A1111's "clip skip 2" applies final_layer_norm to it first.
 //   pooler_output             [batch, D]     last_hidden_state at the first end-of-text token
-//                             (the largest id, 49407), as HF picks it; SDXL's second encoder
-//                             multiplies it by its text projection.
+//                             (the largest id, 49407), as HF picks it;
+//   text_embeds               [batch, P]     pooler_output × text_projection, when the weights
+//                             have one (SDXL's second encoder: the pooled text embedding).
+//
+// SD 2.x conditions on ln_final(output of the penultimate layer): build it with
+// `layers: N − 1` and take last_hidden_state. OpenCLIP weights are read through
+// openClipTextEncoderWeights (checkpoint/ldm-names.ts), which presents them under these names.
 //
 // Choices: plain ONNX ops (opset 17, LayerNormalization) so every execution provider runs it;
 // Linear weights are transposed once at build time to [in, out] so each projection is one
@@ -83,6 +88,10 @@ export function buildClipTextGraph(source: WeightSource, config: ClipTextConfig,
     const eos = g.op('ArgMax', [g.op('Cast', [ids], { to: { i: 1 } })], { axis: { i: 1 }, keepdims: { i: 1 } });
     const pooled = g.op('GatherND', [last, eos], { batch_dims: { i: 1 } });
     g.output(pooled, 'pooler_output', 'float32', ['batch', D]);
+    if (L.has('text_projection.weight')) {
+      const [projection] = L.shape('text_projection.weight', 2) as [number];
+      g.output(L.linear(pooled, 'text_projection'), 'text_embeds', 'float32', ['batch', projection]);
+    }
   }
   return g;
 }
