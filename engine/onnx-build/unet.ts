@@ -1,7 +1,10 @@
 // The LDM UNet (model.diffusion_model.* of SD 1.x/2.x checkpoints) as an ONNX graph, written
 // against the original names. IO as the ONNX exports the engine already runs:
 //   sample [batch, 4, h, w], timestep [batch] (float32: fractional timesteps are allowed),
-//   encoder_hidden_states [batch, tokens, context] → out_sample [batch, 4, h, w].
+//   encoder_hidden_states [batch, tokens, context] → out_sample [batch, 4, h, w];
+//   SDXL-style UNets (with label_emb) also take text_embeds [batch, pooled] (the second text
+//   encoder's projected pooled output) and time_ids [batch, 6] (original h, w, crop top, left,
+//   target h, w), each id embedded like a timestep and concatenated after the pooled text.
 //
 // The structure is walked from the weights, not assumed: input_blocks.N holds a ResBlock (or a
 // strided-conv Downsample) and maybe a SpatialTransformer; output_blocks.N a ResBlock over the
@@ -9,7 +12,6 @@
 // transformer_blocks present; proj_in/proj_out are 1×1 convs (SD 1.x) or Linear (SD 2.x). What
 // the weights cannot show is the attention head layout: SD 1.x uses 8 heads at every width, SD 2.x
 // and SDXL 64 channels per head — the caller says which (`UNET_HEADS`).
-// Not yet: SDXL's added time/text embedding (label_emb) — a UNet with label_emb is refused.
 import { GraphBuilder } from './graph.js';
 import { Layers } from './layers.js';
 import { upsampleNearest2x } from './vae-decoder.js';
@@ -20,22 +22,27 @@ export interface UnetConfig {
   heads: { count: number } | { channels: number };
   /** GroupNorm groups (32 in every SD UNet). */
   groups: number;
+  /** Width of each time id's sinusoidal embedding in SDXL's added conditioning (256). */
+  timeIdDim?: number;
 }
 
 export const UNET_HEADS = {
   sd1: { heads: { count: 8 }, groups: 32 },
   sd2: { heads: { channels: 64 }, groups: 32 },
+  sdxl: { heads: { channels: 64 }, groups: 32, timeIdDim: 256 },
 } as const satisfies Record<string, UnetConfig>;
 
-/** LDM's sinusoidal timestep embedding frequencies: exp(−ln(10000)·i/half), i < half (cos first, then sin). */
-function timestepFrequencies(half: number): Float32Array {
-  return Float32Array.from({ length: half }, (_, i) => Math.exp((-Math.log(10000) * i) / half));
+/** LDM's sinusoidal embedding of `x` [N] → [N, dim]: cos then sin of x·exp(−ln(10000)·i/half), i < half. */
+function sinusoid(g: GraphBuilder, L: Layers, x: string, dim: number): string {
+  const half = dim / 2;
+  const freqs = Float32Array.from({ length: half }, (_, i) => Math.exp((-Math.log(10000) * i) / half));
+  const args = g.op('Mul', [g.op('Unsqueeze', [x, L.ints([1])]), g.float32s(freqs, [half], 'sinusoid_freqs')]);
+  return g.op('Concat', [g.op('Cos', [args]), g.op('Sin', [args])], { axis: { i: -1 } });
 }
 
 export function buildUnetGraph(source: WeightSource, config: UnetConfig): GraphBuilder {
   const g = new GraphBuilder('unet');
   const L = new Layers(g, source);
-  if (L.has('label_emb.0.0.weight')) throw new Error('this UNet has an added embedding (label_emb: SDXL-style), which is not built yet');
 
   const [modelChannels, inChannels] = L.shape('input_blocks.0.0.weight', 4) as [number, number];
   const [outChannels] = L.shape('out.2.weight', 4) as [number];
@@ -45,11 +52,19 @@ export function buildUnetGraph(source: WeightSource, config: UnetConfig): GraphB
   const timestep = g.input('timestep', 'float32', ['batch']);
   const context = g.input('encoder_hidden_states', 'float32', ['batch', 'tokens', contextDim]);
 
-  // Timestep embedding → time_embed MLP → emb [B, 4·mc].
-  const half = modelChannels / 2;
-  const args = g.op('Mul', [g.op('Unsqueeze', [timestep, L.ints([1])]), g.float32s(timestepFrequencies(half), [half], 'time_freqs')]);
-  const sinusoid = g.op('Concat', [g.op('Cos', [args]), g.op('Sin', [args])], { axis: { i: -1 } });
-  const emb = L.linear(L.silu(L.linear(sinusoid, 'time_embed.0')), 'time_embed.2');
+  // Timestep embedding → time_embed MLP → emb [B, 4·mc], plus SDXL's added conditioning.
+  let emb = L.linear(L.silu(L.linear(sinusoid(g, L, timestep, modelChannels), 'time_embed.0')), 'time_embed.2');
+  if (L.has('label_emb.0.0.weight')) {
+    const [, admIn] = L.shape('label_emb.0.0.weight', 2) as [number, number];
+    const timeIdDim = config.timeIdDim ?? 256;
+    const pooledDim = admIn - 6 * timeIdDim;
+    if (pooledDim <= 0) throw new Error(`label_emb takes ${admIn} inputs, too few for 6 time ids of ${timeIdDim}`);
+    const textEmbeds = g.input('text_embeds', 'float32', ['batch', pooledDim]);
+    const timeIds = g.input('time_ids', 'float32', ['batch', 6]);
+    const ids = g.op('Reshape', [sinusoid(g, L, g.op('Reshape', [timeIds, L.ints([-1])]), timeIdDim), L.ints([-1, 6 * timeIdDim])]);
+    const y = g.op('Concat', [textEmbeds, ids], { axis: { i: -1 } });
+    emb = g.op('Add', [emb, L.linear(L.silu(L.linear(y, 'label_emb.0.0')), 'label_emb.0.2')]);
+  }
   const embSilu = L.silu(emb);
 
   const resBlock = (x: string, p: string): string => {

@@ -24,12 +24,19 @@ from synthetic import synthetic_tensor  # noqa: E402
 PREFIX = "model.diffusion_model."
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
-# SD 1.x: in 4, mc 320, mult (1, 2, 4, 4), 2 res blocks, attention at ds 1/2/4, 8 heads, context 768, 32 groups.
+# SD 1.x: in 4, mc 320, mult (1, 2, 4, 4), 2 res blocks, transformer depth (1, 1, 1, 0), 8 heads,
+#         conv proj_in/out, context 768.
+# SD 2.x: the same with 64-channel heads, linear proj_in/out, context 1024.
+# SDXL:   mc 320, mult (1, 2, 4), depth (0, 2, 10), middle 10, 64-channel heads, linear proj,
+#         context 2048, label_emb over [pooled text 1280, 6 time ids x 256] = 2816.
+# All with 32 GroupNorm groups; reduced here to stay fast on a CPU.
+TINY = dict(in_ch=4, out_ch=4, mc=32, mult=[1, 2, 2], num_res_blocks=2, groups=8, seed=0, sample=[2, 4, 8, 8], tokens=7,
+            timesteps=[999.0, 250.5])
 CONFIGS = {
-    "sd1_tiny": dict(
-        in_ch=4, out_ch=4, mc=32, mult=[1, 2, 2], num_res_blocks=2, attention_ds=[1, 2], heads=4, context_dim=24,
-        groups=8, seed=0, sample=[2, 4, 8, 8], tokens=7, timesteps=[999.0, 250.5],
-    ),
+    "sd1_tiny": dict(TINY, depth=[1, 1, 0], middle_depth=1, heads=4, head_channels=None, linear_proj=False, context_dim=24, adm=None),
+    "sd2_tiny": dict(TINY, depth=[1, 1, 0], middle_depth=1, heads=None, head_channels=8, linear_proj=True, context_dim=32, adm=None),
+    "sdxl_tiny": dict(TINY, depth=[0, 2, 3], middle_depth=3, heads=None, head_channels=8, linear_proj=True, context_dim=48,
+                      adm=dict(pooled=24, time_dim=8), time_ids=[[64, 64, 0, 0, 64, 64], [48, 80, 4, 8, 64, 64]]),
 }
 
 
@@ -99,19 +106,23 @@ class BasicTransformerBlock(nn.Module):
 
 
 class SpatialTransformer(nn.Module):
-    def __init__(self, c, ctx, heads, g):
+    def __init__(self, c, ctx, heads, g, depth, linear):
         super().__init__()
+        self.linear = linear
         self.norm = nn.GroupNorm(g, c, eps=1e-6)
-        self.proj_in = nn.Conv2d(c, c, 1)
-        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(c, ctx, heads)])
-        self.proj_out = nn.Conv2d(c, c, 1)
+        self.proj_in = nn.Linear(c, c) if linear else nn.Conv2d(c, c, 1)
+        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(c, ctx, heads) for _ in range(depth)])
+        self.proj_out = nn.Linear(c, c) if linear else nn.Conv2d(c, c, 1)
 
     def forward(self, x, emb, context):
         b, c, hh, ww = x.shape
-        t = self.proj_in(self.norm(x)).reshape(b, c, hh * ww).permute(0, 2, 1)
+        tokens = lambda t: t.reshape(b, c, hh * ww).permute(0, 2, 1)  # noqa: E731
+        image = lambda t: t.permute(0, 2, 1).reshape(b, c, hh, ww)  # noqa: E731
+        h = self.norm(x)
+        t = self.proj_in(tokens(h)) if self.linear else tokens(self.proj_in(h))
         for block in self.transformer_blocks:
             t = block(t, context)
-        return self.proj_out(t.permute(0, 2, 1).reshape(b, c, hh, ww)) + x
+        return (image(self.proj_out(t)) if self.linear else self.proj_out(image(t))) + x
 
 
 class Downsample(nn.Module):
@@ -147,40 +158,51 @@ class Step(nn.ModuleList):
 class UNet(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        mc, g, heads, ctx = cfg["mc"], cfg["groups"], cfg["heads"], cfg["context_dim"]
+        mc, g, ctx = cfg["mc"], cfg["groups"], cfg["context_dim"]
         emb = mc * 4
         self.mc = mc
+        self.cfg = cfg
+
+        def transformer(c, depth):
+            heads = cfg["heads"] or c // cfg["head_channels"]
+            return SpatialTransformer(c, ctx, heads, g, depth, cfg["linear_proj"])
+
         self.time_embed = nn.Sequential(nn.Linear(mc, emb), nn.SiLU(), nn.Linear(emb, emb))
+        if cfg["adm"]:
+            adm = cfg["adm"]["pooled"] + 6 * cfg["adm"]["time_dim"]
+            self.label_emb = nn.Sequential(nn.Sequential(nn.Linear(adm, emb), nn.SiLU(), nn.Linear(emb, emb)))
         self.input_blocks = nn.ModuleList([Step([Conv(cfg["in_ch"], mc, 3, padding=1)])])
-        chans, ch, ds = [mc], mc, 1
+        chans, ch = [mc], mc
         for level, mult in enumerate(cfg["mult"]):
             for _ in range(cfg["num_res_blocks"]):
                 layers = [ResBlock(ch, mult * mc, emb, g)]
                 ch = mult * mc
-                if ds in cfg["attention_ds"]:
-                    layers.append(SpatialTransformer(ch, ctx, heads, g))
+                if cfg["depth"][level]:
+                    layers.append(transformer(ch, cfg["depth"][level]))
                 self.input_blocks.append(Step(layers))
                 chans.append(ch)
             if level != len(cfg["mult"]) - 1:
                 self.input_blocks.append(Step([Downsample(ch)]))
                 chans.append(ch)
-                ds *= 2
-        self.middle_block = Step([ResBlock(ch, ch, emb, g), SpatialTransformer(ch, ctx, heads, g), ResBlock(ch, ch, emb, g)])
+        self.middle_block = Step([ResBlock(ch, ch, emb, g), transformer(ch, cfg["middle_depth"]), ResBlock(ch, ch, emb, g)])
         self.output_blocks = nn.ModuleList()
         for level, mult in list(enumerate(cfg["mult"]))[::-1]:
             for i in range(cfg["num_res_blocks"] + 1):
                 layers = [ResBlock(ch + chans.pop(), mc * mult, emb, g)]
                 ch = mc * mult
-                if ds in cfg["attention_ds"]:
-                    layers.append(SpatialTransformer(ch, ctx, heads, g))
+                if cfg["depth"][level]:
+                    layers.append(transformer(ch, cfg["depth"][level]))
                 if level and i == cfg["num_res_blocks"]:
                     layers.append(Upsample(ch))
-                    ds //= 2
                 self.output_blocks.append(Step(layers))
         self.out = nn.Sequential(nn.GroupNorm(g, ch), nn.SiLU(), nn.Conv2d(ch, cfg["out_ch"], 3, padding=1))
 
-    def forward(self, x, t, context):
+    def forward(self, x, t, context, pooled=None, time_ids=None):
         emb = self.time_embed(timestep_embedding(t, self.mc))
+        if self.cfg["adm"]:
+            # SDXL's vector conditioning: pooled text, then each of the 6 size/crop ids embedded like a timestep.
+            ids = timestep_embedding(time_ids.flatten(), self.cfg["adm"]["time_dim"]).reshape(x.shape[0], -1)
+            emb = emb + self.label_emb(torch.cat([pooled, ids], dim=-1))
         hs = []
         for block in self.input_blocks:
             x = block(x, emb, context)
@@ -199,15 +221,21 @@ def main():
         sample = synthetic_tensor("sample", cfg["sample"], cfg["seed"]) * 8
         context = synthetic_tensor("context", [cfg["sample"][0], cfg["tokens"], cfg["context_dim"]], cfg["seed"]) * 4
         t = torch.tensor(cfg["timesteps"], dtype=torch.float32)
+        extra = {}
+        if cfg["adm"]:
+            extra = dict(
+                pooled=synthetic_tensor("pooled", [cfg["sample"][0], cfg["adm"]["pooled"]], cfg["seed"]) * 4,
+                time_ids=torch.tensor(cfg["time_ids"], dtype=torch.float32),
+            )
         with torch.no_grad():
-            out_sample = model(sample, t, context)
+            out_sample = model(sample, t, context, **extra)
         out = {
             "generator": "scripts/reference/unet.py",
             "torch": torch.__version__,
             "ldm_prefix": PREFIX,
             "config": cfg,
             "tensors": {k: list(v.shape) for k, v in sd.items()},
-            "inputs": {"sample": ["sample", 8], "context": ["context", 4]},
+            "inputs": {"sample": ["sample", 8], "context": ["context", 4], "pooled": ["pooled", 4]},
             "out_sample": summary(out_sample),
         }
         path = write_reference(ROOT, f"unet_{name}.json", out)
