@@ -11,14 +11,13 @@ import { clipLTextEncoderWeights, unetWeights, vaeWeights } from '../engine/chec
 import { openWeightsFile } from '../engine/checkpoint/pickle-guard.js';
 import type { SafetensorsFile } from '../engine/checkpoint/safetensors.js';
 import { buildClipTextGraph, clipTextConfig } from '../engine/onnx-build/clip-text.js';
+import type { GraphBuilder } from '../engine/onnx-build/graph.js';
 import { buildUnetGraph } from '../engine/onnx-build/unet.js';
 import { buildVaeDecoderGraph } from '../engine/onnx-build/vae-decoder.js';
-import { TorchCpuGenerator } from '../engine/rng.js';
-import { createSampler, parseSchedulerConfig } from '../engine/schedulers.js';
-import { expectMatchesReference, idsTensor, writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
-import reference from './fixtures/reference/e2e_sd1_tiny.json' with { type: 'json' };
+import { expectMatchesReference, writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
+import { generateTiny, tinyE2EReference as reference } from './fixtures/reference/tiny-generation.js';
 
-const { clip, unet, vae, run } = reference;
+const { clip, unet, vae } = reference;
 
 describe('a 4-step Euler generation from a checkpoint, end to end', () => {
   let dir: string;
@@ -36,51 +35,28 @@ describe('a 4-step Euler generation from a checkpoint, end to end', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function session(graph: { encode(): Promise<Uint8Array> }): Promise<ort.InferenceSession> {
+  async function session(graph: GraphBuilder): Promise<ort.InferenceSession> {
     const s = await ort.InferenceSession.create(await graph.encode());
     sessions.push(s);
     return s;
   }
 
-  it('matches PyTorch: latents after every step and the decoded image', async () => {
+  it('matches PyTorch: schedule, latents after every step and the decoded image', async () => {
     const textSource = clipLTextEncoderWeights(weights);
-    const text = await session(buildClipTextGraph(textSource, clipTextConfig(textSource, { heads: clip.heads })));
-    const denoiser = await session(buildUnetGraph(unetWeights(weights), { heads: { count: unet.heads }, groups: unet.groups }));
-    const decoder = await session(buildVaeDecoderGraph(vaeWeights(weights), { groups: vae.groups, eps: 1e-6 }));
-
-    const context = (await text.run({ input_ids: idsTensor(reference.input_ids) }))['last_hidden_state']!;
-    const sampler = createSampler('Euler', parseSchedulerConfig(run.scheduler), run.steps);
+    const { image, sampler } = await generateTiny(
+      {
+        text: await session(buildClipTextGraph(textSource, clipTextConfig(textSource, { heads: clip.heads }))),
+        unet: await session(buildUnetGraph(unetWeights(weights), { heads: { count: unet.heads }, groups: unet.groups })),
+        vae: await session(buildVaeDecoderGraph(vaeWeights(weights), { groups: vae.groups, eps: 1e-6 })),
+      },
+      // Latents reach ~50 here (random weights are no denoiser), so 1e-3 is 2e-5 of their scale;
+      // the measured worst is ~1.4e-4.
+      (i, latents) => expectMatchesReference(latents, reference.latents_after_step[i]!, 1e-3),
+    );
     expect(sampler.timesteps).toEqual(reference.timesteps);
     // The engine's σ table can differ from torch's float32 linspace by an ulp (1e-7 relative).
     reference.sigmas.forEach((s, i) => expect(Math.abs(sampler.sigmas[i]! - s)).toBeLessThan(2e-7 * Math.max(1, s)));
-
-    const latentShape = unet.sample;
-    const n = latentShape.reduce((a, b) => a * b, 1);
-    let latents = new TorchCpuGenerator(run.seed).randn(n).map((v) => v * sampler.initNoiseSigma);
-    for (let i = 0; i < sampler.timesteps.length; i++) {
-      const scale = sampler.inputScale(i);
-      const doubled = new Float32Array(2 * n);
-      for (let k = 0; k < n; k++) doubled[k] = doubled[n + k] = latents[k]! * scale;
-      const t = sampler.timesteps[i]!;
-      const out = await denoiser.run({
-        sample: new ort.Tensor('float32', doubled, [2, ...latentShape.slice(1)]),
-        timestep: new ort.Tensor('float32', Float32Array.of(t, t), [2]),
-        encoder_hidden_states: context,
-      });
-      const eps = out['out_sample']!.data as Float32Array;
-      const guided = new Float32Array(n);
-      for (let k = 0; k < n; k++) guided[k] = eps[k]! + run.guidance * (eps[n + k]! - eps[k]!);
-      latents = sampler.step(i, latents, guided, () => {
-        throw new Error('Euler draws no noise');
-      }).slice();
-      // Latents reach ~50 here (random weights are no denoiser), so 1e-3 is 2e-5 of their scale;
-      // the measured worst is ~1.4e-4.
-      expectMatchesReference(new ort.Tensor('float32', latents, latentShape), reference.latents_after_step[i]!, 1e-3);
-    }
-    const image = await decoder.run({
-      latent_sample: new ort.Tensor('float32', latents.map((v) => v / run.scaling_factor), latentShape),
-    });
     // Measured worst ~3.8e-6.
-    expectMatchesReference(image['sample']!, reference.image, 1e-4);
+    expectMatchesReference(image, reference.image, 1e-4);
   });
 });

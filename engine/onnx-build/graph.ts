@@ -127,13 +127,21 @@ export class GraphBuilder {
    * Writes `modelPath`, with initializers of at least `minExternalBytes` streamed one at a time
    * into `dataPath` (named in the model by its base name `dataLocation`). Returns the data bytes written.
    */
-  async writeWithExternalData(modelPath: string, dataPath: string, dataLocation: string, minExternalBytes = 1024): Promise<number> {
+  async writeWithExternalData(
+    modelPath: string,
+    dataPath: string,
+    dataLocation: string,
+    opts: { minExternalBytes?: number; onTensor?: (done: number, total: number) => void; signal?: AbortSignal } = {},
+  ): Promise<number> {
+    const minExternalBytes = opts.minExternalBytes ?? 1024;
     const placed = new Map<string, { offset: number; length: number }>();
     const inline = new Map<string, Uint8Array>();
     const fh = await open(dataPath, 'w');
     let offset = 0;
     try {
-      for (const init of this.initializers) {
+      for (const [index, init] of this.initializers.entries()) {
+        opts.signal?.throwIfAborted();
+        opts.onTensor?.(index, this.initializers.length);
         const bytes = await producedBytes(init);
         if (bytes.length < minExternalBytes) {
           inline.set(init.name, bytes);
@@ -145,6 +153,7 @@ export class GraphBuilder {
         placed.set(init.name, { offset, length: bytes.length });
         offset += bytes.length;
       }
+      opts.onTensor?.(this.initializers.length, this.initializers.length);
     } finally {
       await fh.close();
     }

@@ -1,0 +1,141 @@
+// Turning a checkpoint into a cached model folder: the folder's parts (written with external data,
+// tensor by tensor) draw the same picture as the reference generation; the cache reuses complete
+// entries, rebuilds damaged ones and never leaves a half-written entry behind; prepareCheckpoint
+// refuses what it cannot build with the reason.
+import { mkdir, mkdtemp, readdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cachedBuild, isCompleteEntry } from '../engine/checkpoint/cache.js';
+import { writeModelFolder, type FolderPlan, type FolderProgress } from '../engine/checkpoint/model-folder.js';
+import { openWeightsFile } from '../engine/checkpoint/pickle-guard.js';
+import { prepareCheckpoint, sha256File } from '../engine/checkpoint/prepare.js';
+import { bytesOf, writeSafetensors } from '../engine/checkpoint/safetensors-write.js';
+import { expectMatchesReference, writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
+import { generateTiny, tinyE2EReference as reference } from './fixtures/reference/tiny-generation.js';
+
+let dir: string;
+let checkpoint: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'ckpt-prepare-'));
+  checkpoint = path.join(dir, 'tiny-sd1.safetensors');
+  await writeSyntheticCheckpoint(checkpoint, reference.tensors, 0);
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const tinyPlan: FolderPlan = {
+  family: 'sd1',
+  prediction: 'epsilon',
+  textHeads: reference.clip.heads,
+  unet: { heads: { count: reference.unet.heads }, groups: reference.unet.groups },
+  vae: { groups: reference.vae.groups, eps: 1e-6 },
+};
+
+async function buildTinyFolder(out: string, onProgress?: (p: FolderProgress) => void, signal?: AbortSignal): Promise<void> {
+  const weights = await openWeightsFile(checkpoint);
+  try {
+    await writeModelFolder(weights, tinyPlan, out, {
+      ...(onProgress === undefined ? {} : { onProgress }),
+      ...(signal === undefined ? {} : { signal }),
+    });
+  } finally {
+    await weights.close();
+  }
+}
+
+describe('model folder from a checkpoint', () => {
+  it('writes the layout the engine loads, and its parts draw the reference picture', async () => {
+    const out = path.join(dir, 'folder');
+    const seen = new Set<string>();
+    await buildTinyFolder(out, (p) => {
+      if (p.tensorsDone === p.tensorsTotal) seen.add(p.part);
+    });
+    expect([...seen]).toEqual(['text_encoder', 'unet', 'vae_decoder']);
+    expect((await readdir(out)).sort()).toEqual(['model_index.json', 'scheduler', 'text_encoder', 'unet', 'vae_decoder']);
+    expect((await readdir(path.join(out, 'unet'))).sort()).toEqual(['model.onnx', 'model.onnx_data']);
+    const open = (part: string) => ort.InferenceSession.create(path.join(out, part, 'model.onnx'));
+    const sessions = { text: await open('text_encoder'), unet: await open('unet'), vae: await open('vae_decoder') };
+    try {
+      expect(sessions.unet.inputNames).toEqual(['sample', 'timestep', 'encoder_hidden_states']);
+      const { image } = await generateTiny(sessions);
+      expectMatchesReference(image, reference.image, 1e-4);
+    } finally {
+      for (const s of Object.values(sessions)) await s.release();
+    }
+  });
+});
+
+describe('model cache', () => {
+  it('builds once, then reuses the complete entry', async () => {
+    const cache = path.join(dir, 'cache-reuse');
+    let builds = 0;
+    const build = async (tmp: string) => {
+      builds++;
+      await writeFile(path.join(tmp, 'part.bin'), 'weights');
+    };
+    const [a, b] = await Promise.all([cachedBuild(cache, 'k1', build), cachedBuild(cache, 'k1', build)]);
+    expect(a).toEqual(b);
+    expect(a.reused).toBe(false);
+    expect(await cachedBuild(cache, 'k1', build)).toMatchObject({ reused: true, dir: path.join(cache, 'k1') });
+    expect(builds).toBe(1);
+  });
+
+  it('leaves nothing behind when a build fails or is cancelled half-way', async () => {
+    const cache = path.join(dir, 'cache-abort');
+    const controller = new AbortController();
+    const failing = cachedBuild(cache, 'tiny', (tmp) =>
+      buildTinyFolder(tmp, (p) => {
+        if (p.part === 'unet' && p.tensorsDone === 10) controller.abort(new Error('member cancelled'));
+      }, controller.signal),
+    );
+    await expect(failing).rejects.toThrow(/member cancelled/);
+    expect(await readdir(cache)).toEqual([]);
+  });
+
+  it('clears a half-written entry left by a crash, and rebuilds an entry whose files were damaged', async () => {
+    const cache = path.join(dir, 'cache-crash');
+    await mkdir(path.join(cache, 'tiny.partial-99999-deadbeef', 'unet'), { recursive: true });
+    await writeFile(path.join(cache, 'tiny.partial-99999-deadbeef', 'unet', 'model.onnx'), 'half');
+    const first = await cachedBuild(cache, 'tiny', (tmp) => buildTinyFolder(tmp));
+    expect(first.reused).toBe(false);
+    expect(await readdir(cache)).toEqual(['tiny']);
+    expect(await isCompleteEntry(first.dir, 'tiny')).toBe(true);
+
+    await truncate(path.join(first.dir, 'unet', 'model.onnx_data'), 1000);
+    expect(await isCompleteEntry(first.dir, 'tiny')).toBe(false);
+    const second = await cachedBuild(cache, 'tiny', (tmp) => buildTinyFolder(tmp));
+    expect(second.reused).toBe(false);
+    expect(await isCompleteEntry(second.dir, 'tiny')).toBe(true);
+  });
+
+  it('refuses keys that are not plain names', () => {
+    expect(() => cachedBuild(path.join(dir, 'c'), '../escape', async () => {})).toThrow(/plain file name/);
+  });
+});
+
+describe('prepareCheckpoint refusals', () => {
+  it('names why a file is not a buildable checkpoint', async () => {
+    // The tiny checkpoint's 32-wide conditioning matches no real family: refused with that reason.
+    await expect(prepareCheckpoint(checkpoint, { cacheDir: path.join(dir, 'p') })).rejects.toMatchObject({
+      reason: 'unknown-family',
+      message: /tiny-sd1\.safetensors is not a Stable Diffusion checkpoint: its UNet has a 32-wide cross-attention/,
+    });
+    const lora = path.join(dir, 'style.safetensors');
+    await writeSafetensors(lora, [
+      { name: 'lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight', dtype: 'F32', shape: [1, 2], data: () => bytesOf(Float32Array.of(1, 2)) },
+    ]);
+    await expect(prepareCheckpoint(lora, { cacheDir: path.join(dir, 'p') })).rejects.toMatchObject({ message: /is not a Stable Diffusion checkpoint: a LoRA file/ });
+    const pickle = path.join(dir, 'old.ckpt');
+    await writeFile(pickle, Buffer.from([0x80, 0x02, 0x7d, 0x2e]));
+    await expect(prepareCheckpoint(pickle, { cacheDir: path.join(dir, 'p') })).rejects.toMatchObject({ reason: 'pickle' });
+  });
+
+  it('hashes the file content (the cache key), streaming', async () => {
+    const file = path.join(dir, 'hello.bin.safetensors');
+    await writeFile(file, 'hello');
+    expect(await sha256File(file)).toBe('2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824');
+  });
+});
