@@ -1,11 +1,12 @@
-// npx tsx bench/checkpoint-convert.ts [--dir DIR] [--keep] [--step]
+// npx tsx bench/checkpoint-convert.ts [--dir DIR] [--keep] [--step] [--tokenizer DIR]
 //
 // Full-size checkpoint conversion on random weights: writes an SD 1.5-shaped fp16 checkpoint
 // (the layout in test/fixtures/reference/sd15_layout.json: 1.03 B parameters, ≈2.1 GB), then
 // prepares it (detection, content hash, text encoder / UNet / VAE decoder graphs written as a
 // model folder with external data) into a fresh cache, prepares it again (cache hit), and loads
 // the three parts into onnxruntime. Each phase runs in its own process so its peak RSS is its own.
-// --step also times one UNet call at 512² with guidance (batch 2).
+// --step also times one UNet call at 512² with guidance (batch 2). --tokenizer copies a CLIP
+// tokenizer folder into the prepared model, so `npm run imagine -- --model <entry>` can draw.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -33,7 +34,7 @@ async function du(dir: string): Promise<number> {
   return total;
 }
 
-async function phase(name: string, file: string, cache: string): Promise<Report> {
+async function phase(name: string, file: string, cache: string, tokenizerDir: string | undefined): Promise<Report> {
   const started = performance.now();
   const seconds = () => Math.round((performance.now() - started) / 100) / 10;
   switch (name) {
@@ -58,6 +59,7 @@ async function phase(name: string, file: string, cache: string): Promise<Report>
       const partStart = new Map<string, number>();
       const prepared = await prepareCheckpoint(file, {
         cacheDir: cache,
+        ...(tokenizerDir === undefined ? {} : { tokenizerDir }),
         onProgress: (p) => {
           if (p.stage === 'hashing' && p.bytesDone === p.bytesTotal) hashSeconds = seconds();
           if (p.stage === 'building' && p.tensorsDone === 0) partStart.set(p.part, performance.now());
@@ -70,6 +72,7 @@ async function phase(name: string, file: string, cache: string): Promise<Report>
         family: prepared.info.family,
         cacheMb: Math.round((await du(prepared.dir)) / MB),
         peakRssMb: peakRssMb(),
+        dir: prepared.dir,
       };
     }
     case 'load':
@@ -105,11 +108,11 @@ async function phase(name: string, file: string, cache: string): Promise<Report>
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { dir: { type: 'string' }, keep: { type: 'boolean' }, step: { type: 'boolean' } },
+    options: { dir: { type: 'string' }, keep: { type: 'boolean' }, step: { type: 'boolean' }, tokenizer: { type: 'string' } },
   });
   if (positionals[0] === 'phase') {
-    const [, name, file, cache] = positionals as [string, string, string, string];
-    process.stdout.write(`${JSON.stringify(await phase(name, file, cache))}\n`);
+    const [, name, file, cache, tokenizerDir] = positionals as [string, string, string, string, string | undefined];
+    process.stdout.write(`${JSON.stringify(await phase(name, file, cache, tokenizerDir))}\n`);
     return;
   }
   const dir = values.dir ?? (await mkdtemp(path.join(tmpdir(), 'ckpt-bench-')));
@@ -118,7 +121,7 @@ async function main(): Promise<void> {
   const self = fileURLToPath(import.meta.url);
   try {
     for (const name of ['write', 'prepare', 'prepare-again', values.step ? 'step' : 'load']) {
-      const child = spawnSync(process.execPath, [...process.execArgv, self, 'phase', name, file, cache], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawnSync(process.execPath, [...process.execArgv, self, 'phase', name, file, cache, ...(values.tokenizer === undefined ? [] : [values.tokenizer])], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
       if (child.status !== 0) throw new Error(`phase ${name} failed (exit ${child.status})`);
       const line = child.stdout.trim().split('\n').at(-1) ?? '{}';
       process.stdout.write(`${name.padEnd(14)} ${line}\n`);

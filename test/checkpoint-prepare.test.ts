@@ -34,12 +34,18 @@ const tinyPlan: FolderPlan = {
   vae: { groups: reference.vae.groups, eps: 1e-6 },
 };
 
-async function buildTinyFolder(out: string, onProgress?: (p: FolderProgress) => void, signal?: AbortSignal): Promise<void> {
+async function buildTinyFolder(
+  out: string,
+  onProgress?: (p: FolderProgress) => void,
+  signal?: AbortSignal,
+  tokenizerDir?: string,
+): Promise<void> {
   const weights = await openWeightsFile(checkpoint);
   try {
     await writeModelFolder(weights, tinyPlan, out, {
       ...(onProgress === undefined ? {} : { onProgress }),
       ...(signal === undefined ? {} : { signal }),
+      ...(tokenizerDir === undefined ? {} : { tokenizerDir }),
     });
   } finally {
     await weights.close();
@@ -49,12 +55,22 @@ async function buildTinyFolder(out: string, onProgress?: (p: FolderProgress) => 
 describe('model folder from a checkpoint', () => {
   it('writes the layout the engine loads, and its parts draw the reference picture', async () => {
     const out = path.join(dir, 'folder');
+    const tokenizer = path.join(dir, 'tokenizer-source');
+    await mkdir(path.join(tokenizer, 'nested'), { recursive: true });
+    await writeFile(path.join(tokenizer, 'vocab.json'), '{}');
+    await writeFile(path.join(tokenizer, 'merges.txt'), '#version: 0.2\n');
     const seen = new Set<string>();
-    await buildTinyFolder(out, (p) => {
-      if (p.tensorsDone === p.tensorsTotal) seen.add(p.part);
-    });
+    await buildTinyFolder(
+      out,
+      (p) => {
+        if (p.tensorsDone === p.tensorsTotal) seen.add(p.part);
+      },
+      undefined,
+      tokenizer,
+    );
     expect([...seen]).toEqual(['text_encoder', 'unet', 'vae_decoder']);
-    expect((await readdir(out)).sort()).toEqual(['model_index.json', 'scheduler', 'text_encoder', 'unet', 'vae_decoder']);
+    expect((await readdir(out)).sort()).toEqual(['model_index.json', 'scheduler', 'text_encoder', 'tokenizer', 'unet', 'vae_decoder']);
+    expect((await readdir(path.join(out, 'tokenizer'))).sort()).toEqual(['merges.txt', 'vocab.json']);
     expect((await readdir(path.join(out, 'unet'))).sort()).toEqual(['model.onnx', 'model.onnx_data']);
     const open = (part: string) => ort.InferenceSession.create(path.join(out, part, 'model.onnx'));
     const sessions = { text: await open('text_encoder'), unet: await open('unet'), vae: await open('vae_decoder') };

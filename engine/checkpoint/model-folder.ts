@@ -74,6 +74,8 @@ export async function writeModelFolder(
   await writeFile(join(dir, 'model_index.json'), JSON.stringify({ _class_name: 'OnnxStableDiffusionPipeline', source: 'checkpoint' }, null, 2));
   if (opts.tokenizerDir !== undefined) {
     await mkdir(join(dir, 'tokenizer'), { recursive: true });
-    for (const f of await readdir(opts.tokenizerDir)) await copyFile(join(opts.tokenizerDir, f), join(dir, 'tokenizer', f));
+    for (const f of await readdir(opts.tokenizerDir, { withFileTypes: true })) {
+      if (f.isFile()) await copyFile(join(opts.tokenizerDir, f.name), join(dir, 'tokenizer', f.name));
+    }
   }
 }
