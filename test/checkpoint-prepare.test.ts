@@ -2,7 +2,7 @@
 // tensor by tensor) draw the same picture as the reference generation; the cache reuses complete
 // entries, rebuilds damaged ones and never leaves a half-written entry behind; prepareCheckpoint
 // refuses what it cannot build with the reason.
-import { mkdir, mkdtemp, readdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -12,8 +12,12 @@ import { writeModelFolder, type FolderPlan, type FolderProgress } from '../engin
 import { openWeightsFile } from '../engine/checkpoint/pickle-guard.js';
 import { prepareCheckpoint, sha256File } from '../engine/checkpoint/prepare.js';
 import { bytesOf, writeSafetensors } from '../engine/checkpoint/safetensors-write.js';
-import { expectMatchesReference, writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
+import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
+import { expectMatchesReference, idsTensor, writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
 import { generateTiny, tinyE2EReference as reference } from './fixtures/reference/tiny-generation.js';
+import openclipSd2 from './fixtures/reference/openclip_text_sd2_tiny.json' with { type: 'json' };
+import unetSd2 from './fixtures/reference/unet_sd2_tiny.json' with { type: 'json' };
+import vaeTiny from './fixtures/reference/vae_decoder_tiny.json' with { type: 'json' };
 
 let dir: string;
 let checkpoint: string;
@@ -81,6 +85,57 @@ describe('model folder from a checkpoint', () => {
     } finally {
       for (const s of Object.values(sessions)) await s.release();
     }
+  });
+});
+
+describe('SD 2.x model folder', () => {
+  it('conditions on ln_final of the penultimate OpenCLIP layer; UNet and VAE as their references', async () => {
+    // One checkpoint holding the three SD 2.x-form reference parts under their LDM names.
+    const file = path.join(dir, 'tiny-sd2.safetensors');
+    await writeSyntheticCheckpoint(file, { ...openclipSd2.tensors, ...unetSd2.tensors, ...vaeTiny.tensors }, 0);
+    const out = path.join(dir, 'folder-sd2');
+    const weights = await openWeightsFile(file);
+    try {
+      await writeModelFolder(
+        weights,
+        {
+          family: 'sd2',
+          prediction: 'v',
+          textHeads: openclipSd2.config.heads,
+          unet: { heads: { channels: unetSd2.config.head_channels }, groups: unetSd2.config.groups },
+          vae: { groups: vaeTiny.config.groups, eps: 1e-6 },
+        },
+        out,
+      );
+    } finally {
+      await weights.close();
+    }
+    const open = (part: string) => ort.InferenceSession.create(path.join(out, part, 'model.onnx'));
+    const text = await open('text_encoder');
+    const condition = (await text.run({ input_ids: idsTensor(openclipSd2.input_ids) }))['last_hidden_state']!;
+    expectMatchesReference(condition, openclipSd2.sd2_condition, 1e-4);
+    await text.release();
+
+    const unet = await open('unet');
+    const c = unetSd2.config;
+    const batch = c.sample[0]!;
+    const input = (name: string, factor: number, shape: number[]) =>
+      new ort.Tensor('float32', syntheticTensor(name, shape, c.seed).map((v) => v * factor), shape);
+    const eps = await unet.run({
+      sample: input('sample', 8, c.sample),
+      timestep: new ort.Tensor('float32', Float32Array.from(c.timesteps), [batch]),
+      encoder_hidden_states: input('context', 4, [batch, c.tokens, c.context_dim]),
+    });
+    expectMatchesReference(eps['out_sample']!, unetSd2.out_sample, 1e-4);
+    await unet.release();
+
+    const vae = await open('vae_decoder');
+    const image = await vae.run({ latent_sample: input(vaeTiny.latent_name, 1, vaeTiny.config.latent) });
+    expectMatchesReference(image['sample']!, vaeTiny.sample, 1e-4);
+    await vae.release();
+
+    const scheduler = JSON.parse(await readFile(path.join(out, 'scheduler', 'scheduler_config.json'), 'utf8')) as Record<string, unknown>;
+    expect(scheduler['prediction_type']).toBe('v_prediction');
   });
 });
 
