@@ -13,7 +13,7 @@ import type { SafetensorsFile } from '../engine/checkpoint/safetensors.js';
 import { buildClipTextGraph, clipTextConfig } from '../engine/onnx-build/clip-text.js';
 import type { GraphBuilder } from '../engine/onnx-build/graph.js';
 import { buildUnetGraph } from '../engine/onnx-build/unet.js';
-import { buildVaeDecoderGraph } from '../engine/onnx-build/vae-decoder.js';
+import { buildVaeDecoderGraph } from '../engine/onnx-build/vae.js';
 import { expectMatchesReference, writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
 import { generateTiny, tinyE2EReference as reference } from './fixtures/reference/tiny-generation.js';
 

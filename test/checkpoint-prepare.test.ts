@@ -72,8 +72,8 @@ describe('model folder from a checkpoint', () => {
       undefined,
       tokenizer,
     );
-    expect([...seen]).toEqual(['text_encoder', 'unet', 'vae_decoder']);
-    expect((await readdir(out)).sort()).toEqual(['model_index.json', 'scheduler', 'text_encoder', 'tokenizer', 'unet', 'vae_decoder']);
+    expect([...seen]).toEqual(['text_encoder', 'unet', 'vae_decoder', 'vae_encoder']);
+    expect((await readdir(out)).sort()).toEqual(['model_index.json', 'scheduler', 'text_encoder', 'tokenizer', 'unet', 'vae_decoder', 'vae_encoder']);
     expect((await readdir(path.join(out, 'tokenizer'))).sort()).toEqual(['merges.txt', 'vocab.json']);
     expect((await readdir(path.join(out, 'unet'))).sort()).toEqual(['model.onnx', 'model.onnx_data']);
     const open = (part: string) => ort.InferenceSession.create(path.join(out, part, 'model.onnx'));
@@ -89,7 +89,7 @@ describe('model folder from a checkpoint', () => {
 });
 
 describe('SD 2.x model folder', () => {
-  it('conditions on ln_final of the penultimate OpenCLIP layer; UNet and VAE as their references', async () => {
+  it('conditions on ln_final of the penultimate OpenCLIP layer; UNet, VAE decoder and encoder as their references', async () => {
     // One checkpoint holding the three SD 2.x-form reference parts under their LDM names.
     const file = path.join(dir, 'tiny-sd2.safetensors');
     await writeSyntheticCheckpoint(file, { ...openclipSd2.tensors, ...unetSd2.tensors, ...vaeTiny.tensors }, 0);
@@ -133,6 +133,12 @@ describe('SD 2.x model folder', () => {
     const image = await vae.run({ latent_sample: input(vaeTiny.latent_name, 1, vaeTiny.config.latent) });
     expectMatchesReference(image['sample']!, vaeTiny.sample, 1e-4);
     await vae.release();
+
+    const encoder = await open('vae_encoder');
+    const [imageName, imageFactor, imageShape] = vaeTiny.image_input as [string, number, number[]];
+    const moments = await encoder.run({ sample: input(imageName, imageFactor, imageShape) });
+    expectMatchesReference(moments['latent_parameters']!, vaeTiny.latent_parameters, 1e-4);
+    await encoder.release();
 
     const scheduler = JSON.parse(await readFile(path.join(out, 'scheduler', 'scheduler_config.json'), 'utf8')) as Record<string, unknown>;
     expect(scheduler['prediction_type']).toBe('v_prediction');

@@ -1,5 +1,5 @@
 // Writes an SD 1.x/2.x checkpoint as a model folder in the layout the engine's loader already
-// reads (text_encoder/, unet/, vae_decoder/ each with model.onnx + model.onnx_data, scheduler and
+// reads (text_encoder/, unet/, vae_decoder/, vae_encoder/ each with model.onnx + model.onnx_data, scheduler and
 // pipeline configs), one part at a time and one tensor at a time, so peak memory stays near the
 // largest single tensor rather than the model. The tokenizer is not in a checkpoint: the caller
 // names a folder to copy tokenizer/ from (every SD 1.x/2.x model uses the same CLIP BPE files).
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { buildClipTextGraph, clipTextConfig } from '../onnx-build/clip-text.js';
 import type { GraphBuilder } from '../onnx-build/graph.js';
 import { buildUnetGraph, UNET_HEADS, type UnetConfig } from '../onnx-build/unet.js';
-import { buildVaeDecoderGraph, SD_VAE_DECODER, type VaeDecoderConfig } from '../onnx-build/vae-decoder.js';
+import { buildVaeDecoderGraph, buildVaeEncoderGraph, SD_VAE, type VaeConfig } from '../onnx-build/vae.js';
 import type { TensorReader } from '../onnx-build/weights.js';
 import { clipLTextEncoderWeights, openClipTextEncoderWeights, unetWeights, vaeWeights } from './ldm-names.js';
 
@@ -18,11 +18,11 @@ export interface FolderPlan {
   /** Overrides for reduced-width test models; real checkpoints use the family's defaults. */
   textHeads?: number;
   unet?: UnetConfig;
-  vae?: VaeDecoderConfig;
+  vae?: VaeConfig;
 }
 
 export interface FolderProgress {
-  part: 'text_encoder' | 'unet' | 'vae_decoder';
+  part: 'text_encoder' | 'unet' | 'vae_decoder' | 'vae_encoder';
   tensorsDone: number;
   tensorsTotal: number;
 }
@@ -66,7 +66,11 @@ export async function writeModelFolder(
     return buildClipTextGraph(source, { ...full, layers: full.layers - 1 });
   });
   await part('unet', () => buildUnetGraph(unetWeights(weights), plan.unet ?? UNET_HEADS[plan.family]));
-  await part('vae_decoder', () => buildVaeDecoderGraph(vaeWeights(weights), plan.vae ?? SD_VAE_DECODER));
+  await part('vae_decoder', () => buildVaeDecoderGraph(vaeWeights(weights), plan.vae ?? SD_VAE));
+  // The encoder (img2img, hires) is optional for the loader: written when the file has one.
+  if (weights.header.tensors.has('first_stage_model.encoder.conv_in.weight')) {
+    await part('vae_encoder', () => buildVaeEncoderGraph(vaeWeights(weights), plan.vae ?? SD_VAE));
+  }
 
   await mkdir(join(dir, 'scheduler'), { recursive: true });
   await writeFile(join(dir, 'scheduler', 'scheduler_config.json'), JSON.stringify(schedulerConfig(plan.prediction), null, 2));

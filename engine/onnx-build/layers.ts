@@ -63,8 +63,11 @@ export class Layers {
     return this.has(`${prefix}.bias`) ? this.g.op('Add', [y, this.weight(`${prefix}.bias`, [out])]) : y;
   }
 
-  /** nn.Conv2d with "same" padding (kernel // 2), optionally strided; a [out, in] weight is a 1×1 conv. */
-  conv(x: string, prefix: string, stride = 1): string {
+  /**
+   * nn.Conv2d, optionally strided; a [out, in] weight is a 1×1 conv. Padding is "same" (kernel // 2
+   * on every side) unless `pads` ([top, left, bottom, right], ONNX order) says otherwise.
+   */
+  conv(x: string, prefix: string, stride = 1, pads?: readonly [number, number, number, number]): string {
     const stored = this.shape(`${prefix}.weight`);
     const dims = stored.length === 2 ? [stored[0]!, stored[1]!, 1, 1] : stored;
     const k = dims[2]!;
@@ -73,7 +76,7 @@ export class Layers {
     if (this.has(`${prefix}.bias`)) inputs.push(this.weight(`${prefix}.bias`, [dims[0]!]));
     return this.g.op('Conv', inputs, {
       kernel_shape: { ints: [k, dims[3]!] },
-      pads: { ints: [pad, pad, pad, pad] },
+      pads: { ints: pads ?? [pad, pad, pad, pad] },
       strides: { ints: [stride, stride] },
     });
   }

@@ -14,7 +14,7 @@
 // and SDXL 64 channels per head — the caller says which (`UNET_HEADS`).
 import { GraphBuilder } from './graph.js';
 import { Layers } from './layers.js';
-import { upsampleNearest2x } from './vae-decoder.js';
+import { upsampleNearest2x } from './vae.js';
 import type { WeightSource } from './weights.js';
 
 export interface UnetConfig {

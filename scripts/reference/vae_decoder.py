@@ -1,11 +1,13 @@
 #!/usr/bin/python3
-"""Reference numbers for the engine's VAE decoder graph (engine/onnx-build/vae-decoder.ts).
+"""Reference numbers for the engine's VAE graphs (engine/onnx-build/vae.ts): decoder and encoder.
 
 The LDM KL-autoencoder decoder (post_quant_conv, conv_in, mid resnet/attention/resnet, up levels
 of resnet blocks with nearest-2x upsampling, GroupNorm + swish + conv_out), written here from
 torch.nn parts (nn.GroupNorm, nn.Conv2d, F.interpolate, bmm attention), loaded from a state dict
 in the checkpoint layout (first_stage_model.*) filled by synthetic.py, run on a fixed latent, and
-summarised into test/fixtures/reference/vae_decoder_<name>.json.
+summarised into test/fixtures/reference/vae_decoder_<name>.json. The encoder (conv_in, down levels
+with LDM's pad-then-stride-2 downsampling, mid block, conv_out to mean || logvar, quant_conv) runs
+on a fixed image and its output is recorded there too.
 
 Run:  /usr/bin/python3 scripts/reference/vae_decoder.py
 """
@@ -102,14 +104,71 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(x)))
 
 
+class Downsample(nn.Module):
+    """LDM's: pad right and bottom by one, then a 3x3 conv with stride 2 and no padding."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, stride=2, padding=0)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Down(nn.Module):
+    def __init__(self, blocks, downsample, cout):
+        super().__init__()
+        self.block = nn.ModuleList(blocks)
+        if downsample:
+            self.downsample = Downsample(cout)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        ch, mult, g = cfg["ch"], cfg["ch_mult"], cfg["groups"]
+        self.conv_in = nn.Conv2d(cfg["out_ch"], ch, 3, padding=1)
+        block_in = ch
+        downs = []
+        for level, m in enumerate(mult):
+            blocks = []
+            for _ in range(cfg["num_res_blocks"]):
+                blocks.append(Resnet(block_in, ch * m, g))
+                block_in = ch * m
+            downs.append(Down(blocks, level != len(mult) - 1, block_in))
+        self.down = nn.ModuleList(downs)
+        self.mid = nn.Module()
+        self.mid.block_1 = Resnet(block_in, block_in, g)
+        self.mid.attn_1 = Attn(block_in, g)
+        self.mid.block_2 = Resnet(block_in, block_in, g)
+        self.norm_out = nn.GroupNorm(g, block_in, eps=1e-6)
+        self.conv_out = nn.Conv2d(block_in, 2 * cfg["z"], 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv_in(x)
+        for down in self.down:
+            for block in down.block:
+                x = block(x)
+            if hasattr(down, "downsample"):
+                x = down.downsample(x)
+        x = self.mid.block_2(self.mid.attn_1(self.mid.block_1(x)))
+        return self.conv_out(F.silu(self.norm_out(x)))
+
+
 class Vae(nn.Module):
     def __init__(self, cfg):
         super().__init__()
+        self.encoder = Encoder(cfg)
+        self.quant_conv = nn.Conv2d(2 * cfg["z"], 2 * cfg["z"], 1)
         self.post_quant_conv = nn.Conv2d(cfg["z"], cfg["z"], 1)
         self.decoder = Decoder(cfg)
 
     def forward(self, z):
         return self.decoder(self.post_quant_conv(z))
+
+    def encode(self, image):
+        """The posterior's parameters: mean and log-variance stacked on the channel axis."""
+        return self.quant_conv(self.encoder(image))
 
 
 
@@ -120,8 +179,11 @@ def main():
         sd = {PREFIX + k: synthetic_tensor(PREFIX + k, list(v.shape), cfg["seed"]) for k, v in model.state_dict().items()}
         model.load_state_dict({k[len(PREFIX):]: v for k, v in sd.items()})
         latent = synthetic_tensor("latent", cfg["latent"], cfg["seed"])
+        image_shape = [cfg["latent"][0], cfg["out_ch"], cfg["latent"][2] * 4, cfg["latent"][3] * 4]
+        image = synthetic_tensor("image", image_shape, cfg["seed"]) * 32
         with torch.no_grad():
             sample = model(latent)
+            moments = model.encode(image)
         out = {
             "generator": "scripts/reference/vae_decoder.py",
             "torch": torch.__version__,
@@ -130,6 +192,8 @@ def main():
             "tensors": {k: list(v.shape) for k, v in sd.items()},
             "latent_name": "latent",
             "sample": summary(sample),
+            "image_input": ["image", 32, image_shape],
+            "latent_parameters": summary(moments, stride=3),
         }
         path = write_reference(ROOT, f"vae_decoder_{name}.json", out)
         print(f"wrote {path}: sample {list(sample.shape)} sum {out['sample']['sum']:.6f}")
