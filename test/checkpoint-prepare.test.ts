@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cachedBuild, isCompleteEntry } from '../engine/checkpoint/cache.js';
 import { writeModelFolder, type FolderPlan, type FolderProgress } from '../engine/checkpoint/model-folder.js';
 import { openWeightsFile } from '../engine/checkpoint/pickle-guard.js';
-import { prepareCheckpoint, sha256File } from '../engine/checkpoint/prepare.js';
+import { memoizedSha256, prepareCheckpoint, sha256File } from '../engine/checkpoint/prepare.js';
 import { bytesOf, writeSafetensors } from '../engine/checkpoint/safetensors-write.js';
 import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
 import { expectMatchesReference, idsTensor, writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
@@ -214,5 +214,23 @@ describe('prepareCheckpoint refusals', () => {
     const file = path.join(dir, 'hello.bin.safetensors');
     await writeFile(file, 'hello');
     expect(await sha256File(file)).toBe('2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824');
+  });
+
+  it('remembers hashes of unchanged files, and hashes again when a file changes', async () => {
+    const cacheDir = path.join(dir, 'memo');
+    const file = path.join(dir, 'memo.safetensors');
+    await writeFile(file, 'hello');
+    let reads = 0;
+    const count = () => {
+      reads++;
+    };
+    const first = await memoizedSha256(file, cacheDir, count);
+    expect(first).toBe('2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824');
+    const before = reads;
+    expect(await memoizedSha256(file, cacheDir, count)).toBe(first);
+    expect(reads).toBe(before); // nothing read the second time
+    await writeFile(file, 'hello, world');
+    expect(await memoizedSha256(file, cacheDir, count)).toBe('09ca7e4eaa6e8ae9c7d261167129184883644d07dfba7cbfbc4c8a2e08360d5b');
+    expect(reads).toBeGreaterThan(before);
   });
 });

@@ -3,8 +3,8 @@
 // reuses the entry, an edited file or a changed builder gets a new one.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
 import { cachedBuild } from './cache.js';
 import type { CheckpointInfo } from './detect.js';
 import { CheckpointError } from './errors.js';
@@ -36,6 +36,39 @@ export async function sha256File(path: string, onBytes?: (done: number, total: n
   return hash.digest('hex');
 }
 
+interface HashMemoEntry {
+  size: number;
+  mtimeMs: number;
+  ino: number;
+  sha256: string;
+}
+
+/**
+ * sha256 of `path`, remembered in `<cacheDir>/hashes.json` by path, size, mtime and inode, so a
+ * start with unchanged files reads no weights (re-hashing a 7 GB SDXL file takes seconds). Any
+ * change to the file's size, mtime or identity hashes it again.
+ */
+export async function memoizedSha256(path: string, cacheDir: string, onBytes?: (done: number, total: number) => void): Promise<string> {
+  const memoFile = join(cacheDir, 'hashes.json');
+  const key = resolve(path);
+  let memo: Record<string, HashMemoEntry> = {};
+  try {
+    memo = JSON.parse(await readFile(memoFile, 'utf8')) as Record<string, HashMemoEntry>;
+  } catch {
+    // Missing or unreadable: start afresh.
+  }
+  const s = await stat(path);
+  const known = memo[key];
+  if (known !== undefined && known.size === s.size && known.mtimeMs === s.mtimeMs && known.ino === s.ino) return known.sha256;
+  const sha256 = await sha256File(path, onBytes);
+  memo[key] = { size: s.size, mtimeMs: s.mtimeMs, ino: s.ino, sha256 };
+  await mkdir(cacheDir, { recursive: true });
+  const tmp = `${memoFile}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(memo));
+  await rename(tmp, memoFile);
+  return sha256;
+}
+
 /** Refuses what the builders cannot turn into a working SD 1.x/2.x model folder yet. */
 export function assertBuildable(info: Awaited<ReturnType<typeof inspectWeightsFile>>, label: string): asserts info is CheckpointInfo & { family: 'sd1' | 'sd2' } {
   if (info.kind !== 'checkpoint') {
@@ -56,7 +89,7 @@ export async function prepareCheckpoint(
   const label = basename(file);
   const info = await inspectWeightsFile(file);
   assertBuildable(info, label);
-  const sha256 = await sha256File(file, (bytesDone, bytesTotal) => opts.onProgress?.({ stage: 'hashing', bytesDone, bytesTotal }));
+  const sha256 = await memoizedSha256(file, opts.cacheDir, (bytesDone, bytesTotal) => opts.onProgress?.({ stage: 'hashing', bytesDone, bytesTotal }));
   const key = `${sha256.slice(0, 16)}-g${GRAPH_VERSION}`;
   const { dir, reused } = await cachedBuild(opts.cacheDir, key, async (tmp) => {
     const weights = await openWeightsFile(file);
