@@ -6,6 +6,7 @@ import { describeFailure, scrubTokens } from './errors.js';
 import { JobFollower } from './follow.js';
 import { InteractionHandler } from './interactions.js';
 import { Outbox } from './outbox.js';
+import { guildUploadLimit } from './target.js';
 import { ReactionHandler } from './reactions.js';
 
 /** How long stop() lets deliveries in flight finish before the client goes. */
@@ -35,7 +36,8 @@ export async function startDiscord(deps: AdapterDeps): Promise<AdapterHandle> {
   let signalReady!: () => void;
   const ready = new Promise<void>((resolve) => (signalReady = resolve));
   const outbox = new Outbox(client.rest);
-  const follower = new JobFollower({ config, jobs, outbox, log, droppableEdits, ready });
+  const uploadLimit = (guildId: string | undefined) => guildUploadLimit(guildId ? client.guilds.cache.get(guildId)?.premiumTier : undefined);
+  const follower = new JobFollower({ config, jobs, outbox, log, droppableEdits, ready, uploadLimit });
   const interactions = new InteractionHandler({ config, commands, follower, outbox, log });
   const reactions = new ReactionHandler({ config, jobs, commands, follower, outbox, log, botUserId: () => client.user?.id });
 
@@ -43,6 +45,7 @@ export async function startDiscord(deps: AdapterDeps): Promise<AdapterHandle> {
   const unsubscribe = jobs.on(follower.onEvent);
   client.on(Events.InteractionCreate, interactions.onInteraction);
   client.on(Events.MessageReactionAdd, reactions.onReactionAdd);
+  client.on(Events.MessageReactionRemove, reactions.onReactionRemove);
   // Without these listeners an 'error' event would throw and take the process down.
   client.on(Events.Error, (err) => log.error({ failure: describeFailure(err) }, 'discord client error'));
   client.on(Events.ShardError, (err, shardId) => log.warn({ failure: describeFailure(err), shardId }, 'discord gateway error'));

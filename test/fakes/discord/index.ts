@@ -43,6 +43,8 @@ export interface RecordedRequest {
   authorization: string | undefined;
   /** Status the fake answered. */
   status: number;
+  /** The JSON it answered with (a created message's id, an error's code). */
+  response: unknown;
 }
 
 export interface FaultRule {
@@ -420,6 +422,7 @@ export class FakeDiscord {
       files: parsed.files,
       authorization: req.headers.authorization,
       status,
+      response: json,
     };
     this.requests.push(recorded);
     if (status === 204) {
