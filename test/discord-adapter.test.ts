@@ -4,139 +4,36 @@
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeAction, encodeAction } from '../commands/codec.js';
-import type { Action } from '../commands/types.js';
 import { startDiscord } from '../src/adapters/discord/index.js';
 import { DONE_NOTE } from '../src/adapters/discord/follow.js';
 import { STALE_BUTTON } from '../src/adapters/discord/interactions.js';
-import type { AdapterHandle } from '../src/adapters/types.js';
-import type { DeepPartial } from '../src/config/load.js';
-import type { FileConfig } from '../src/config/schema.js';
-import { startFakeDiscord, NO_ATTACH_PERMISSIONS, type DispatchedInteraction, type FakeDiscord, type RecordedRequest } from './fakes/discord/index.js';
-import { createHarness, type Harness } from './helpers/harness.js';
+import { NO_ATTACH_PERMISSIONS, type DispatchedInteraction } from './fakes/discord/index.js';
+import {
+  actionsOf,
+  adopt,
+  boot,
+  button,
+  CALLBACK,
+  CHANNEL_DELETE,
+  CHANNEL_EDIT,
+  CHANNEL_POST,
+  DELETE_ORIGINAL,
+  deliveredAs,
+  EDIT_ORIGINAL,
+  eventually,
+  FOLLOW_UP,
+  forToken,
+  parametersOf,
+  restart,
+  resultMessageId,
+  resultPost,
+  rowsOf,
+  statusMessageId,
+  stopBooted,
+  withFile,
+} from './helpers/discord-bot.js';
 
-const CALLBACK = 'POST /interactions/:id/:token/callback';
-const EDIT_ORIGINAL = 'PATCH /webhooks/:app/:token/messages/:message';
-const FOLLOW_UP = 'POST /webhooks/:app/:token';
-const DELETE_ORIGINAL = 'DELETE /webhooks/:app/:token/messages/:message';
-const CHANNEL_POST = 'POST /channels/:channel/messages';
-const CHANNEL_EDIT = 'PATCH /channels/:channel/messages/:message';
-const CHANNEL_DELETE = 'DELETE /channels/:channel/messages/:message';
-
-interface Bot {
-  h: Harness;
-  fake: FakeDiscord;
-  adapter: AdapterHandle;
-}
-
-let booted: { h?: Harness; fake?: FakeDiscord; adapter?: AdapterHandle }[] = [];
-
-afterEach(async () => {
-  for (const b of booted.reverse()) {
-    await b.adapter?.stop().catch(() => undefined);
-    await b.h?.close().catch(() => undefined);
-    await b.fake?.close().catch(() => undefined);
-  }
-  booted = [];
-});
-
-async function boot(config: DeepPartial<FileConfig> = {}): Promise<Bot> {
-  const entry: (typeof booted)[number] = {};
-  booted.push(entry);
-  const fake = await startFakeDiscord({ heartbeatIntervalMs: 1000 });
-  entry.fake = fake;
-  const discord = { apiUrl: fake.apiUrl, progressEditMs: 250, ...(config.discord ?? {}) };
-  const h = await createHarness({ config: { ...config, discord } });
-  entry.h = h;
-  const adapter = await startDiscord({ config: h.config, jobs: h.jobs, commands: h.commands, log: h.log, token: fake.token });
-  entry.adapter = adapter;
-  return { h, fake, adapter };
-}
-
-/** Another adapter (a restarted bot) on a fresh harness over the same data and the same fake. */
-async function restart(bot: Bot): Promise<Bot> {
-  await bot.adapter.stop();
-  const h = await bot.h.restart();
-  const entry = booted.find((b) => b.h === bot.h)!;
-  entry.h = h;
-  entry.adapter = undefined;
-  const adapter = await startDiscord({ config: h.config, jobs: h.jobs, commands: h.commands, log: h.log, token: bot.fake.token });
-  entry.adapter = adapter;
-  return { h, fake: bot.fake, adapter };
-}
-
-const forToken = (token: string) => (r: RecordedRequest) => r.params.token === token;
-const withFile = (r: RecordedRequest) => r.files.length > 0;
-
-/** A result: a new message with a picture and buttons (the U picture sent ahead has no buttons). */
-const isResult = (r: RecordedRequest) =>
-  r.status === 200 && withFile(r) && Array.isArray(r.body?.components) && (r.body.components as unknown[]).length > 0;
-
-function resultPost(fake: FakeDiscord, i: DispatchedInteraction): Promise<RecordedRequest> {
-  return fake.waitForRequest((r) => r.route === FOLLOW_UP && forToken(i.token)(r) && isResult(r), 60_000, `the result of ${i.id}`);
-}
-
-interface Button {
-  custom_id: string;
-  label: string;
-}
-
-function rowsOf(r: RecordedRequest): Button[][] {
-  const rows = (r.body?.components ?? []) as { components: Button[] }[];
-  return rows.map((row) => row.components);
-}
-
-function actionsOf(r: RecordedRequest): Action[] {
-  return rowsOf(r)
-    .flat()
-    .map((b) => decodeAction(b.custom_id)!);
-}
-
-function button(r: RecordedRequest, label: string): string {
-  const b = rowsOf(r)
-    .flat()
-    .find((x) => x.label === label);
-  if (!b) throw new Error(`no button ${label} in ${JSON.stringify(rowsOf(r))}`);
-  return b.custom_id;
-}
-
-async function parametersOf(png: Buffer): Promise<string> {
-  const meta = await sharp(png).metadata();
-  expect(meta.format).toBe('png');
-  return meta.comments?.find((c) => c.keyword === 'parameters')?.text ?? '';
-}
-
-/** Polls until the check passes: the fake records a request before the bot has its answer. */
-async function eventually<T>(check: () => Promise<T | undefined>, what: string): Promise<T> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-/** The job delivered as this message, once the adapter has recorded the delivery. */
-function deliveredAs(h: Harness, channelId: string, messageId: string) {
-  return eventually(async () => {
-    const job = await h.jobs.findByMessage('discord', channelId, messageId);
-    return job?.status === 'delivered' ? job : undefined;
-  }, `the job delivered as ${messageId}`);
-}
-
-/** The result message a finished slash command posted (a follow-up of its interaction). */
-function resultMessageId(fake: FakeDiscord, i: DispatchedInteraction): string {
-  const post = fake.requests.find((r) => r.route === FOLLOW_UP && forToken(i.token)(r) && isResult(r));
-  if (!post) throw new Error('no result message');
-  return (post.response as { id: string }).id;
-}
-
-/** The interaction's own reply: the status message while the job waits and draws. */
-function statusMessageId(fake: FakeDiscord, i: DispatchedInteraction): string {
-  const msg = fake.originalMessage(i.id);
-  if (!msg) throw new Error('no original message');
-  return msg.id;
-}
+afterEach(stopBooted);
 
 describe('discord adapter, end to end', () => {
   it('/imagine: defers within 3 s, shows the queue, then posts the grid as a new message that pings the member, and the status becomes a done note', async () => {
@@ -447,8 +344,7 @@ describe('discord adapter, end to end', () => {
     await stopping;
     expect((await bot.h.jobs.get(jobId))?.status).toBe('done');
     expect(bot.fake.routeRequests(FOLLOW_UP).filter(forToken(pending.token)).filter(withFile)).toHaveLength(0);
-    const entry = booted.find((b) => b.h === bot.h)!;
-    entry.adapter = await startDiscord({ config: bot.h.config, jobs: bot.h.jobs, commands: bot.h.commands, log: bot.h.log, token: bot.fake.token });
+    adopt(bot.h, await startDiscord({ config: bot.h.config, jobs: bot.h.jobs, commands: bot.h.commands, log: bot.h.log, token: bot.fake.token }));
     await resultPost(bot.fake, pending);
     await deliveredAs(bot.h, bot.fake.ids.channelId, resultMessageId(bot.fake, pending));
   });

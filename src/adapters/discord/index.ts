@@ -50,7 +50,15 @@ export async function startDiscord(deps: AdapterDeps): Promise<AdapterHandle> {
   client.on(Events.Error, (err) => log.error({ failure: describeFailure(err) }, 'discord client error'));
   client.on(Events.ShardError, (err, shardId) => log.warn({ failure: describeFailure(err), shardId }, 'discord gateway error'));
   client.on(Events.ShardDisconnect, (event, shardId) => log.warn({ code: event.code, shardId }, 'discord gateway disconnected'));
-  client.on(Events.ShardResume, (shardId, replayed) => log.info({ shardId, replayed }, 'discord gateway resumed'));
+  // After an outage discord.js resumes the session by itself, and Discord replays what was missed.
+  client.on(Events.ShardResume, (shardId, replayed) => log.info({ shardId, replayed }, 'discord gateway resumed; missed events replayed'));
+  // A second READY means the old session could not be resumed: what happened meanwhile is gone.
+  let sessions = 0;
+  client.on(Events.ShardReady, (shardId) => {
+    if (++sessions > 1) {
+      log.warn({ shardId }, 'discord gateway started a new session: commands and reactions sent while it was down were not replayed and are lost');
+    }
+  });
   client.on(Events.Warn, (message) => log.warn({ message: scrubTokens(message) }, 'discord warning'));
   client.rest.on('rateLimited', (info) =>
     log.debug({ route: info.route, method: info.method, retryAfter: info.retryAfter, global: info.global }, 'discord rate limit'),

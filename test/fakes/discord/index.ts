@@ -59,6 +59,8 @@ export interface FaultRule {
   times?: number;
   /** Only requests whose path contains this string. */
   pathIncludes?: string;
+  /** Only requests that upload files (a result, not a status message). */
+  withFiles?: boolean;
 }
 
 export interface FakeDiscordOptions {
@@ -305,6 +307,19 @@ export class FakeDiscord {
     });
   }
 
+  reactionRemove(messageId: string, emoji: string, who: { user?: FakeUser; channelId?: string } = {}): number {
+    const user = who.user ?? this.member;
+    return this.gateway.dispatch('MESSAGE_REACTION_REMOVE', {
+      user_id: user.id,
+      channel_id: who.channelId ?? this.messages.get(messageId)?.channelId ?? this.ids.channelId,
+      message_id: messageId,
+      guild_id: this.ids.guildId,
+      emoji: { id: null, name: emoji },
+      burst: false,
+      type: 0,
+    });
+  }
+
   /** The message an interaction's deferral created (its @original). */
   originalMessage(interactionId: string): StoredMessage | undefined {
     const rec = this.interactions.get(interactionId);
@@ -390,7 +405,7 @@ export class FakeDiscord {
       if (!m) continue;
       routeName = `${route.method} ${route.pattern}`;
       params = Object.fromEntries(route.keys.map((k, i) => [k, decodeURIComponent(m[i + 1] ?? '')]));
-      const fault = this.#takeFault(routeName, path);
+      const fault = this.#takeFault(routeName, path, parsed.files.length > 0);
       const limited = fault ? undefined : this.#rateLimiter.take(bucketOf(route.pattern, params), route.pattern.startsWith('/interactions/') || route.pattern.startsWith('/webhooks/'));
       if (limited) headers = limited.headers;
       if (limited?.refusal) {
@@ -437,8 +452,10 @@ export class FakeDiscord {
     this.#events.emit('request', recorded);
   }
 
-  #takeFault(route: string, path: string): FaultRule | undefined {
-    const i = this.#faults.findIndex((f) => f.route === route && (!f.pathIncludes || path.includes(f.pathIncludes)));
+  #takeFault(route: string, path: string, hasFiles: boolean): FaultRule | undefined {
+    const i = this.#faults.findIndex(
+      (f) => f.route === route && (!f.pathIncludes || path.includes(f.pathIncludes)) && (f.withFiles === undefined || f.withFiles === hasFiles),
+    );
     if (i < 0) return undefined;
     const fault = this.#faults[i]!;
     if (--fault.left <= 0) this.#faults.splice(i, 1);
