@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startFakeDiscord, type DispatchedInteraction, type FakeDiscord, type RecordedRequest } from './fakes/discord/index.js';
+import { seededUniform } from './fixtures/onnx/reference.js';
 import { CALLBACK, CHANNEL_POST, FOLLOW_UP, forToken, isResult, withFile } from './helpers/discord-bot.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -19,18 +20,6 @@ const LONG = process.env.SOAK_LONG === '1';
 const PLAN = LONG ? { waves: 30, perWave: 4, tail: 10, members: 8 } : { waves: 10, perWave: 3, tail: 6, members: 6 };
 /** After a result upload was answered, the bot records it within this long (a SQLite write). */
 const RECORD_WINDOW_MS = 500;
-
-/** mulberry32: the same seed gives the same kill moments and request order. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -83,7 +72,8 @@ describe('discord soak: SIGKILLs at random moments', () => {
     root = await mkdtemp(path.join(tmpdir(), 'soak-discord-'));
     const dataDir = path.join(root, 'data');
     fake = await startFakeDiscord({ heartbeatIntervalMs: 1000 });
-    const random = rng(20261130);
+    // The same seed gives the same kill moments and request order on every run.
+    const random = seededUniform(20261130);
     const members = Array.from({ length: PLAN.members }, (_, k) => ({ id: `7000000000000000${String(k).padStart(2, '0')}`, username: `m${k}` }));
     const requests: Request[] = [];
     const kills: number[] = [];
@@ -129,23 +119,24 @@ describe('discord soak: SIGKILLs at random moments', () => {
     await current.exited;
 
     const accepted = requests.filter(acked);
+    const killedRightAfter = (q: RecordedRequest) => kills.some((k) => k >= q.at && k - q.at <= RECORD_WINDOW_MS);
     const lost = accepted.filter((r) => resultsOf(r).length === 0);
     const once = accepted.filter((r) => resultsOf(r).length === 1);
     const doubled = accepted.filter((r) => resultsOf(r).length > 1);
     // The unavoidable duplicate: Discord answered the first upload, and a kill followed before
     // the bot could write down that it had.
-    const unavoidable = doubled.filter((r) => {
-      const first = resultsOf(r)[0]!;
-      return resultsOf(r).length === 2 && kills.some((k) => k >= first.at && k - first.at <= RECORD_WINDOW_MS);
-    });
+    const unavoidable = doubled.filter((r) => resultsOf(r).length === 2 && killedRightAfter(resultsOf(r)[0]!));
     const unexplained = doubled.filter((r) => !unavoidable.includes(r));
     const notAccepted = requests.filter((r) => !acked(r));
     const answeredAnyway = notAccepted.filter((r) => resultsOf(r).length === 1);
-    // A status reply still "thinking…" or showing Cancel after its result went out.
+    // A status reply still "thinking…" or showing Cancel after its result went out. Known gap:
+    // a kill between recording the delivery and the done note leaves the status as it was (the
+    // next start finds the job delivered and does not look at it again).
     const stale = accepted.filter((r) => {
       const original = fake!.originalMessage(r.i.id);
       return original !== undefined && !original.deleted && ((original.flags & 128) !== 0 || original.components.length > 0);
     });
+    const staleUnexplained = stale.filter((r) => !resultsOf(r).some(killedRightAfter));
     const failedForRestart = [...fake.messages.values()].filter((m) => /crashed|failed/i.test(m.content));
     const log = await readFile(path.join(dataDir, 'bot.log'), 'utf8').catch(() => '');
     const counts = {
@@ -160,7 +151,8 @@ describe('discord soak: SIGKILLs at random moments', () => {
       notAcknowledged: notAccepted.length,
       notAcknowledgedButAnswered: answeredAnyway.length,
       failedForRestart: failedForRestart.length,
-      staleStatus: stale.length,
+      staleStatusAfterKill: stale.length - staleUnexplained.length,
+      staleStatusUnexplained: staleUnexplained.length,
       logLines: log.split('\n').length,
     };
     console.log(`discord soak: ${JSON.stringify(counts)}`);
@@ -171,6 +163,7 @@ describe('discord soak: SIGKILLs at random moments', () => {
     expect(lost.map((r) => r.prompt), JSON.stringify(counts)).toEqual([]);
     expect(unexplained.map((r) => r.prompt), JSON.stringify(counts)).toEqual([]);
     expect(failedForRestart.map((m) => m.content)).toEqual([]);
+    expect(staleUnexplained.map((r) => r.prompt), JSON.stringify(counts)).toEqual([]);
     // A request Discord never saw acknowledged may still have been stored (the command runs
     // before the acknowledgement): it is then answered in the channel, but never twice.
     expect(notAccepted.filter((r) => resultsOf(r).length > 1)).toEqual([]);
