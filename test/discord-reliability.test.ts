@@ -82,8 +82,12 @@ describe('discord reliability', () => {
     const i = fake.slashCommand('imagine', { prompt: 'an hourglass' }, { createdAt: Date.now() - 14 * 60_000 - 5_000 });
     const posted = await fake.waitForRequest((r) => r.route === CHANNEL_POST && withFile(r), 60_000);
     expect(String(posted.body?.content)).toMatch(new RegExp(`^<@${fake.member.id}> `));
+    const handover = fake.routeRequests(EDIT_ORIGINAL).find((r) => forToken(i.token)(r) && r.body?.content === HANDOVER_NOTE);
+    expect(handover?.body?.components).toEqual([]);
+    expect(handover!.seq).toBeLessThan(posted.seq);
+    // While the token still works, the reply ends as the done note; never "thinking…" or with Cancel.
+    await eventually(async () => (fake.originalMessage(i.id)?.content === DONE_NOTE ? true : undefined), 'the done note');
     const original = fake.originalMessage(i.id)!;
-    expect(original.content).toBe(HANDOVER_NOTE);
     expect(original.components).toEqual([]);
     expect(original.flags & 128).toBe(0);
   });

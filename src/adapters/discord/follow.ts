@@ -38,6 +38,8 @@ const SHRINK_FACTOR = 0.6;
 const TOKEN_MARGIN_MS = 20_000;
 
 export const DONE_NOTE = '✅ Done: the result is in a new message below.';
+/** Shown while the result is uploaded: if the bot dies before the done note, no live button stays behind. */
+export const POSTING_NOTE = '📤 Done drawing; posting the result…';
 export const HANDOVER_NOTE =
   '⏳ Still on it. Discord lets me update this reply for 15 minutes only, so the result will be posted in this channel with a mention.';
 
@@ -376,13 +378,12 @@ class JobTracker {
       return;
     }
     const view = resultView(job, config);
-    let viaInteraction = this.#tokenFresh();
-    if (viaInteraction && !this.#shown) {
-      // A follow-up sent while the reply still shows "thinking…" would replace that reply, and
-      // the done note would then overwrite the result: give the reply its note first.
-      await this.#editOriginal({ content: DONE_NOTE, components: [], clearAttachments: true });
-      viaInteraction = this.#tokenFresh() && this.#shown;
-    }
+    // The status loses its Cancel button before the upload: the delivery must be recorded
+    // before anything else once Discord has the picture, so a kill right after that would
+    // otherwise leave "Drawing… [Cancel]" behind. It also stops a reply that still shows
+    // "thinking…" from being replaced by the follow-up (and the result then by the done note).
+    await this.#settleStatus(POSTING_NOTE, 'final');
+    let viaInteraction = this.#tokenFresh() && this.#shown;
     let limit = this.#limit(viaInteraction);
     let picture = await this.#picture(job, limit);
     if (!picture) {
