@@ -96,7 +96,7 @@ describe('discord soak: SIGKILLs at random moments', () => {
       current = startLife(dataDir, fake);
       await current.ready;
       await send(PLAN.perWave);
-      await sleep(200 + random() * 1000);
+      await sleep(100 + random() * 700);
       current.child.kill('SIGKILL');
       kills.push(Date.now());
       await current.exited;
@@ -135,13 +135,14 @@ describe('discord soak: SIGKILLs at random moments', () => {
       const rows = (q.body?.components ?? []) as { components: { custom_id: string }[] }[];
       return decodeAction(rows[0]?.components[0]?.custom_id ?? '')?.jobId;
     };
-    const unavoidable = doubled.filter((r) => {
+    const isUnavoidable = (r: Request) => {
       const first = resultsOf(r)[0]!;
       return resultsOf(r).length === 2 && killedRightAfter(first) && recordedCount(jobOf(first)) <= 1;
-    });
+    };
+    const unavoidable = doubled.filter(isUnavoidable);
     const unexplained = doubled.filter((r) => !unavoidable.includes(r));
     const notAccepted = requests.filter((r) => !acked(r));
-    const answeredAnyway = notAccepted.filter((r) => resultsOf(r).length === 1);
+    const answeredAnyway = notAccepted.filter((r) => resultsOf(r).length > 0);
     // A status reply still "thinking…" or showing Cancel after its result went out: never.
     const stale = accepted.filter((r) => {
       const original = fake!.originalMessage(r.i.id);
@@ -163,6 +164,7 @@ describe('discord soak: SIGKILLs at random moments', () => {
       lost: lost.length,
       notAcknowledged: notAccepted.length,
       notAcknowledgedButAnswered: answeredAnyway.length,
+      notAcknowledgedAnsweredTwiceAfterKill: notAccepted.filter((r) => resultsOf(r).length > 1 && isUnavoidable(r)).length,
       failedForRestart: failedForRestart.length,
       staleStatus: stale.length,
       leftPostingAfterKill: leftPosting.length - leftPostingUnexplained.length,
@@ -181,7 +183,7 @@ describe('discord soak: SIGKILLs at random moments', () => {
     expect(leftPostingUnexplained.map((r) => r.prompt), JSON.stringify(counts)).toEqual([]);
     // A request Discord never saw acknowledged may still have been stored (the command runs
     // before the acknowledgement): it is then answered in the channel, but never twice.
-    expect(notAccepted.filter((r) => resultsOf(r).length > 1)).toEqual([]);
+    expect(notAccepted.filter((r) => resultsOf(r).length > 1 && !isUnavoidable(r)).map((r) => r.prompt)).toEqual([]);
     expect(accepted.length).toBeGreaterThan(requests.length / 2);
   });
 });

@@ -51,8 +51,6 @@ export interface InteractionDeps {
   follower: JobFollower;
   outbox: Outbox;
   log: Logger;
-  /** Default ACK_BUDGET_MS; tests shorten it. */
-  ackBudgetMs?: number;
 }
 
 /** Splits text into Discord-sized messages, at line breaks where possible. */
@@ -207,7 +205,7 @@ export class InteractionHandler {
     let timer: NodeJS.Timeout | undefined;
     const early = await Promise.race([
       running,
-      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), this.#deps.ackBudgetMs ?? ACK_BUDGET_MS))),
+      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ACK_BUDGET_MS))),
     ]);
     clearTimeout(timer);
     const isPublic = early ? early.ok && early.visibility === 'public' : likelyPublic;
