@@ -12,6 +12,7 @@ import { deployCommands, parseArgs } from '../src/adapters/discord/deploy-comman
 import { scrubTokens } from '../src/adapters/discord/errors.js';
 import { composeContent } from '../src/adapters/discord/follow.js';
 import { splitContent } from '../src/adapters/discord/interactions.js';
+import { renderParts } from '../src/adapters/discord/markdown.js';
 import { placeRefusal } from '../src/adapters/discord/places.js';
 import { discordCommands } from '../src/adapters/discord/slash.js';
 import { EditThrottle } from '../src/adapters/discord/throttle.js';
@@ -243,5 +244,31 @@ describe('startDiscord login', () => {
     expect(err?.message).toMatch(/Discord login failed/);
     expect(err?.message).not.toContain(wrong);
     expect(listening).toBe(0);
+  });
+});
+
+describe('reply parts as Discord markdown', () => {
+  it('draws verbatim parts as code blocks, so * _ ~~ copy as typed, and neutralises a fence inside', () => {
+    const [msg] = renderParts([
+      { text: 'Paste this to draw it again:' },
+      { text: '/imagine **bold** _under_ ~~strike~~ --seed 5', code: true },
+    ]);
+    expect(msg).toBe('Paste this to draw it again:\n```\n/imagine **bold** _under_ ~~strike~~ --seed 5\n```');
+    const [fenced] = renderParts([{ text: 'a ``` b', code: true }]);
+    // Exactly one opening and one closing fence remain.
+    expect(fenced!.match(/```/g)).toHaveLength(2);
+    expect(fenced!.replace(/\u200b/g, '')).toBe('```\na ``` b\n```');
+  });
+
+  it('keeps every message within 2000 characters, closing and reopening a long code block', () => {
+    const long = Array.from({ length: 120 }, (_, k) => `line ${k} ${'x'.repeat(30)}`).join('\n');
+    const messages = renderParts([{ text: 'Info:' }, { text: long, code: true }]);
+    expect(messages.length).toBeGreaterThan(1);
+    for (const m of messages) {
+      expect(m.length).toBeLessThanOrEqual(2000);
+      expect((m.match(/```/g) ?? []).length % 2).toBe(0);
+    }
+    const joined = messages.join('\n').replace(/\n?```\n?/g, '\n');
+    for (let k = 0; k < 120; k++) expect(joined).toContain(`line ${k} `);
   });
 });

@@ -34,6 +34,11 @@ export class RecentKeys {
     return false;
   }
 
+  /** Forget a key now (a reaction was removed: adding it again is a new request). */
+  delete(key: string): void {
+    this.#keys.delete(key);
+  }
+
   add(key: string): void {
     // Re-adding moves the key to the young end, so its window starts again.
     this.#keys.delete(key);

@@ -1,6 +1,7 @@
 // Follows Discord jobs from queued to delivered: throttled status edits while they wait and
-// draw, then the result (or the failure) in the interaction's reply, or as a channel message
-// that mentions the member when the interaction token is too old or already dead.
+// draw, then the result as a new message that mentions the member (edits notify nobody), after
+// which the status message becomes a short done note (or goes, for channel status messages).
+// The interaction's webhook is used while its token lives; the channel afterwards.
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { resultView } from '../../../commands/result.js';
@@ -20,7 +21,7 @@ import {
   type DiscordFailure,
 } from './errors.js';
 import type { MessageRef, Outbox, OutgoingFile, OutgoingMessage } from './outbox.js';
-import { readHandle, TOKEN_SAFE_AGE_MS, type DiscordHandle } from './target.js';
+import { readHandle, TOKEN_LIFETIME_MS, TOKEN_SAFE_AGE_MS, type DiscordHandle } from './target.js';
 import { EditThrottle } from './throttle.js';
 import { clip } from '../text.js';
 
@@ -29,6 +30,18 @@ export const MAX_CONTENT = 2000;
 const RETRY_DELAYS_MS = [2_000, 10_000, 60_000];
 /** Retries of recording a delivery that has happened (a busy store passes quickly). */
 const RECORD_DELAYS_MS = [0, 250, 1_000];
+/** Re-encodes after Discord says "too large" (413 / 40005), each smaller than the last. */
+const MAX_SHRINKS = 6;
+/** Each shrink aims this far under the size Discord refused. */
+const SHRINK_FACTOR = 0.6;
+/** A token this close to its end is not used for edits that must land. */
+const TOKEN_MARGIN_MS = 20_000;
+
+export const DONE_NOTE = '✅ Done: the result is in a new message below.';
+/** Shown while the result is uploaded: if the bot dies before the done note, no live button stays behind. */
+export const POSTING_NOTE = '📤 Done drawing; posting the result…';
+export const HANDOVER_NOTE =
+  '⏳ Still on it. Discord lets me update this reply for 15 minutes only, so the result will be posted in this channel with a mention.';
 
 export interface FollowerDeps {
   config: Config;
@@ -42,6 +55,8 @@ export interface FollowerDeps {
   droppableEdits: Set<string>;
   /** Resolves once the REST client has its token (channel messages need it). */
   ready: Promise<void>;
+  /** Per-file upload limit of the bot's own channel messages in a guild (its boost tier). */
+  uploadLimit: (guildId: string | undefined) => number;
   now?: () => number;
 }
 
@@ -62,6 +77,14 @@ function withMention(userId: string, content: string): string {
   return mention + clip(content, room);
 }
 
+function undeliverableText(f: DiscordFailure, channelId: string): string {
+  const why = f.code === 50001 ? 'Missing Access' : f.code === 50013 ? 'Missing Permissions' : `error ${f.code ?? f.status ?? f.kind}`;
+  return (
+    `I could not post your picture in <#${channelId}>: Discord refused it (${why}). ` +
+    'A moderator can fix it by giving me View Channel, Send Messages, Attach Files and Read Message History there.'
+  );
+}
+
 interface StatusState {
   text: string;
   preview?: Buffer;
@@ -76,14 +99,25 @@ class JobTracker {
   readonly #throttle: EditThrottle<StatusState>;
   #chain: Promise<void> = Promise.resolve();
   #tokenDead = false;
+  /** The interaction reply got the hand-over note: no more edits through the token. */
+  #handedOver = false;
+  #handoverTimer: NodeJS.Timeout | undefined;
   #statusMessageId: string | undefined;
   #statusGone = false;
+  /** The status message shows something (not "thinking…"): follow-ups no longer replace it. */
+  #shown = false;
+  #shownWaiters: ((shown: boolean) => void)[] = [];
   #sawEvent = false;
   #finished = false;
+  /** The final answer's work is over (whatever its outcome). */
+  #delivered = false;
   readonly #closing: AbortController;
+  /** The interaction's acknowledgement, while it is still on its way: nothing is sent before it. */
+  readonly #ack: Promise<boolean> | undefined;
 
-  constructor(job: Job, deps: FollowerDeps, closing: AbortController) {
+  constructor(job: Job, deps: FollowerDeps, closing: AbortController, ack: Promise<boolean> | undefined) {
     this.jobId = job.id;
+    this.#ack = ack;
     this.#job = job;
     this.#deps = deps;
     this.#closing = closing;
@@ -94,6 +128,7 @@ class JobTracker {
       send: (s) => this.#sendStatus(s),
       ...(deps.now ? { now: deps.now } : {}),
     });
+    this.#scheduleHandover();
   }
 
   get finished(): boolean {
@@ -103,6 +138,19 @@ class JobTracker {
   /** The first answer after the command queued the job; later events win over it. */
   initial(text: string): void {
     if (!this.#sawEvent) this.#throttle.push({ text });
+  }
+
+  /** true once the status message shows something; false if it never will (the job ended first). */
+  whenShown(): Promise<boolean> {
+    if (this.#shown || this.#delivered) return Promise.resolve(this.#shown);
+    return new Promise((resolve) => this.#shownWaiters.push(resolve));
+  }
+
+  #markShown(shown: boolean): void {
+    if (shown) this.#shown = true;
+    const waiters = this.#shownWaiters;
+    this.#shownWaiters = [];
+    for (const w of waiters) w(shown);
   }
 
   onEvent(event: JobEvent): void {
@@ -139,24 +187,73 @@ class JobTracker {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.#handoverTimer);
     await this.#throttle.close();
   }
 
   #finish(work: () => Promise<void>): void {
     this.#finished = true;
+    clearTimeout(this.#handoverTimer);
     this.#chain = this.#chain
       .then(async () => {
         await this.#throttle.close();
         await this.#deps.ready;
+        await this.#acknowledged();
         await work();
       })
-      .catch((err: unknown) => this.#log.error({ failure: describeFailure(err) }, 'discord delivery crashed'));
+      .catch((err: unknown) => this.#log.error({ failure: describeFailure(err) }, 'discord delivery crashed'))
+      .finally(() => {
+        this.#delivered = true;
+        this.#markShown(this.#shown);
+      });
+  }
+
+  #now(): number {
+    return (this.#deps.now ?? Date.now)();
+  }
+
+  #tokenAge(): number {
+    const h = this.#handle;
+    return h.kind === 'interaction' ? this.#now() - h.createdAt : Number.POSITIVE_INFINITY;
+  }
+
+  /** The token is young enough to start an upload or a status edit through it. */
+  #tokenFresh(): boolean {
+    return this.#handle.kind === 'interaction' && !this.#tokenDead && !this.#handedOver && this.#tokenAge() < TOKEN_SAFE_AGE_MS;
+  }
+
+  /** The token still works for one last short edit. */
+  #tokenUsable(): boolean {
+    return this.#handle.kind === 'interaction' && !this.#tokenDead && this.#tokenAge() < TOKEN_LIFETIME_MS - TOKEN_MARGIN_MS;
   }
 
   // ---- status edits ----
 
+  /** Before the token dies, the interaction reply says where the result will come, without buttons. */
+  #scheduleHandover(): void {
+    if (this.#handle.kind !== 'interaction') return;
+    const wait = TOKEN_SAFE_AGE_MS - this.#tokenAge();
+    if (wait <= 0 || this.#finished) return;
+    this.#handoverTimer = setTimeout(() => void this.#handOver(), wait);
+    this.#handoverTimer.unref();
+  }
+
+  async #handOver(): Promise<void> {
+    if (this.#finished || this.#handedOver || this.#closing.signal.aborted) return;
+    this.#handedOver = true;
+    await this.#throttle.close();
+    if (this.#finished) return;
+    await this.#editOriginal({ content: HANDOVER_NOTE, components: [], clearAttachments: true });
+  }
+
+  /** Waits for the acknowledgement; an interaction Discord never took has no reply to edit. */
+  async #acknowledged(): Promise<void> {
+    if (this.#ack && !(await this.#ack)) this.#tokenDead = true;
+  }
+
   async #sendStatus(state: StatusState): Promise<void> {
-    if (this.#tokenDead || this.#statusGone || this.#closing.signal.aborted) return;
+    await this.#acknowledged();
+    if (this.#tokenDead || this.#handedOver || this.#statusGone || this.#closing.signal.aborted) return;
     const msg: OutgoingMessage = {
       content: state.text,
       components: cancelRow(this.jobId),
@@ -167,28 +264,27 @@ class JobTracker {
     try {
       if (h.kind === 'interaction') {
         if (!this.#tokenFresh()) {
-          this.#tokenDead = true;
+          void this.#handOver();
           return;
         }
-        marker = h.token;
+        // Only this reply's edits: a follow-up on the same token must wait out a 429, not vanish.
+        marker = `${h.token}/messages/`;
         this.#deps.droppableEdits.add(marker);
         await this.#deps.outbox.editOriginal(h.applicationId, h.token, msg);
       } else {
         await this.#deps.ready;
+        // The status names the member without pinging: the result message is the one that pings.
+        const content = withMention(h.userId, state.text);
         if (!this.#statusMessageId) {
-          const ref = await this.#deps.outbox.send(this.#job.target.chatId, {
-            ...msg,
-            content: withMention(h.userId, state.text),
-            mentionUsers: [h.userId],
-            ...(h.replyTo ? { replyTo: h.replyTo } : {}),
-          });
+          const ref = await this.#deps.outbox.send(this.#job.target.chatId, { ...msg, content, mentionUsers: [] });
           this.#statusMessageId = ref.messageId;
         } else {
           marker = `/messages/${this.#statusMessageId}`;
           this.#deps.droppableEdits.add(marker);
-          await this.#deps.outbox.edit(this.#job.target.chatId, this.#statusMessageId, { ...msg, content: withMention(h.userId, state.text) });
+          await this.#deps.outbox.edit(this.#job.target.chatId, this.#statusMessageId, { ...msg, content });
         }
       }
+      this.#markShown(true);
     } catch (err) {
       this.#onStatusFailure(describeFailure(err));
     } finally {
@@ -198,7 +294,8 @@ class JobTracker {
 
   #onStatusFailure(f: DiscordFailure): void {
     if (f.kind === 'rate-limit') {
-      this.#throttle.backOff(Math.max(f.retryAfterMs ?? 0, 1_000));
+      // Discord's retry_after, as it asked: no shorter, and no arbitrary floor.
+      this.#throttle.backOff(f.retryAfterMs ?? 1_000);
       this.#log.debug({ failure: f }, 'status edit rate-limited; backing off');
     } else if (tokenIsDead(f)) {
       this.#tokenDead = true;
@@ -210,17 +307,63 @@ class JobTracker {
     }
   }
 
-  #tokenFresh(): boolean {
+  /** One edit of the interaction's reply that must land; false when it could not. */
+  async #editOriginal(msg: OutgoingMessage): Promise<boolean> {
     const h = this.#handle;
-    if (h.kind !== 'interaction' || this.#tokenDead) return false;
-    return (this.#deps.now ?? Date.now)() - h.createdAt < TOKEN_SAFE_AGE_MS;
+    if (h.kind !== 'interaction' || !this.#tokenUsable()) return false;
+    try {
+      await this.#deps.outbox.editOriginal(h.applicationId, h.token, msg);
+      this.#markShown(true);
+      return true;
+    } catch (err) {
+      const f = describeFailure(err);
+      if (tokenIsDead(f)) this.#tokenDead = true;
+      if (messageIsGone(f)) this.#statusGone = true;
+      this.#log.info({ failure: f }, 'could not update the interaction reply');
+      return false;
+    }
+  }
+
+  /**
+   * The status message gets its last word and loses its buttons: `done` removes a channel status
+   * message (the result below says it all) or turns the interaction reply into a done note;
+   * `final` shows the text. false: there was no status message that could take it.
+   */
+  async #settleStatus(text: string, mode: 'done' | 'final'): Promise<boolean> {
+    if (this.#handle.kind === 'interaction') {
+      if (this.#statusGone) return false;
+      return this.#editOriginal({ content: text, components: [], clearAttachments: true });
+    }
+    const messageId = this.#statusMessageId;
+    if (!messageId || this.#statusGone) return false;
+    const channelId = this.#job.target.chatId;
+    try {
+      if (mode === 'done') await this.#deps.outbox.delete(channelId, messageId);
+      else await this.#deps.outbox.edit(channelId, messageId, { content: withMention(this.#handle.userId, text), components: [], clearAttachments: true });
+      return true;
+    } catch (err) {
+      const f = describeFailure(err);
+      this.#log.info({ failure: f }, 'could not update the status message');
+      if (mode === 'done' && !messageIsGone(f)) {
+        // Could not delete it: at least take its buttons away.
+        return this.#deps.outbox
+          .edit(channelId, messageId, { content: withMention(this.#handle.userId, text), components: [], clearAttachments: true })
+          .then(() => true, () => false);
+      }
+      return false;
+    }
   }
 
   // ---- final answers ----
 
+  /** A failure or cancellation: shown in the status message, else posted with a mention. */
   async #deliverText(text: string): Promise<void> {
+    if (await this.#settleStatus(text, 'final')) return;
     try {
-      await this.#post({ content: text, components: [], clearAttachments: true });
+      await this.#deps.outbox.send(this.#job.target.chatId, {
+        content: withMention(this.#handle.userId, text),
+        mentionUsers: [this.#handle.userId],
+      });
     } catch (err) {
       this.#log.warn({ failure: describeFailure(err) }, 'could not post the final status');
     }
@@ -235,37 +378,56 @@ class JobTracker {
       return;
     }
     const view = resultView(job, config);
-    let limit = this.#handle.attachmentSizeLimit;
+    // The status loses its Cancel button before the upload: the delivery must be recorded
+    // before anything else once Discord has the picture, so a kill right after that would
+    // otherwise leave "Drawing… [Cancel]" behind. It also stops a reply that still shows
+    // "thinking…" from being replaced by the follow-up (and the result then by the done note).
+    await this.#settleStatus(POSTING_NOTE, 'final');
+    let viaInteraction = this.#tokenFresh() && this.#shown;
+    let limit = this.#limit(viaInteraction);
     let picture = await this.#picture(job, limit);
     if (!picture) {
       await jobs.markUndeliverable(job.id, 'the picture files are missing');
       await this.#deliverText('The pictures of this job are gone (the files were removed).');
       return;
     }
+    const content = withMention(this.#handle.userId, composeContent(view.caption, view.details, 30));
     const msg = (file: OutgoingFile): OutgoingMessage => ({
-      content: composeContent(view.caption, view.details, 30),
+      content,
       components: resultRows(view.buttons),
       files: [file],
+      mentionUsers: [this.#handle.userId],
     });
-    let shrunk = false;
-    for (let attempt = 0; ; attempt++) {
+    let shrinks = 0;
+    for (let attempt = 0; ; ) {
       let ref: MessageRef;
       try {
-        ref = await this.#post(msg(picture));
+        ref = await this.#postResult(msg(picture), viaInteraction);
       } catch (err) {
         const f = describeFailure(err);
-        if (isTooLarge(f) && !shrunk) {
-          shrunk = true;
-          limit = Math.floor(limit / 2);
+        if (viaInteraction && (tokenIsDead(f) || messageIsGone(f))) {
+          this.#tokenDead = true;
+          viaInteraction = false;
+          this.#log.info({ failure: f }, 'interaction webhook unavailable; posting to the channel');
+          limit = this.#limit(false);
+          picture = (await this.#picture(job, limit)) ?? picture;
+          continue;
+        }
+        if (isTooLarge(f) && shrinks < MAX_SHRINKS) {
+          shrinks++;
+          // The limit we believed was wrong: aim under what was refused, and again if need be.
+          limit = Math.max(1, Math.floor(Math.min(limit, picture.data.length) * SHRINK_FACTOR));
+          this.#log.info({ failure: f, bytes: picture.data.length, newLimit: limit }, 'picture too large for Discord; shrinking');
           picture = (await this.#picture(job, limit)) ?? picture;
           continue;
         }
         if (deliveryIsImpossible(f)) {
           this.#log.warn({ failure: f }, 'result cannot be delivered here');
           await jobs.markUndeliverable(job.id, `Discord refused the message (${f.code ?? f.status ?? f.kind})`);
+          await this.#tellUndeliverable(f);
           return;
         }
-        const delay = RETRY_DELAYS_MS[attempt];
+        const delay = RETRY_DELAYS_MS[attempt++];
         if (!isTransient(f) || delay === undefined || this.#closing.signal.aborted) {
           // Left as done: pendingDeliveries picks it up at the next start.
           this.#log.warn({ failure: f }, 'result delivery failed; it stays pending');
@@ -275,12 +437,39 @@ class JobTracker {
         if (!(await sleep(delay, this.#closing.signal))) return;
         continue;
       }
-      // The picture is posted: a store that fails now must not make us post it again.
+      // Discord has the picture. Recording that comes before anything else, so a kill from
+      // here on cannot make the next start post it again.
       if (await this.#recordDelivery(job.id, ref)) {
         this.#log.info({ messageId: ref.messageId, bytes: picture.data.length }, 'result delivered');
       }
+      await this.#settleStatus(DONE_NOTE, 'done');
       return;
     }
+  }
+
+  /** The member hears why the picture did not come, and the status loses its live buttons. */
+  async #tellUndeliverable(f: DiscordFailure): Promise<void> {
+    const text = undeliverableText(f, this.#job.target.chatId);
+    if (await this.#settleStatus(text, 'final')) return;
+    try {
+      await this.#deps.outbox.dm(this.#handle.userId, { content: text });
+    } catch (err) {
+      this.#log.warn({ failure: describeFailure(err) }, 'could not tell the member why the result was not posted');
+    }
+  }
+
+  #limit(viaInteraction: boolean): number {
+    const h = this.#handle;
+    if (viaInteraction && h.kind === 'interaction') return h.attachmentSizeLimit;
+    return this.#deps.uploadLimit(this.#job.target.guildId);
+  }
+
+  /** The result as a new message that pings the member: a follow-up while the token lives, else a channel post. */
+  async #postResult(msg: OutgoingMessage, viaInteraction: boolean): Promise<MessageRef> {
+    const h = this.#handle;
+    if (viaInteraction && h.kind === 'interaction') return this.#deps.outbox.followUp(h.applicationId, h.token, msg);
+    const replyTo = h.kind === 'channel' ? h.replyTo : null;
+    return this.#deps.outbox.send(this.#job.target.chatId, { ...msg, ...(replyTo ? { replyTo } : {}) });
   }
 
   /**
@@ -315,35 +504,6 @@ class JobTracker {
     const out = await encodeForDelivery(png, byteLimit);
     return { name: `imagine-${job.id}.${out.ext}`, data: out.data };
   }
-
-  /**
-   * The interaction's reply while its token lives; otherwise (or when the edit says the token
-   * is dead) a channel message that mentions the member, so nothing is lost.
-   */
-  async #post(msg: OutgoingMessage): Promise<MessageRef> {
-    const h = this.#handle;
-    const outbox = this.#deps.outbox;
-    if (h.kind === 'interaction' && this.#tokenFresh()) {
-      try {
-        return await outbox.editOriginal(h.applicationId, h.token, msg);
-      } catch (err) {
-        const f = describeFailure(err);
-        if (!tokenIsDead(f) && !messageIsGone(f)) throw err;
-        this.#tokenDead = true;
-        this.#log.info({ failure: f }, 'interaction reply unavailable; posting to the channel');
-      }
-    }
-    const content = withMention(h.userId, msg.content ?? '');
-    if (this.#statusMessageId && !this.#statusGone) {
-      try {
-        return await outbox.edit(this.#job.target.chatId, this.#statusMessageId, { ...msg, content });
-      } catch (err) {
-        if (!messageIsGone(describeFailure(err))) throw err;
-      }
-    }
-    const replyTo = h.kind === 'channel' ? h.replyTo : null;
-    return outbox.send(this.#job.target.chatId, { ...msg, content, mentionUsers: [h.userId], ...(replyTo ? { replyTo } : {}) });
-  }
 }
 
 /** Resolves true after `ms`, or false as soon as the signal aborts. */
@@ -365,6 +525,8 @@ export class JobFollower {
   /** Jobs finished in this process, so a late or repeated event does not start them again. */
   readonly #finished = new RecentKeys(2_000);
   readonly #closing = new AbortController();
+  /** Interaction tokens whose acknowledgement is on its way. */
+  readonly #acks = new Map<string, Promise<boolean>>();
   /** Set when stop begins: no new job is taken up (its events go to the next start). */
   #closed = false;
 
@@ -381,11 +543,32 @@ export class JobFollower {
     if (tracker.finished) this.#retire(tracker);
   };
 
-  /** A command just queued this job: show its first answer. */
-  follow(job: Job, firstText: string): void {
-    if (this.#closed) return;
-    if (job.status !== 'queued' && job.status !== 'running') return;
-    this.#tracker(job)?.initial(firstText);
+  /**
+   * A command just queued this job: show its first answer. Resolves true once the status
+   * message shows it, so a follow-up sent then cannot take the deferred reply's place.
+   */
+  follow(job: Job, firstText: string): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
+    if (job.status !== 'queued' && job.status !== 'running') return Promise.resolve(false);
+    const tracker = this.#tracker(job);
+    if (!tracker) return Promise.resolve(false);
+    tracker.initial(firstText);
+    return tracker.whenShown();
+  }
+
+  /**
+   * The command for this interaction runs before Discord is answered (so the answer's privacy is
+   * known): a job it queues must not edit the reply before the acknowledgement exists. Call the
+   * returned function with whether Discord took the acknowledgement.
+   */
+  acknowledging(token: string): (acked: boolean) => void {
+    let settle!: (acked: boolean) => void;
+    const ack = new Promise<boolean>((resolve) => (settle = resolve));
+    this.#acks.set(token, ack);
+    return (acked) => {
+      settle(acked);
+      this.#acks.delete(token);
+    };
   }
 
   /** Jobs that finished while the bot was away (or whose upload failed): deliver them now. */
@@ -417,7 +600,8 @@ export class JobFollower {
     if (this.#finished.has(job.id)) return undefined;
     let tracker = this.#trackers.get(job.id);
     if (!tracker) {
-      tracker = new JobTracker(job, this.#deps, this.#closing);
+      const token = job.target.handle.token;
+      tracker = new JobTracker(job, this.#deps, this.#closing, typeof token === 'string' ? this.#acks.get(token) : undefined);
       this.#trackers.set(job.id, tracker);
     }
     return tracker;

@@ -6,6 +6,7 @@ import { describeFailure, scrubTokens } from './errors.js';
 import { JobFollower } from './follow.js';
 import { InteractionHandler } from './interactions.js';
 import { Outbox } from './outbox.js';
+import { guildUploadLimit } from './target.js';
 import { ReactionHandler } from './reactions.js';
 
 /** How long stop() lets deliveries in flight finish before the client goes. */
@@ -35,7 +36,8 @@ export async function startDiscord(deps: AdapterDeps): Promise<AdapterHandle> {
   let signalReady!: () => void;
   const ready = new Promise<void>((resolve) => (signalReady = resolve));
   const outbox = new Outbox(client.rest);
-  const follower = new JobFollower({ config, jobs, outbox, log, droppableEdits, ready });
+  const uploadLimit = (guildId: string | undefined) => guildUploadLimit(guildId ? client.guilds.cache.get(guildId)?.premiumTier : undefined);
+  const follower = new JobFollower({ config, jobs, outbox, log, droppableEdits, ready, uploadLimit });
   const interactions = new InteractionHandler({ config, commands, follower, outbox, log });
   const reactions = new ReactionHandler({ config, jobs, commands, follower, outbox, log, botUserId: () => client.user?.id });
 
@@ -43,11 +45,20 @@ export async function startDiscord(deps: AdapterDeps): Promise<AdapterHandle> {
   const unsubscribe = jobs.on(follower.onEvent);
   client.on(Events.InteractionCreate, interactions.onInteraction);
   client.on(Events.MessageReactionAdd, reactions.onReactionAdd);
+  client.on(Events.MessageReactionRemove, reactions.onReactionRemove);
   // Without these listeners an 'error' event would throw and take the process down.
   client.on(Events.Error, (err) => log.error({ failure: describeFailure(err) }, 'discord client error'));
   client.on(Events.ShardError, (err, shardId) => log.warn({ failure: describeFailure(err), shardId }, 'discord gateway error'));
   client.on(Events.ShardDisconnect, (event, shardId) => log.warn({ code: event.code, shardId }, 'discord gateway disconnected'));
-  client.on(Events.ShardResume, (shardId, replayed) => log.info({ shardId, replayed }, 'discord gateway resumed'));
+  // After an outage discord.js resumes the session by itself, and Discord replays what was missed.
+  client.on(Events.ShardResume, (shardId, replayed) => log.info({ shardId, replayed }, 'discord gateway resumed; missed events replayed'));
+  // A second READY means the old session could not be resumed: what happened meanwhile is gone.
+  let sessions = 0;
+  client.on(Events.ShardReady, (shardId) => {
+    if (++sessions > 1) {
+      log.warn({ shardId }, 'discord gateway started a new session: commands and reactions sent while it was down were not replayed and are lost');
+    }
+  });
   client.on(Events.Warn, (message) => log.warn({ message: scrubTokens(message) }, 'discord warning'));
   client.rest.on('rateLimited', (info) =>
     log.debug({ route: info.route, method: info.method, retryAfter: info.retryAfter, global: info.global }, 'discord rate limit'),

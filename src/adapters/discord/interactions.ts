@@ -1,5 +1,8 @@
-// Slash commands and button presses → CommandRequest → runCommand → Discord replies. The
-// acknowledgement (a deferral) always goes out first, before anything that could be slow.
+// Slash commands and button presses → CommandRequest → runCommand → Discord replies. Whether
+// the answer is public or private is known before the acknowledgement goes out: the command
+// runs first (its checks and the job record take milliseconds) and the deferral follows with
+// the right visibility, so a refusal never flashes a public "thinking…". Only a command slower
+// than the acknowledgement budget is deferred before its answer is known.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -25,6 +28,7 @@ import type { JobFollower } from './follow.js';
 import { MAX_CONTENT } from './follow.js';
 import type { Outbox, OutgoingFile, OutgoingMessage } from './outbox.js';
 import { clip } from '../text.js';
+import { renderParts } from './markdown.js';
 import { placeRefusal } from './places.js';
 import { interactionTarget } from './target.js';
 
@@ -33,6 +37,13 @@ const NEED_ATTACH = 'I need the “Attach Files” permission in this channel to
 const SLASH_COMMANDS = new Set<CommandName>(['imagine', 'settings', 'queue', 'cancel', 'help', 'web']);
 /** Long private answers (info with a long prompt) go out in at most this many messages. */
 const MAX_PARTS = 3;
+/**
+ * How long a command may run before the interaction is acknowledged anyway. Discord allows 3 s
+ * from the interaction's creation; the event took some of that to arrive.
+ */
+export const ACK_BUDGET_MS = 1_500;
+/** What a public deferral becomes when the answer turned out private (sent as a follow-up). */
+export const NOT_STARTED_NOTE = 'This request was not started; I sent you the reason privately.';
 
 export interface InteractionDeps {
   config: Config;
@@ -100,11 +111,11 @@ export class InteractionHandler {
 
   async #slash(i: ChatInputCommandInteraction): Promise<void> {
     const command = i.commandName as CommandName;
-    const refusal = this.#refusal(i) ?? (SLASH_COMMANDS.has(command) ? undefined : `Unknown command /${i.commandName}. Try /help.`);
+    const refusal =
+      this.#refusal(i) ??
+      (SLASH_COMMANDS.has(command) ? undefined : `Unknown command /${i.commandName}. Try /help.`) ??
+      (this.#cannotAttach(i, command) ? NEED_ATTACH : undefined);
     if (refusal) return this.#refuseAtOnce(i, refusal);
-    const isPublic = startsJob(command);
-    if (!(await this.#defer(i, isPublic))) return;
-    if (this.#cannotAttach(i, command)) return this.#answer(i, isPublic, { ok: false, visibility: 'private', text: NEED_ATTACH });
     const options: Record<string, string | number | boolean> = {};
     for (const o of i.options.data) {
       if (o.value !== undefined && o.value !== null) options[o.name] = o.value;
@@ -119,18 +130,15 @@ export class InteractionHandler {
       ...(command === 'imagine' && typeof prompt === 'string' ? { text: prompt, options: rest } : { options }),
       idempotencyKey: `discord:${i.id}`,
     };
-    await this.#run(i, isPublic, req);
+    await this.#run(i, startsJob(command), req);
   }
 
   async #button(i: ButtonInteraction): Promise<void> {
     const action = decodeAction(i.customId);
     if (!action) return this.#refuseAtOnce(i, STALE_BUTTON);
-    const refusal = this.#refusal(i);
-    if (refusal) return this.#refuseAtOnce(i, refusal);
     const command = commandForAction(action.action);
-    const isPublic = startsJob(command);
-    if (!(await this.#defer(i, isPublic))) return;
-    if (this.#cannotAttach(i, command)) return this.#answer(i, isPublic, { ok: false, visibility: 'private', text: NEED_ATTACH });
+    const refusal = this.#refusal(i) ?? (this.#cannotAttach(i, command) ? NEED_ATTACH : undefined);
+    if (refusal) return this.#refuseAtOnce(i, refusal);
     const req: CommandRequest = {
       command,
       requester: requesterOf(i),
@@ -139,7 +147,7 @@ export class InteractionHandler {
       action,
       idempotencyKey: `discord:${i.id}`,
     };
-    await this.#run(i, isPublic, req);
+    await this.#run(i, startsJob(command), req);
   }
 
   #refusal(i: ChatInputCommandInteraction | ButtonInteraction): string | undefined {
@@ -186,9 +194,30 @@ export class InteractionHandler {
     }
   }
 
-  async #run(i: ChatInputCommandInteraction | ButtonInteraction, deferredPublic: boolean, req: CommandRequest): Promise<void> {
-    const reply = await runCommand(req, this.#deps.commands);
-    await this.#answer(i, deferredPublic, reply);
+  /**
+   * Runs the command, then acknowledges with the visibility its answer needs. When the command
+   * is slower than the budget, the acknowledgement goes first with the likely visibility
+   * (public for commands that start jobs).
+   */
+  async #run(i: ChatInputCommandInteraction | ButtonInteraction, likelyPublic: boolean, req: CommandRequest): Promise<void> {
+    const acknowledged = this.#deps.follower.acknowledging(i.token);
+    const running = runCommand(req, this.#deps.commands);
+    let timer: NodeJS.Timeout | undefined;
+    const early = await Promise.race([
+      running,
+      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ACK_BUDGET_MS))),
+    ]);
+    clearTimeout(timer);
+    const isPublic = early ? early.ok && early.visibility === 'public' : likelyPublic;
+    const acked = await this.#defer(i, isPublic);
+    acknowledged(acked);
+    const reply = early ?? (await running);
+    if (!acked) {
+      // Too late for Discord: a job it queued still reaches the member, through the channel.
+      if (reply.queued) void this.#deps.follower.follow(reply.queued.job, reply.text);
+      return;
+    }
+    await this.#answer(i, isPublic, reply);
   }
 
   /** Draws a CommandReply into the deferred reply (or privately, when it must be private). */
@@ -200,22 +229,34 @@ export class InteractionHandler {
       const deleteNote = reply.deleteJob ? await this.#deleteResult(reply.deleteJob.delivery?.ref, i) : undefined;
       const text = deleteNote ?? reply.text;
       const isPrivate = !reply.ok || reply.visibility === 'private';
+      const messages = !deleteNote && reply.parts ? renderParts(reply.parts) : splitContent(text);
       if (isPrivate && deferredPublic) {
-        // The public "thinking…" cannot turn private: remove it and answer privately instead.
-        await outbox.deleteOriginal(app, token).catch(() => undefined);
-        for (const part of splitContent(text).slice(0, MAX_PARTS)) {
-          await outbox.followUp(app, token, { content: part, ephemeral: true });
-        }
+        // Only after a slow command: the public "thinking…" cannot turn private. It gets a short
+        // neutral note first — a follow-up sent while it still loads would take its place, in
+        // public — and the answer follows privately.
+        const noted = await outbox.editOriginal(app, token, { content: NOT_STARTED_NOTE, components: [] }).then(
+          () => true,
+          (err: unknown) => {
+            log.warn({ failure: describeFailure(err), interactionId: i.id }, 'could not settle a public deferral');
+            return false;
+          },
+        );
+        if (!noted) return;
+        for (const part of messages.slice(0, MAX_PARTS)) await outbox.followUp(app, token, { content: part, ephemeral: true });
         return;
       }
       const files = reply.files ? await this.#files(reply.files, i.attachmentSizeLimit) : [];
       if (reply.queued) {
-        // The deferred reply becomes the job's status message; pictures sent with it go below.
-        follower.follow(reply.queued.job, text);
-        if (files.length > 0) await outbox.followUp(app, token, { content: clip(text, MAX_CONTENT), files });
+        // The deferred reply becomes the job's status message. Pictures sent with it go below,
+        // once it shows the status: sent earlier, the follow-up would become the reply itself.
+        const shown = follower.follow(reply.queued.job, text);
+        if (files.length > 0) {
+          if (await shown) await outbox.followUp(app, token, { content: clip(text, MAX_CONTENT), files });
+          else log.warn({ interactionId: i.id, jobId: reply.queued.job.id }, 'status never shown; the picture was not sent ahead');
+        }
         return;
       }
-      const [first = '', ...more] = splitContent(text);
+      const [first = '', ...more] = messages;
       const msg: OutgoingMessage = { content: first, components: buttonRows(reply.buttons), ...(files.length ? { files } : {}) };
       await outbox.editOriginal(app, token, msg);
       for (const part of more.slice(0, MAX_PARTS - 1)) await outbox.followUp(app, token, { content: part, ephemeral: isPrivate });

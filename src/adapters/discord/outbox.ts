@@ -76,6 +76,12 @@ export class Outbox {
     return ref(m);
   }
 
+  /** A direct message: the last way to tell a member something when the channel refuses the bot. */
+  async dm(userId: string, msg: OutgoingMessage): Promise<MessageRef> {
+    const channel = (await this.rest.post(Routes.userChannels(), { body: { recipient_id: userId } })) as { id: string };
+    return this.send(channel.id, msg);
+  }
+
   async edit(channelId: string, messageId: string, msg: OutgoingMessage): Promise<MessageRef> {
     const m = (await this.rest.patch(Routes.channelMessage(channelId, messageId), { body: body(msg), files: files(msg) })) as APIMessage;
     return ref(m);

@@ -22,17 +22,28 @@ export interface ChannelHandle {
   userId: string;
   /** The result message the reaction was on; the answer replies to it. */
   replyTo: string | null;
-  attachmentSizeLimit: number;
 }
 
 export type DiscordHandle = InteractionHandle | ChannelHandle;
 
 /** Default per-file upload limit; the interaction tells the real one. */
 export const DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024;
-/** Without an interaction to ask, stay under what older limits allowed. */
-export const CHANNEL_ATTACHMENT_LIMIT = 8 * 1024 * 1024;
 /** Deliver through the channel once a token is this old: it dies at 15 minutes, uploads take time. */
 export const TOKEN_SAFE_AGE_MS = 14 * 60_000;
+/** An interaction token's whole life (developers/interactions/receiving-and-responding.mdx). */
+export const TOKEN_LIFETIME_MS = 15 * 60_000;
+
+const MiB = 1024 * 1024;
+/** Per-file upload limit of the bot's own messages by the guild's boost tier: 10, 10, 50, 100 MiB. */
+const GUILD_UPLOAD_LIMITS = [10 * MiB, 10 * MiB, 50 * MiB, 100 * MiB];
+
+/**
+ * What a bot message may carry in a guild. The interaction's attachment_size_limit counts the
+ * member's Nitro, so it is right only for the interaction's own webhook, never for channel posts.
+ */
+export function guildUploadLimit(premiumTier: number | undefined): number {
+  return GUILD_UPLOAD_LIMITS[Math.max(0, Math.min(3, premiumTier ?? 0))] ?? DEFAULT_ATTACHMENT_LIMIT;
+}
 
 export function interactionTarget(
   where: { channelId: string; guildId: string | null },
@@ -79,6 +90,5 @@ export function readHandle(target: ReplyTarget, fallbackUserId: string): Discord
     kind: 'channel',
     userId,
     replyTo: str(h.replyTo) ?? null,
-    attachmentSizeLimit: num(h.attachmentSizeLimit) ?? CHANNEL_ATTACHMENT_LIMIT,
   };
 }

@@ -1,9 +1,11 @@
 // The fake Discord gateway: HELLO, IDENTIFY → READY + GUILD_CREATE, heartbeat ACKs, dispatches
-// with op 0 and increasing sequence numbers, RECONNECT → RESUME → replay → RESUMED.
+// with op 0 and increasing sequence numbers, RECONNECT → RESUME → replay → RESUMED, outages
+// (the socket drops and connections are refused for a while; dispatches meanwhile are kept
+// for the replay) and INVALID_SESSION (the session is gone: what it missed is lost).
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { guildCreateJson, readyJson, type FakeIds } from './payloads.js';
+import { readyJson, type FakeIds } from './payloads.js';
 
 interface Dispatch {
   op: 0;
@@ -25,7 +27,8 @@ export interface GatewayOptions {
   token: string;
   ids: FakeIds;
   heartbeatIntervalMs: number;
-  extraChannels: string[];
+  /** The GUILD_CREATE payload as the guild is now (channel permissions change in tests). */
+  guild: () => unknown;
   url: () => string;
 }
 
@@ -45,6 +48,12 @@ export class FakeGateway {
   identifies = 0;
   resumes = 0;
   #readyWaiters: (() => void)[] = [];
+  /** While true, new connections are refused (a network outage). */
+  #down = false;
+  /** The next RESUME is answered with INVALID_SESSION (d: false): the session cannot be resumed. */
+  #sessionLost = false;
+  /** Sessions READY was sent for, including after an INVALID_SESSION. */
+  readonly sessions: string[] = [];
 
   constructor(opts: GatewayOptions) {
     this.#opts = opts;
@@ -53,7 +62,7 @@ export class FakeGateway {
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = (req.url ?? '').split('?')[0];
-    if (path !== '/gateway' && path !== '/gateway/') {
+    if (this.#down || (path !== '/gateway' && path !== '/gateway/')) {
       socket.destroy();
       return;
     }
@@ -76,6 +85,25 @@ export class FakeGateway {
     if (!socket) throw new Error('fake gateway: no connected client');
     if (this.#session) this.#session.live = false;
     socket.send(JSON.stringify({ op: 7, d: null, s: null, t: null }));
+  }
+
+  /**
+   * The network goes away: the socket drops without a close frame and reconnects are refused
+   * until restore(). Dispatches in between are kept, as Discord keeps them for a RESUME.
+   */
+  outage(): void {
+    this.#down = true;
+    if (this.#session) this.#session.live = false;
+    for (const ws of this.#wss.clients) ws.terminate();
+  }
+
+  restore(): void {
+    this.#down = false;
+  }
+
+  /** The session expires on Discord's side: the next RESUME gets op 9 and events missed are lost. */
+  loseSession(): void {
+    this.#sessionLost = true;
   }
 
   /** Resolves at the next READY or RESUMED sent. */
@@ -133,8 +161,9 @@ export class FakeGateway {
     this.identifies++;
     const session: Session = { id: `sess${++this.#sessionCount}`, seq: 0, log: [], socket: ws, live: true };
     this.#session = session;
+    this.sessions.push(session.id);
     this.dispatch('READY', readyJson(this.#opts.ids, session.id, this.#opts.url()));
-    this.dispatch('GUILD_CREATE', guildCreateJson(this.#opts.ids, this.#opts.extraChannels));
+    this.dispatch('GUILD_CREATE', this.#opts.guild());
     this.#notifyReady();
   }
 
@@ -144,7 +173,11 @@ export class FakeGateway {
       ws.close(4004, 'Authentication failed.');
       return;
     }
-    if (!session || session.id !== d.session_id) {
+    if (!session || session.id !== d.session_id || this.#sessionLost) {
+      // What the old session buffered is gone with it, as on Discord.
+      this.#sessionLost = false;
+      if (session) session.live = false;
+      this.#session = undefined;
       ws.send(JSON.stringify({ op: 9, d: false, s: null, t: null }));
       return;
     }

@@ -1,14 +1,31 @@
 // A fake Discord on 127.0.0.1 for end-to-end tests with the real discord.js client: the REST
 // routes the bot uses (under /api/v10) and a WebSocket gateway. It records everything the bot
 // sends so tests can assert on the wire, and injects faults on demand (429, 401/50027, 10062…).
+// It keeps Discord's rules too: the 3-second first response, the 15-minute token, the first
+// follow-up that replaces a loading deferral, message and component limits (50035), upload
+// size (413/40005), channel permissions (50001/50013) and rate limits with their headers.
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { FakeGateway } from './gateway.js';
 import { readBody, type UploadedFile } from './multipart.js';
-import { channelJson, memberJson, messageJson, snowflake, userJson, type FakeIds, type FakeUser, type StoredMessage } from './payloads.js';
+import {
+  channelJson,
+  EVERYONE_PERMISSIONS,
+  guildCreateJson,
+  memberJson,
+  messageJson,
+  snowflake,
+  userJson,
+  type FakeIds,
+  type FakeUser,
+  type Overwrite,
+  type StoredMessage,
+} from './payloads.js';
+import { checkChannelPermission, checkMessageBody, checkUploadSize, guildUploadLimit, RateLimiter, type Refusal } from './rules.js';
 
 export { snowflake, type FakeUser, type StoredMessage } from './payloads.js';
+export { PERM, guildUploadLimit } from './rules.js';
 export type { UploadedFile } from './multipart.js';
 
 export interface RecordedRequest {
@@ -26,6 +43,8 @@ export interface RecordedRequest {
   authorization: string | undefined;
   /** Status the fake answered. */
   status: number;
+  /** The JSON it answered with (a created message's id, an error's code). */
+  response: unknown;
 }
 
 export interface FaultRule {
@@ -40,6 +59,8 @@ export interface FaultRule {
   times?: number;
   /** Only requests whose path contains this string. */
   pathIncludes?: string;
+  /** Only requests that upload files (a result, not a status message). */
+  withFiles?: boolean;
 }
 
 export interface FakeDiscordOptions {
@@ -49,6 +70,14 @@ export interface FakeDiscordOptions {
   roles?: string[];
   /** More text channels in the guild besides the default one. */
   extraChannels?: string[];
+  /** Discord's 3 s for the first response to an interaction (tests may shorten it). */
+  initialResponseMs?: number;
+  /** An interaction token's life, 15 minutes on Discord (tests may shorten it). */
+  tokenLifetimeMs?: number;
+  /** The guild's boost tier: 0–3 (upload limit 10/10/50/100 MiB per file for bot messages). */
+  premiumTier?: number;
+  /** Requests per bucket (a channel, a webhook token) per window; Discord's are tighter. */
+  rateLimit?: { perWindow: number; windowMs: number };
 }
 
 interface InteractionRecord {
@@ -59,6 +88,9 @@ interface InteractionRecord {
   /** For component interactions: the message that carries the component. */
   messageId?: string;
   dispatchedAt: number;
+  /** When Discord created it (the snowflake's time): the token's 15 minutes count from here. */
+  createdAt: number;
+  attachmentSizeLimit: number;
   acked: boolean;
   originalId?: string;
 }
@@ -84,7 +116,7 @@ export interface DispatchedInteraction {
   payload: Record<string, unknown>;
 }
 
-type Handler = (ctx: RouteContext) => { status: number; json?: unknown };
+type Handler = (ctx: RouteContext) => { status: number; json?: unknown; headers?: Record<string, string> };
 
 interface RouteContext {
   params: Record<string, string>;
@@ -118,6 +150,15 @@ export class FakeDiscord {
   readonly #routes: Route[] = [];
   readonly #faults: (FaultRule & { left: number })[] = [];
   readonly #events = new EventEmitter();
+  readonly #initialResponseMs: number;
+  readonly #tokenLifetimeMs: number;
+  readonly #rateLimiter: RateLimiter;
+  /** The bot's permissions per channel (absent: everything but Administrator). */
+  readonly #botPermissions = new Map<string, bigint>();
+  readonly #channels: string[];
+  /** Members whose DMs are closed to the bot (50007). */
+  readonly closedDMs = new Set<string>();
+  premiumTier: number;
   #port = 0;
 
   constructor(opts: FakeDiscordOptions = {}) {
@@ -130,11 +171,16 @@ export class FakeDiscord {
       roles: opts.roles ?? ['666666666666666666'],
     };
     this.#events.setMaxListeners(100);
+    this.#initialResponseMs = opts.initialResponseMs ?? 3_000;
+    this.#tokenLifetimeMs = opts.tokenLifetimeMs ?? 15 * 60_000;
+    this.premiumTier = opts.premiumTier ?? 0;
+    this.#rateLimiter = new RateLimiter({ ...(opts.rateLimit ?? { perWindow: 50, windowMs: 1_000 }), now: Date.now });
+    this.#channels = [this.ids.channelId, ...(opts.extraChannels ?? [])];
     this.gateway = new FakeGateway({
       token: this.token,
       ids: this.ids,
       heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 1000,
-      extraChannels: opts.extraChannels ?? [],
+      guild: () => guildCreateJson(this.ids, this.#channels.map((id) => ({ id, overwrites: this.#overwrites(id) })), this.premiumTier),
       url: () => `ws://127.0.0.1:${this.#port}/gateway`,
     });
     this.#server = createServer((req, res) => void this.#onRequest(req, res));
@@ -167,6 +213,31 @@ export class FakeDiscord {
   /** Every later webhook call with this token answers 401 / 50027, as Discord does after 15 minutes. */
   expireToken(token: string): void {
     this.expiredTokens.add(token);
+  }
+
+  /** Every bot request (not interaction callbacks or webhooks) answers a global 429 for this long. */
+  globalRateLimit(seconds: number): void {
+    this.#rateLimiter.blockGlobally(seconds);
+  }
+
+  // ---- permissions ----
+
+  /** The bot's permissions in a channel; also sent to the client (CHANNEL_UPDATE) as Discord would. */
+  setBotPermissions(channelId: string, bits: bigint): void {
+    this.#botPermissions.set(channelId, bits);
+    if (this.gateway.connected) this.gateway.dispatch('CHANNEL_UPDATE', channelJson(this.ids, channelId, this.#overwrites(channelId)));
+  }
+
+  botPermissions(channelId: string): bigint {
+    return this.#botPermissions.get(channelId) ?? BigInt(EVERYONE_PERMISSIONS);
+  }
+
+  /** A member overwrite that leaves the bot exactly the permissions set for this channel. */
+  #overwrites(channelId: string): Overwrite[] {
+    const bits = this.#botPermissions.get(channelId);
+    if (bits === undefined) return [];
+    const all = BigInt(EVERYONE_PERMISSIONS);
+    return [{ id: this.ids.botUser.id, type: 1, allow: (bits & all).toString(), deny: (all & ~bits).toString() }];
   }
 
   // ---- what the bot sent ----
@@ -236,6 +307,19 @@ export class FakeDiscord {
     });
   }
 
+  reactionRemove(messageId: string, emoji: string, who: { user?: FakeUser; channelId?: string } = {}): number {
+    const user = who.user ?? this.member;
+    return this.gateway.dispatch('MESSAGE_REACTION_REMOVE', {
+      user_id: user.id,
+      channel_id: who.channelId ?? this.messages.get(messageId)?.channelId ?? this.ids.channelId,
+      message_id: messageId,
+      guild_id: this.ids.guildId,
+      emoji: { id: null, name: emoji },
+      burst: false,
+      type: 0,
+    });
+  }
+
   /** The message an interaction's deferral created (its @original). */
   originalMessage(interactionId: string): StoredMessage | undefined {
     const rec = this.interactions.get(interactionId);
@@ -256,7 +340,7 @@ export class FakeDiscord {
       data,
       token,
       version: 1,
-      app_permissions: who.appPermissions ?? ALL_PERMISSIONS,
+      app_permissions: who.appPermissions ?? (inGuild ? this.botPermissions(channelId).toString() : ALL_PERMISSIONS),
       locale: 'en-US',
       entitlements: [],
       attachment_size_limit: who.attachmentSizeLimit ?? 10 * 1024 * 1024,
@@ -280,7 +364,17 @@ export class FakeDiscord {
       ...(message ? { message: messageJson(this.ids, message) } : {}),
     };
     const dispatchedAt = Date.now();
-    this.interactions.set(id, { id, token, appId: this.ids.appId, channelId, messageId: message?.id, dispatchedAt, acked: false });
+    this.interactions.set(id, {
+      id,
+      token,
+      appId: this.ids.appId,
+      channelId,
+      messageId: message?.id,
+      dispatchedAt,
+      createdAt,
+      attachmentSizeLimit: Number(payload.attachment_size_limit),
+      acked: false,
+    });
     const seq = this.gateway.dispatch('INTERACTION_CREATE', payload);
     return { id, token, seq, dispatchedAt, payload };
   }
@@ -311,8 +405,13 @@ export class FakeDiscord {
       if (!m) continue;
       routeName = `${route.method} ${route.pattern}`;
       params = Object.fromEntries(route.keys.map((k, i) => [k, decodeURIComponent(m[i + 1] ?? '')]));
-      const fault = this.#takeFault(routeName, path);
-      if (fault) {
+      const fault = this.#takeFault(routeName, path, parsed.files.length > 0);
+      const limited = fault ? undefined : this.#rateLimiter.take(bucketOf(route.pattern, params), route.pattern.startsWith('/interactions/') || route.pattern.startsWith('/webhooks/'));
+      if (limited) headers = limited.headers;
+      if (limited?.refusal) {
+        ({ status, json } = limited.refusal);
+        headers = limited.refusal.headers ?? {};
+      } else if (fault) {
         status = fault.status;
         json = { message: fault.message ?? `injected ${fault.status}`, code: fault.code ?? 0 };
         if (fault.status === 429) {
@@ -321,7 +420,9 @@ export class FakeDiscord {
           headers = { 'retry-after': String(retryAfter), 'x-ratelimit-scope': 'user' };
         }
       } else {
-        ({ status, json } = route.handler({ params, body, files: parsed.files }));
+        const answer = route.handler({ params, body, files: parsed.files });
+        ({ status, json } = answer);
+        headers = { ...headers, ...(answer.headers ?? {}) };
       }
       break;
     }
@@ -336,6 +437,7 @@ export class FakeDiscord {
       files: parsed.files,
       authorization: req.headers.authorization,
       status,
+      response: json,
     };
     this.requests.push(recorded);
     if (status === 204) {
@@ -350,8 +452,10 @@ export class FakeDiscord {
     this.#events.emit('request', recorded);
   }
 
-  #takeFault(route: string, path: string): FaultRule | undefined {
-    const i = this.#faults.findIndex((f) => f.route === route && (!f.pathIncludes || path.includes(f.pathIncludes)));
+  #takeFault(route: string, path: string, hasFiles: boolean): FaultRule | undefined {
+    const i = this.#faults.findIndex(
+      (f) => f.route === route && (!f.pathIncludes || path.includes(f.pathIncludes)) && (f.withFiles === undefined || f.withFiles === hasFiles),
+    );
     if (i < 0) return undefined;
     const fault = this.#faults[i]!;
     if (--fault.left <= 0) this.#faults.splice(i, 1);
@@ -376,6 +480,7 @@ export class FakeDiscord {
     const noContent = { status: 204 };
     const unknownMessage = { status: 404, json: { message: 'Unknown Message', code: 10008 } };
     const invalidWebhookToken = { status: 401, json: { message: 'Invalid Webhook Token', code: 50027 } };
+    const unknownWebhook = { status: 404, json: { message: 'Unknown Webhook', code: 10015 } };
 
     this.#route('GET', '/gateway/bot', () =>
       ok({
@@ -396,13 +501,18 @@ export class FakeDiscord {
 
     this.#route('POST', '/interactions/:id/:token/callback', ({ params, body }) => {
       const rec = this.interactions.get(params.id ?? '');
-      if (!rec || rec.token !== params.token || this.expiredTokens.has(rec.token)) {
+      // Past 3 s without a response the interaction is gone for good (the member sees "The
+      // application did not respond").
+      const late = rec ? Date.now() - rec.dispatchedAt > this.#initialResponseMs : false;
+      if (!rec || rec.token !== params.token || this.#tokenExpired(rec) || late) {
         return { status: 404, json: { message: 'Unknown interaction', code: 10062 } };
       }
       if (rec.acked) return { status: 400, json: { message: 'Interaction has already been acknowledged.', code: 40060 } };
-      rec.acked = true;
       const type = Number(body?.type);
       const data = (body?.data ?? {}) as Record<string, unknown>;
+      const invalid = type === 4 || type === 7 ? checkMessageBody(data) : undefined;
+      if (invalid) return invalid;
+      rec.acked = true;
       if (type === 4 || type === 5) {
         const msg = this.#newMessage(rec.channelId, {
           content: type === 4 ? String(data.content ?? '') : '',
@@ -419,33 +529,41 @@ export class FakeDiscord {
       return noContent;
     });
 
-    const webhookToken = (params: Record<string, string>) => {
+    /** The interaction a webhook token belongs to, or why the call fails. */
+    const webhookToken = (params: Record<string, string>): InteractionRecord | Refusal => {
       const token = params.token ?? '';
-      if (this.expiredTokens.has(token)) return 'expired' as const;
-      return [...this.interactions.values()].find((i) => i.token === token);
+      const rec = [...this.interactions.values()].find((i) => i.token === token);
+      if (this.expiredTokens.has(token) || (rec && this.#tokenExpired(rec))) return invalidWebhookToken;
+      // A webhook exists only once the interaction was answered.
+      if (!rec || !rec.acked) return unknownWebhook;
+      return rec;
     };
+    const isRefusal = (x: InteractionRecord | Refusal): x is Refusal => 'status' in x;
     const webhookMessageId = (rec: InteractionRecord, messageParam: string | undefined) =>
       messageParam === '@original' ? rec.originalId : messageParam;
+    const webhookChecks = (rec: InteractionRecord, body: Record<string, unknown> | undefined, files: UploadedFile[]) =>
+      checkMessageBody(body) ?? checkUploadSize(files, rec.attachmentSizeLimit);
 
     this.#route('PATCH', '/webhooks/:app/:token/messages/:message', ({ params, body, files }) => {
       const rec = webhookToken(params);
-      if (rec === 'expired') return invalidWebhookToken;
-      if (!rec) return { status: 404, json: { message: 'Unknown Webhook', code: 10015 } };
+      if (isRefusal(rec)) return rec;
+      const refused = webhookChecks(rec, body, files);
+      if (refused) return refused;
       const id = webhookMessageId(rec, params.message);
       const msg = id ? this.#editMessage(id, body ?? {}, files) : undefined;
       return msg ? ok(messageJson(this.ids, msg)) : unknownMessage;
     });
     this.#route('GET', '/webhooks/:app/:token/messages/:message', ({ params }) => {
       const rec = webhookToken(params);
-      if (rec === 'expired') return invalidWebhookToken;
-      const id = rec ? webhookMessageId(rec, params.message) : undefined;
+      if (isRefusal(rec)) return rec;
+      const id = webhookMessageId(rec, params.message);
       const msg = id ? this.messages.get(id) : undefined;
       return msg && !msg.deleted ? ok(messageJson(this.ids, msg)) : unknownMessage;
     });
     this.#route('DELETE', '/webhooks/:app/:token/messages/:message', ({ params }) => {
       const rec = webhookToken(params);
-      if (rec === 'expired') return invalidWebhookToken;
-      const id = rec ? webhookMessageId(rec, params.message) : undefined;
+      if (isRefusal(rec)) return rec;
+      const id = webhookMessageId(rec, params.message);
       const msg = id ? this.messages.get(id) : undefined;
       if (!msg || msg.deleted) return unknownMessage;
       msg.deleted = true;
@@ -453,37 +571,76 @@ export class FakeDiscord {
     });
     this.#route('POST', '/webhooks/:app/:token', ({ params, body, files }) => {
       const rec = webhookToken(params);
-      if (rec === 'expired') return invalidWebhookToken;
-      if (!rec) return { status: 404, json: { message: 'Unknown Webhook', code: 10015 } };
-      const msg = this.#newMessage(rec.channelId, { type: 0, webhookId: rec.appId, flags: Number(body?.flags ?? 0) });
+      if (isRefusal(rec)) return rec;
+      const refused = webhookChecks(rec, body, files);
+      if (refused) return refused;
+      // Discord's rule: while the deferred reply still shows "thinking…", the first follow-up
+      // becomes that reply — public or private as the deferral was, whatever its own flags say.
+      const original = rec.originalId ? this.messages.get(rec.originalId) : undefined;
+      if (original && !original.deleted && (original.flags & 128) !== 0) {
+        this.#editMessage(original.id, body ?? {}, files);
+        original.mentions = mentionsIn(body);
+        return ok(messageJson(this.ids, original));
+      }
+      const msg = this.#newMessage(rec.channelId, { type: 0, webhookId: rec.appId, flags: Number(body?.flags ?? 0) & 64 });
       this.#editMessage(msg.id, body ?? {}, files, false);
+      msg.mentions = mentionsIn(body);
       return ok(messageJson(this.ids, msg));
     });
 
+    this.#route('POST', '/users/@me/channels', ({ body }) => {
+      const recipient = String(body?.recipient_id ?? '');
+      if (!/^\d{17,20}$/.test(recipient)) return { status: 400, json: { message: 'Invalid Form Body', code: 50035 } };
+      return ok({ id: dmChannelId(recipient), type: 1, recipients: [{ id: recipient, username: 'member' }] });
+    });
     this.#route('POST', '/channels/:channel/messages', ({ params, body, files }) => {
+      const channelId = params.channel ?? '';
       const reply = body?.message_reference !== undefined;
-      const msg = this.#newMessage(params.channel ?? '', { type: reply ? 19 : 0, flags: 0 });
+      const dmTo = dmRecipient(channelId);
+      if (dmTo !== undefined) {
+        if (this.closedDMs.has(dmTo)) return { status: 403, json: { message: 'Cannot send messages to this user', code: 50007 } };
+      } else {
+        const denied = checkChannelPermission(this.botPermissions(channelId), 'send', { files: files.length > 0, reply });
+        if (denied) return denied;
+      }
+      const refused = checkMessageBody(body) ?? checkUploadSize(files, guildUploadLimit(this.premiumTier));
+      if (refused) return refused;
+      const msg = this.#newMessage(channelId, { type: reply ? 19 : 0, flags: 0 });
       this.#editMessage(msg.id, body ?? {}, files, false);
-      msg.mentions = [...String(body?.content ?? '').matchAll(/<@!?(\d+)>/g)].map((m) => m[1] ?? '');
+      msg.mentions = mentionsIn(body);
       return ok(messageJson(this.ids, msg));
     });
     this.#route('GET', '/channels/:channel/messages/:message', ({ params }) => {
+      const denied = checkChannelPermission(this.botPermissions(params.channel ?? ''), 'read');
+      if (denied) return denied;
       const msg = this.messages.get(params.message ?? '');
       return msg && !msg.deleted && msg.channelId === params.channel ? ok(messageJson(this.ids, msg)) : unknownMessage;
     });
     this.#route('PATCH', '/channels/:channel/messages/:message', ({ params, body, files }) => {
+      const denied = checkChannelPermission(this.botPermissions(params.channel ?? ''), 'edit', { files: files.length > 0 });
+      if (denied) return denied;
       const msg = this.messages.get(params.message ?? '');
       if (!msg || msg.deleted || msg.channelId !== params.channel) return unknownMessage;
+      const refused = checkMessageBody(body) ?? checkUploadSize(files, guildUploadLimit(this.premiumTier));
+      if (refused) return refused;
       return ok(messageJson(this.ids, this.#editMessage(msg.id, body ?? {}, files)!));
     });
     this.#route('DELETE', '/channels/:channel/messages/:message', ({ params }) => {
+      const denied = checkChannelPermission(this.botPermissions(params.channel ?? ''), 'delete');
+      if (denied) return denied;
       const msg = this.messages.get(params.message ?? '');
       if (!msg || msg.deleted) return unknownMessage;
       msg.deleted = true;
       return noContent;
     });
-    this.#route('PUT', '/channels/:channel/messages/:message/reactions/:emoji/@me', () => noContent);
+    this.#route('PUT', '/channels/:channel/messages/:message/reactions/:emoji/@me', ({ params }) => {
+      return checkChannelPermission(this.botPermissions(params.channel ?? ''), 'react') ?? noContent;
+    });
     this.#route('DELETE', '/channels/:channel/messages/:message/reactions/:emoji/:user', () => noContent);
+  }
+
+  #tokenExpired(rec: InteractionRecord): boolean {
+    return this.expiredTokens.has(rec.token) || Date.now() - rec.createdAt > this.#tokenLifetimeMs;
   }
 
   #newMessage(channelId: string, init: Partial<StoredMessage>): StoredMessage {
@@ -525,6 +682,27 @@ export class FakeDiscord {
     if (countEdit) msg.editCount++;
     return msg;
   }
+}
+
+function mentionsIn(body: Record<string, unknown> | undefined): string[] {
+  return [...String(body?.content ?? '').matchAll(/<@!?(\d+)>/g)].map((m) => m[1] ?? '');
+}
+
+/** DM channel ids the fake hands out: recognisable, so sends to them skip guild permissions. */
+const DM_PREFIX = '9';
+function dmChannelId(userId: string): string {
+  return `${DM_PREFIX}${userId}`;
+}
+function dmRecipient(channelId: string): string | undefined {
+  return channelId.startsWith(DM_PREFIX) && channelId.length > 18 ? channelId.slice(1) : undefined;
+}
+
+/** Discord's buckets follow the major parameter: one per channel, one per webhook. */
+function bucketOf(pattern: string, params: Record<string, string>): string {
+  if (params.channel) return `channel:${params.channel}:${pattern.includes('/messages/:message') ? 'message' : 'messages'}`;
+  if (params.token) return `webhook:${params.token}`;
+  if (params.id) return `interaction:${params.id}`;
+  return pattern;
 }
 
 function optionType(value: string | number | boolean): number {

@@ -56,8 +56,19 @@ export function memberJson(user: FakeUser, roles: string[], permissions = '21474
   };
 }
 
-export function channelJson(ids: FakeIds, channelId = ids.channelId) {
-  return { id: channelId, type: 0, guild_id: ids.guildId, name: `chan-${channelId.slice(-4)}`, position: 0, permission_overwrites: [], nsfw: false };
+/** Everything but Administrator (which would make every channel overwrite meaningless). */
+export const EVERYONE_PERMISSIONS = (2251799813685247n & ~(1n << 3n)).toString();
+
+export interface Overwrite {
+  id: string;
+  /** 0 role, 1 member. */
+  type: 0 | 1;
+  allow: string;
+  deny: string;
+}
+
+export function channelJson(ids: FakeIds, channelId = ids.channelId, overwrites: Overwrite[] = []) {
+  return { id: channelId, type: 0, guild_id: ids.guildId, name: `chan-${channelId.slice(-4)}`, position: 0, permission_overwrites: overwrites, nsfw: false };
 }
 
 export function readyJson(ids: FakeIds, sessionId: string, resumeUrl: string) {
@@ -72,11 +83,15 @@ export function readyJson(ids: FakeIds, sessionId: string, resumeUrl: string) {
   };
 }
 
-export function guildCreateJson(ids: FakeIds, extraChannels: string[]) {
+export function guildCreateJson(
+  ids: FakeIds,
+  channels: { id: string; overwrites: Overwrite[] }[],
+  premiumTier = 0,
+) {
   const role = (id: string, name: string) => ({
     id,
     name,
-    permissions: '0',
+    permissions: id === ids.guildId ? EVERYONE_PERMISSIONS : '0',
     position: 0,
     color: 0,
     hoist: false,
@@ -88,13 +103,13 @@ export function guildCreateJson(ids: FakeIds, extraChannels: string[]) {
     id: ids.guildId,
     name: 'fake guild',
     icon: null,
-    owner_id: ids.botUser.id,
+    owner_id: '444444444444444444',
     roles: [role(ids.guildId, '@everyone'), ...ids.roles.map((r) => role(r, `role-${r.slice(-4)}`))],
     emojis: [],
     stickers: [],
     features: [],
     members: [memberJson({ ...ids.botUser, bot: true }, [])],
-    channels: [channelJson(ids), ...extraChannels.map((c) => channelJson(ids, c))],
+    channels: channels.map((c) => channelJson(ids, c.id, c.overwrites)),
     threads: [],
     presences: [],
     voice_states: [],
@@ -105,7 +120,7 @@ export function guildCreateJson(ids: FakeIds, extraChannels: string[]) {
     large: false,
     unavailable: false,
     member_count: 2,
-    premium_tier: 0,
+    premium_tier: premiumTier,
     preferred_locale: 'en-US',
   };
 }
