@@ -132,6 +132,9 @@ describe('discord adapter, end to end', () => {
     expect(String(infoText.body?.content)).toContain('a lighthouse at dusk');
     expect(String(infoText.body?.content)).toContain('Seed: 7');
     expect(String(infoText.body?.content)).toContain('/imagine');
+    // The info text and the command to paste come as code blocks, so Markdown cannot reformat them.
+    expect(String(infoText.body?.content)).toMatch(/```\n[^`]*Seed: 7[^`]*\n```/);
+    expect(String(infoText.body?.content)).toMatch(/```\n\/imagine [^`]*\n```/);
     expect(fake.originalMessage(info.id)?.flags).toBe(64);
   });
 
