@@ -39,5 +39,7 @@ export function statusText(event: JobEvent): string {
       return `Failed: ${event.reason}`;
     case 'cancelled':
       return `Cancelled by ${event.by}`;
+    case 'undeliverable':
+      return `Drawn, but it could not be delivered here (${event.reason}).`;
   }
 }

@@ -11,6 +11,7 @@ import { runCommand } from '../commands/index.js';
 import { seal, signInLink } from '../commands/web.js';
 import { startWeb, type WebHandle } from '../src/adapters/web/index.js';
 import { sweepUploads } from '../src/adapters/web/uploads.js';
+import { deliveryFailureReason } from '../src/adapters/web/metrics.js';
 import type { Config } from '../src/config/schema.js';
 import type { Requester } from '../src/jobs/types.js';
 import { createHarness, type Harness } from './helpers/harness.js';
@@ -290,5 +291,26 @@ describe('web studio access', () => {
       expect(answer.body).toContain(`# TYPE ${name}`);
     }
     expect(answer.body).toMatch(/^imagine_engine_busy_ratio \d+(\.\d+)?$/m);
+  });
+
+  it('/metrics counts results that could not be delivered, by platform and a bounded reason', async () => {
+    const requester = { platform: 'telegram' as const, userId: 'tg-metrics', name: 'Tam', roles: [] };
+    const target = { platform: 'telegram' as const, chatId: 'tg-chat', handle: {} };
+    const reply = await runCommand({ command: 'imagine', via: 'text', text: 'a fox --steps 2 --n 1', requester, target }, h.commands);
+    expect(reply.ok, reply.text).toBe(true);
+    const jobId = reply.queued!.job.id;
+    await new Promise<void>((resolve) => {
+      const off = h.jobs.on((e) => {
+        if (e.job.id === jobId && (e.type === 'done' || e.type === 'failed')) {
+          off();
+          resolve();
+        }
+      });
+    });
+    await h.jobs.markUndeliverable(jobId, 'telegram: Forbidden: bot was blocked by the user');
+    const answer = await call(web.url, '/metrics');
+    expect(answer.body).toContain('# TYPE imagine_delivery_failures_total counter');
+    expect(answer.body).toMatch(/^imagine_delivery_failures_total\{platform="telegram",reason="forbidden_bot_was_blocked"\} 1$/m);
+    expect(deliveryFailureReason('Discord refused the message (50013)')).toBe('50013');
   });
 });

@@ -898,6 +898,7 @@ class FairJobService implements JobServiceWithMaintenance {
     job.delivery = { at: this.now(), undeliverable: reason };
     await this.store.jobs.put(job);
     this.jobLog(job).warn({ reason }, 'job undeliverable');
+    this.emit({ type: 'undeliverable', job: view(job), reason });
   }
 
   findByMessage(platform: Platform, chatId: string, messageId: string): Promise<Job | undefined> {

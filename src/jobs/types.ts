@@ -154,7 +154,9 @@ export type JobEvent =
     }
   | { type: 'done'; job: Job }
   | { type: 'failed'; job: Job; reason: string }
-  | { type: 'cancelled'; job: Job; by: string };
+  | { type: 'cancelled'; job: Job; by: string }
+  /** A finished job cannot be delivered (chat gone, bot blocked, permission refused): never retried. */
+  | { type: 'undeliverable'; job: Job; reason: string };
 
 export type JobEventListener = (event: JobEvent) => void;
 

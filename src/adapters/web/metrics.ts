@@ -35,6 +35,18 @@ class Family {
   }
 }
 
+/**
+ * A bounded label for a delivery failure: the platform's error code where the adapter gave one
+ * ("Discord refused the message (50013)" → "50013"), else the reason's first words, so the
+ * number of series stays small whatever text an API answers with.
+ */
+export function deliveryFailureReason(reason: string): string {
+  const code = /\((\w{1,12})\)\s*$/.exec(reason)?.[1];
+  if (code) return code;
+  const words = reason.toLowerCase().replace(/^\w+:\s*/, '').match(/[a-z]+/g) ?? [];
+  return words.slice(0, 4).join('_') || 'unknown';
+}
+
 /** How many failures the admin view lists. */
 const RECENT_FAILURES = 20;
 
@@ -56,6 +68,11 @@ export class Metrics {
   private readonly started = Date.now();
   private readonly events = new Family('imagine_job_events_total', 'Job events since start, by kind of event and platform.', 'counter');
   private readonly stepSeconds = new Family('imagine_step_seconds_sum', 'Seconds the engine spent per model on finished jobs.', 'counter');
+  private readonly deliveryFailures = new Family(
+    'imagine_delivery_failures_total',
+    'Finished jobs that could not be delivered (never retried), by platform and reason.',
+    'counter',
+  );
   private readonly steps = new Family('imagine_steps_total', 'Sampling steps (times pictures) of finished jobs, per model.', 'counter');
   private busyMs = 0;
   private runningSince: number | undefined;
@@ -68,6 +85,7 @@ export class Metrics {
     this.events.add({ event: event.type, platform });
     this.counts.set(event.type, (this.counts.get(event.type) ?? 0) + 1);
     if (event.type === 'started') this.lastModel = event.job.spec.model;
+    if (event.type === 'undeliverable') this.deliveryFailures.add({ platform, reason: deliveryFailureReason(event.reason) });
     if (event.type === 'failed') {
       const { job } = event;
       this.failures.unshift({ jobId: job.id, platform, member: job.requester.name, prompt: job.spec.prompt, reason: event.reason, at: Date.now() });
@@ -118,6 +136,7 @@ export class Metrics {
       ...this.events.render(),
       ...this.stepSeconds.render(),
       ...this.steps.render(),
+      ...this.deliveryFailures.render(),
       '# HELP imagine_engine_busy_ratio Share of the time since start the engine spent drawing.',
       '# TYPE imagine_engine_busy_ratio gauge',
       `imagine_engine_busy_ratio ${this.busyRatio().toFixed(4)}`,
