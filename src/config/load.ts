@@ -42,6 +42,8 @@ const ENV_KEYS: readonly { env: string; path: readonly string[] }[] = [
   { env: 'DATA_DIR', path: ['dataDir'] },
   { env: 'MODELS_DIR', path: ['models', 'dir'] },
   { env: 'STORAGE_URL', path: ['storage', 'url'] },
+  { env: 'QUEUE_BACKEND', path: ['queue', 'backend'] },
+  { env: 'QUEUE_REDIS_URL', path: ['queue', 'redis', 'url'] },
 ];
 
 const SECRET_ENV: Record<keyof Secrets, string> = {

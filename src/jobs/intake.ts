@@ -34,6 +34,7 @@ export class Intake {
   private async submitOnce(input: SubmitInput): Promise<SubmitOutcome> {
     const { schedule, store, config } = this.ctx;
     if (this.runner.isStopping) return { ok: false, reason: MESSAGES.restarting };
+    if (!this.runner.isAvailable) return { ok: false, reason: MESSAGES.unavailable };
     if (input.idempotencyKey) {
       let existing: Job | undefined;
       try {

@@ -20,13 +20,13 @@ import PQueue from 'p-queue';
 import sharp from 'sharp';
 import {
   EngineError,
-  type Engine,
   type GenerateRequest,
   type GenerateResult,
   type InitImage,
   type StepProgress,
 } from '../../engine/types.js';
 import { jobLog, type JobsContext } from './context.js';
+import { BackendUnavailableError, SHUTDOWN_REASON, type Drawer } from './drawer.js';
 import { stepsToRun } from './eta.js';
 import { deepFreeze, delay, errorMessage, view } from './job-copies.js';
 import { MemberFacingError, MESSAGES, withoutServerPaths } from './messages.js';
@@ -40,6 +40,8 @@ const ABORT_WAIT_MS = 10_000;
 const CANCEL_WAIT_MS = 5_000;
 /** While a model is unmeasured, the running job's pace updates waiting ETAs every this many steps. */
 const PACE_EVERY_STEPS = 4;
+/** While the drawing service is away, a job is tried again after this pause. */
+const BACKEND_RETRY_MS = 2_000;
 /** Preview images are shrunk to this long side before PNG encoding (chat thumbnails). */
 const PREVIEW_SIDE = 256;
 
@@ -57,7 +59,7 @@ export class Runner {
 
   constructor(
     private readonly ctx: JobsContext,
-    private readonly engine: Engine,
+    private readonly drawer: Drawer,
     slots = 1,
   ) {
     this.queue = new PQueue({ concurrency: slots, autoStart: false });
@@ -65,6 +67,11 @@ export class Runner {
 
   get isStopping(): boolean {
     return this.stopping;
+  }
+
+  /** False while the drawing service cannot be reached. */
+  get isAvailable(): boolean {
+    return this.drawer.available?.() ?? true;
   }
 
   /** How many jobs may draw at once (remote workers join and leave). */
@@ -106,7 +113,7 @@ export class Runner {
     const finished = graceMs > 0 ? await Promise.race([run.settled.then(() => 'done' as const), delay(graceMs)]) : 'timeout';
     if (finished === 'done') return;
     run.shutdown = true;
-    run.controller.abort(new EngineError('cancelled', 'the bot is restarting'));
+    run.controller.abort(new EngineError('cancelled', SHUTDOWN_REASON));
     const stopped = await Promise.race([run.settled.then(() => 'done' as const), delay(ABORT_WAIT_MS)]);
     if (stopped === 'done') return;
     // The engine did not stop in time: write the job back ourselves and ignore what it does next.
@@ -189,7 +196,7 @@ export class Runner {
     let grid: string | undefined;
     try {
       const request = await this.requestFor(job);
-      result = await this.engine.generate(request, { signal: run.controller.signal, onStep });
+      result = await this.drawer.draw(job, request, { signal: run.controller.signal, onStep });
       await progressChain;
       // A result that arrives despite a stop() abort is kept (finished work is never thrown
       // away); one that arrives despite a member's cancel is not.
@@ -237,6 +244,7 @@ export class Runner {
     }
     log.info({ durationMs, images: images.length, provider: result.provider }, 'job done');
     this.ctx.events.emit({ type: 'done', job: view(job) });
+    await this.drawer.release?.(job).catch((err: unknown) => log.warn({ err }, 'could not release what the drawer kept for a job'));
   }
 
   private async emitProgress(run: RunningJob, progress: StepProgress): Promise<void> {
@@ -319,6 +327,10 @@ export class Runner {
       await this.afterWorkerCrash(run, err);
       return;
     }
+    if (err instanceof BackendUnavailableError) {
+      await this.waitForBackend(run, err);
+      return;
+    }
     let reason: string;
     if (err instanceof MemberFacingError) {
       reason = err.message;
@@ -344,7 +356,6 @@ export class Runner {
    */
   private async afterWorkerCrash(run: RunningJob, err: EngineError): Promise<void> {
     const { job } = run;
-    const { schedule } = this.ctx;
     const log = jobLog(this.ctx.log, job);
     job.attempts += 1;
     if (job.attempts >= this.ctx.config.queue.maxAttempts) {
@@ -352,22 +363,40 @@ export class Runner {
       await this.finishFailed(run, MESSAGES.crashed(job.attempts));
       return;
     }
-    job.status = 'queued';
-    delete job.startedAt;
-    try {
-      await this.ctx.store.jobs.put(job);
-    } catch (storeErr) {
-      log.error({ err: storeErr }, 'could not record an engine crash');
+    const stored = await this.storeAsQueued(job);
+    if (stored !== true) {
+      log.error({ err: stored.err }, 'could not record an engine crash');
       await this.finishFailed(run, MESSAGES.engineFailed);
       return;
     }
     log.warn({ crashes: job.attempts, detail: err.message }, 'the engine worker crashed on this job; it waits for another try');
-    // No longer running, so positions and caps see it as waiting.
+    this.waitAgain(run, 'engine-crash');
+    this.kick();
+  }
+
+  /** A job that stopped running goes back to its place; positions and caps see it as waiting. */
+  private waitAgain(run: RunningJob, cause?: 'engine-crash'): void {
+    const { job } = run;
+    const { schedule } = this.ctx;
     if (schedule.running.get(job.id) === run) schedule.running.delete(job.id);
     schedule.enqueue(job);
     const where = schedule.placeOf(job, { position: 1, etaSeconds: 0 });
-    this.ctx.events.emit({ type: 'resumed', job: view(job), ...where, cause: 'engine-crash' });
-    this.kick();
+    this.ctx.events.emit({ type: 'resumed', job: view(job), ...where, ...(cause ? { cause } : {}) });
+  }
+
+  /**
+   * The job could not be handed to the drawing service (Redis away): it waits again in its old
+   * place, nothing counts against it, and the run loop tries again after a pause.
+   */
+  private async waitForBackend(run: RunningJob, err: BackendUnavailableError): Promise<void> {
+    const { job } = run;
+    const log = jobLog(this.ctx.log, job);
+    const stored = await this.storeAsQueued(job);
+    if (stored !== true) log.error({ err: stored.err }, 'could not put a job back while the drawing service is away');
+    log.warn({ detail: err.message }, 'the drawing service is unavailable; the job waits');
+    this.waitAgain(run);
+    const retry = setTimeout(() => this.kick(), BACKEND_RETRY_MS);
+    retry.unref();
   }
 
   async finishFailed(run: RunningJob, reason: string): Promise<void> {
@@ -387,15 +416,21 @@ export class Runner {
   private async putBack(run: RunningJob): Promise<void> {
     const { job } = run;
     const log = jobLog(this.ctx.log, job);
+    const stored = await this.storeAsQueued(job);
+    if (stored === true) log.info('running job put back in the queue for the restart');
+    else log.error({ err: stored.err }, 'could not put the running job back; it resumes as interrupted');
+    // The adapters are still up: the member's "Drawing…" turns into a truthful waiting note.
+    this.ctx.events.emit({ type: 'resumed', job: view(job), position: 0, etaSeconds: 0, cause: 'shutdown' });
+  }
+
+  private async storeAsQueued(job: Job): Promise<true | { err: unknown }> {
     job.status = 'queued';
     delete job.startedAt;
     try {
       await this.ctx.store.jobs.put(job);
-      log.info('running job put back in the queue for the restart');
+      return true;
     } catch (err) {
-      log.error({ err }, 'could not put the running job back; it resumes as interrupted');
+      return { err };
     }
-    // The adapters are still up: the member's "Drawing…" turns into a truthful waiting note.
-    this.ctx.events.emit({ type: 'resumed', job: view(job), position: 0, etaSeconds: 0, cause: 'shutdown' });
   }
 }

@@ -9,6 +9,7 @@ import type { Engine } from '../../engine/types.js';
 import type { Config } from '../config/schema.js';
 import type { JobsContext } from './context.js';
 import { DeliveryBook } from './delivery.js';
+import { localDrawer, type Drawer } from './drawer.js';
 import { EtaModel } from './eta.js';
 import { JobEvents } from './events.js';
 import { Intake } from './intake.js';
@@ -41,6 +42,8 @@ export interface JobServiceDeps {
   log: Logger;
   /** Clock for timestamps, image folders and retention (tests inject one). */
   now?: () => number;
+  /** What draws a job; the local engine when absent. */
+  drawer?: Drawer;
   /** Jobs drawn at once (the local engine: 1; remote workers change it as they come and go). */
   slots?: number;
 }
@@ -59,6 +62,7 @@ export class ComposedJobService implements JobServiceWithMaintenance {
   readonly ctx: JobsContext;
   readonly runner: Runner;
   private readonly engine: Engine;
+  private readonly drawer: Drawer;
   private readonly intake: Intake;
   private readonly delivery: DeliveryBook;
   private readonly retention: Retention;
@@ -82,7 +86,8 @@ export class ComposedJobService implements JobServiceWithMaintenance {
       schedule: new Schedule(config, eta, events),
       files: new ResultFiles(config.dataDir),
     };
-    this.runner = new Runner(this.ctx, engine, deps.slots ?? 1);
+    this.drawer = deps.drawer ?? localDrawer(engine);
+    this.runner = new Runner(this.ctx, this.drawer, deps.slots ?? 1);
     this.intake = new Intake(this.ctx, this.runner);
     this.delivery = new DeliveryBook(this.ctx);
     this.retention = new Retention(this.ctx);
@@ -144,8 +149,9 @@ export class ComposedJobService implements JobServiceWithMaintenance {
     this.runner.start();
   }
 
-  stop(graceMs: number): Promise<void> {
-    return this.runner.stop(graceMs, () => this.retention.stop());
+  async stop(graceMs: number): Promise<void> {
+    await this.runner.stop(graceMs, () => this.retention.stop());
+    await this.drawer.close?.();
   }
 
   sweepExpired(): Promise<number> {
