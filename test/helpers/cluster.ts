@@ -1,0 +1,91 @@
+// Engine worker processes for the cluster tests: the real `src/worker.ts` (what `npm run worker`
+// runs) on tiny models, configured through BOT_CONFIG like a worker on a second machine.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { writeTinyModel } from '../fixtures/tiny-models.js';
+
+const REPO = path.resolve(import.meta.dirname, '../..');
+
+export interface ClusterQueueSettings {
+  url: string;
+  prefix: string;
+  lockSeconds?: number;
+  stalledCheckSeconds?: number;
+  maxStalls?: number;
+}
+
+/** A tiny model folder and a worker config file under root; returns the config file's path. */
+export async function prepareWorkerHost(root: string, queue: ClusterQueueSettings): Promise<string> {
+  const models = path.join(root, 'models');
+  await mkdir(models, { recursive: true });
+  await writeTinyModel(path.join(models, 'tiny'), { generation: 'optimum-new', unet: 'smooth', vaeEncoder: false });
+  const file = path.join(root, 'worker.jsonc');
+  const config = {
+    dataDir: path.join(root, 'worker-data'),
+    logLevel: 'info',
+    models: { dir: models, default: 'tiny' },
+    engine: { providers: ['cpu'], threads: 1, warmup: false, previews: false },
+    queue: {
+      backend: 'redis',
+      redis: {
+        url: queue.url,
+        prefix: queue.prefix,
+        lockSeconds: queue.lockSeconds ?? 2,
+        stalledCheckSeconds: queue.stalledCheckSeconds ?? 1,
+        maxStalls: queue.maxStalls ?? 20,
+        resultTtlHours: 1,
+        maxResultMegabytes: 16,
+      },
+    },
+  };
+  await writeFile(file, JSON.stringify(config, null, 2));
+  return file;
+}
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  /** Resolves once the worker announced itself ready (its heartbeat is in Redis). */
+  ready: Promise<void>;
+  /** The worker's JSON log lines so far. */
+  lines: string[];
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export function spawnWorker(configFile: string): WorkerProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/worker.ts')], {
+    cwd: REPO,
+    env: { ...process.env, BOT_CONFIG: configFile },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  let stderr = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const ready = new Promise<void>((resolve, reject) => {
+    let buffer = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const parts = buffer.split('\n');
+      buffer = parts.pop() ?? '';
+      for (const line of parts) {
+        lines.push(line);
+        if (line.includes('"engine worker ready"')) resolve();
+      }
+    });
+    child.once('exit', (code, signal) => reject(new Error(`worker exited before it was ready (${signal ?? code}): ${stderr.slice(-1500)}`)));
+  });
+  ready.catch(() => undefined);
+  return {
+    child,
+    ready,
+    lines,
+    kill: (signal = 'SIGKILL') =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill(signal);
+      }),
+  };
+}
