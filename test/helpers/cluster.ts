@@ -3,6 +3,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { defaultConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
 import { writeTinyModel } from '../fixtures/tiny-models.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
@@ -19,7 +21,13 @@ export interface ClusterQueueSettings {
 export async function prepareWorkerHost(root: string, queue: ClusterQueueSettings): Promise<string> {
   const models = path.join(root, 'models');
   await mkdir(models, { recursive: true });
-  await writeTinyModel(path.join(models, 'tiny'), { generation: 'optimum-new', unet: 'smooth', vaeEncoder: false });
+  // A heavier tiny UNet: about 12 ms a step on one CPU thread, so a kill lands mid-job.
+  await writeTinyModel(path.join(models, 'tiny'), {
+    generation: 'optimum-new',
+    unet: 'smooth',
+    unetBody: { channels: 128, layers: 6, attention: true },
+    vaeEncoder: false,
+  });
   const file = path.join(root, 'worker.jsonc');
   const config = {
     dataDir: path.join(root, 'worker-data'),
@@ -88,4 +96,19 @@ export function spawnWorker(configFile: string): WorkerProcess {
         child.kill(signal);
       }),
   };
+}
+
+/** The bot's side of a cluster test: the Redis backend over a SQLite store in dir. */
+export function clusterBotConfig(dir: string, url: string, prefix: string): Config {
+  return defaultConfig({
+    dataDir: dir,
+    storage: { url: `sqlite://${path.join(dir, 'bot.sqlite')}` },
+    engine: { previews: false },
+    queue: {
+      perMemberPending: 50,
+      globalPending: 200,
+      backend: 'redis',
+      redis: { url, prefix, lockSeconds: 2, stalledCheckSeconds: 1, maxStalls: 20, resultTtlHours: 1, maxResultMegabytes: 16 },
+    },
+  });
 }
