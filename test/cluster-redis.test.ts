@@ -7,12 +7,10 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedisJobService, type RedisJobService } from '../src/jobs/backend.js';
-import { startEngineWorker, type EngineWorkerHandle } from '../src/jobs/redis/engine-worker.js';
 import type { JobEvent, Store } from '../src/jobs/types.js';
-import { openQueueConnection } from '../src/store/queue-connection.js';
 import { createStore } from '../src/store/index.js';
 import { durabilityInput, ScriptedEngine } from './fixtures/durability-engine.js';
-import { clusterBotConfig } from './helpers/cluster.js';
+import { clusterBotConfig, startInProcessWorker } from './helpers/cluster.js';
 import { HAVE_REDIS, startRedis, type TestRedis } from './helpers/redis-server.js';
 
 if (!HAVE_REDIS) console.warn('cluster-redis: no redis-server on PATH (apt-get install redis-server); skipped');
@@ -38,14 +36,7 @@ async function rig(prefix: string): Promise<Rig> {
   const root = await mkdtemp(path.join(tmpdir(), 'cluster-redis-'));
   cleanups.push(() => rm(root, { recursive: true, force: true }));
   const config = clusterBotConfig(root, redis.url, prefix);
-  const connection = openQueueConnection(redis.url, 'worker');
-  const subscriber = openQueueConnection(redis.url, 'subscriber');
-  const worker: EngineWorkerHandle = await startEngineWorker({ config, engine: new ScriptedEngine({ stepMs: 80 }), log: silent, connection, subscriber, id: 'w1' });
-  cleanups.push(async () => {
-    await worker.close();
-    connection.disconnect();
-    subscriber.disconnect();
-  });
+  cleanups.push(await startInProcessWorker(config, new ScriptedEngine({ stepMs: 80 }), 'w1'));
   const store = await createStore(config);
   cleanups.push(() => store.close());
   const jobs = await createRedisJobService({ config, store, engine: new ScriptedEngine(), log: silent });

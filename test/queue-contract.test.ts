@@ -10,11 +10,10 @@ import { defaultConfig, type DeepPartial } from '../src/config/load.js';
 import type { Config, FileConfig } from '../src/config/schema.js';
 import { createJobService, type ComposedJobService } from '../src/jobs/service.js';
 import { createRedisJobService, type RedisJobService } from '../src/jobs/backend.js';
-import { startEngineWorker, type EngineWorkerHandle } from '../src/jobs/redis/engine-worker.js';
 import type { Job, JobEvent, Store } from '../src/jobs/types.js';
-import { openQueueConnection } from '../src/store/queue-connection.js';
 import { createStore } from '../src/store/index.js';
 import { durabilityInput, ScriptedEngine } from './fixtures/durability-engine.js';
+import { startInProcessWorker } from './helpers/cluster.js';
 import { HAVE_REDIS, startRedis, type TestRedis } from './helpers/redis-server.js';
 
 if (!HAVE_REDIS) console.warn('queue-contract: no redis-server on PATH (apt-get install redis-server); the Redis backend half is skipped');
@@ -114,9 +113,7 @@ const remote: BackendUnderTest = {
     const config = configFor(dataDir, 'redis', extra);
     const store = await createStore(config);
     const engine = new ScriptedEngine({ hold: hold ?? false });
-    const connection = openQueueConnection(config.queue.redis.url, 'worker');
-    const subscriber = openQueueConnection(config.queue.redis.url, 'subscriber');
-    const worker: EngineWorkerHandle = await startEngineWorker({ config, engine, log: silent, connection, subscriber, id: 'w1' });
+    const stopWorker = await startInProcessWorker(config, engine, 'w1');
     const make = () =>
       rigOf(
         async () => {
@@ -129,9 +126,7 @@ const remote: BackendUnderTest = {
         start,
       );
     cleanups.push(async () => {
-      await worker.close();
-      connection.disconnect();
-      subscriber.disconnect();
+      await stopWorker();
       await store.close();
       await rm(dataDir, { recursive: true, force: true });
     });

@@ -193,11 +193,10 @@ export class Schedule {
   }
 
   snapshot(): QueueSnapshot {
-    const r = this.running.values().next().value;
     const waiting = this.waitingList().map((w) => ({ ...w, job: view(w.job) }));
-    if (!r) return { waiting };
-    const shown = r.shown ?? { step: 0, total: stepsToRun(r.job.spec) };
-    return { running: { job: view(r.job), ...shown }, waiting };
+    const [first, ...more] = [...this.running.values()].map((r) => ({ job: view(r.job), ...(r.shown ?? { step: 0, total: stepsToRun(r.job.spec) }) }));
+    if (!first) return { waiting };
+    return { running: first, ...(more.length > 0 ? { alsoRunning: more } : {}), waiting };
   }
 
   /**

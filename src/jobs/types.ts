@@ -216,6 +216,8 @@ export interface PictureRange {
 export interface QueueSnapshot {
   /** step/total/pictures as in the `progress` event. */
   running?: { job: Job; step: number; total: number; pictures?: PictureRange };
+  /** Other jobs drawn at the same time, by other engine workers (the Redis backend). */
+  alsoRunning?: { job: Job; step: number; total: number; pictures?: PictureRange }[];
   waiting: ({ job: Job } & QueuePosition)[];
 }
 

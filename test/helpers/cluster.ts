@@ -3,8 +3,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import pino from 'pino';
+import type { Engine } from '../../engine/types.js';
 import { defaultConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
+import { startEngineWorker } from '../../src/jobs/redis/engine-worker.js';
+import { openQueueConnection } from '../../src/store/queue-connection.js';
 import { writeTinyModel } from '../fixtures/tiny-models.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
@@ -111,4 +115,16 @@ export function clusterBotConfig(dir: string, url: string, prefix: string): Conf
       redis: { url, prefix, lockSeconds: 2, stalledCheckSeconds: 1, maxStalls: 20, resultTtlHours: 1, maxResultMegabytes: 16 },
     },
   });
+}
+
+/** An engine worker in this process (a scripted engine), with its own two connections; returns its stop. */
+export async function startInProcessWorker(config: Config, engine: Engine, id: string): Promise<() => Promise<void>> {
+  const connection = openQueueConnection(config.queue.redis.url, 'worker');
+  const subscriber = openQueueConnection(config.queue.redis.url, 'subscriber');
+  const worker = await startEngineWorker({ config, engine, log: pino({ level: 'silent' }), connection, subscriber, id });
+  return async () => {
+    await worker.close();
+    connection.disconnect();
+    subscriber.disconnect();
+  };
 }
