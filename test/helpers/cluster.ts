@@ -43,7 +43,9 @@ export async function prepareWorkerHost(root: string, queue: ClusterQueueSetting
       redis: {
         url: queue.url,
         prefix: queue.prefix,
-        lockSeconds: queue.lockSeconds ?? 2,
+        // Short enough to recover a killed worker in seconds, long enough that a worker starved of
+        // CPU by a parallel test run still renews its lock (renewal every half).
+        lockSeconds: queue.lockSeconds ?? 6,
         stalledCheckSeconds: queue.stalledCheckSeconds ?? 1,
         maxStalls: queue.maxStalls ?? 20,
         resultTtlHours: 1,
@@ -112,7 +114,7 @@ export function clusterBotConfig(dir: string, url: string, prefix: string): Conf
       perMemberPending: 50,
       globalPending: 200,
       backend: 'redis',
-      redis: { url, prefix, lockSeconds: 2, stalledCheckSeconds: 1, maxStalls: 20, resultTtlHours: 1, maxResultMegabytes: 16 },
+      redis: { url, prefix, lockSeconds: 6, stalledCheckSeconds: 1, maxStalls: 20, resultTtlHours: 1, maxResultMegabytes: 16 },
     },
   });
 }
