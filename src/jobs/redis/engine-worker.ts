@@ -33,7 +33,7 @@ import {
 const BEAT_MS = 1_000;
 /** A heartbeat outlives a few missed beats, not a dead worker. */
 const BEAT_TTL_S = 6;
-/** Progress to the bot at most this often (the adapters throttle edits further). */
+/** Progress (and previews) to the bot at most this often, plus the last step (the adapters throttle edits further). */
 const PROGRESS_MS = 250;
 /** Speed is averaged over this many recent jobs. */
 const SPEED_WINDOW = 10;
@@ -99,7 +99,7 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
         onStep: (p) => {
           beat.current = { jobId: job.data.jobId, step: p.step, total: p.total };
           const now = performance.now();
-          if (now - lastProgress < PROGRESS_MS && p.step < p.total && !p.preview) return;
+          if (now - lastProgress < PROGRESS_MS && p.step < p.total) return;
           lastProgress = now;
           job.updateProgress(toWireProgress(p) as unknown as object).catch((err: unknown) => jlog.debug({ err }, 'progress not sent'));
         },
