@@ -32,7 +32,7 @@ interface Rig {
 
 interface BackendUnderTest {
   name: 'local' | 'redis';
-  rig(opts: { hold?: boolean; config?: DeepPartial<FileConfig>; start?: boolean }): Promise<Rig>;
+  rig(opts: { hold?: boolean; previews?: boolean; config?: DeepPartial<FileConfig>; start?: boolean }): Promise<Rig>;
 }
 
 let redis: TestRedis | undefined;
@@ -92,11 +92,11 @@ async function rigOf(build: () => Promise<ComposedJobService>, engine: ScriptedE
 
 const local: BackendUnderTest = {
   name: 'local',
-  async rig({ hold, config: extra, start = true }) {
+  async rig({ hold, previews, config: extra, start = true }) {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'contract-local-'));
     const config = configFor(dataDir, 'local', extra);
     const store = await createStore(config);
-    const engine = new ScriptedEngine({ hold: hold ?? false });
+    const engine = new ScriptedEngine({ hold: hold ?? false, previews: previews ?? false });
     const make = () => rigOf(() => Promise.resolve(createJobService({ config, store, engine, log: silent })), engine, store, start);
     cleanups.push(async () => {
       await store.close();
@@ -108,11 +108,11 @@ const local: BackendUnderTest = {
 
 const remote: BackendUnderTest = {
   name: 'redis',
-  async rig({ hold, config: extra, start = true }) {
+  async rig({ hold, previews, config: extra, start = true }) {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'contract-redis-'));
     const config = configFor(dataDir, 'redis', extra);
     const store = await createStore(config);
-    const engine = new ScriptedEngine({ hold: hold ?? false });
+    const engine = new ScriptedEngine({ hold: hold ?? false, previews: previews ?? false });
     const stopWorker = await startInProcessWorker(config, engine, 'w1');
     const make = () =>
       rigOf(
@@ -184,6 +184,18 @@ describe.each(backends)('queue contract: $name backend', (backend) => {
     await rig.jobs.markDelivered(job.id, { chatId: 'c', messageId: 'm' });
     expect(await rig.jobs.pendingDeliveries('telegram')).toHaveLength(0);
     expect((await rig.jobs.get(job.id))?.status).toBe('delivered');
+    await rig.close();
+  });
+
+  it('passes step progress with preview pictures to the adapters', async () => {
+    const rig = await backend.rig({ previews: true, config: { engine: { previews: true } } });
+    const job = await submit(rig, 'a fox', 'ann');
+    expect((await ended(rig.events, job.id)).type).toBe('done');
+    const progress = rig.events.filter((e): e is Extract<JobEvent, { type: 'progress' }> => e.type === 'progress' && e.job.id === job.id);
+    expect(progress.at(-1)).toMatchObject({ step: 3, total: 3 });
+    const preview = progress.find((e) => e.preview)?.preview;
+    expect(preview).toMatchObject({ width: 8, height: 8 });
+    expect(preview!.png.subarray(1, 4).toString('latin1')).toBe('PNG');
     await rig.close();
   });
 
