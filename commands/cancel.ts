@@ -8,7 +8,7 @@ import type { CommandContext, CommandReply, CommandRequest } from './types.js';
 /** The member's most recently submitted job that is still waiting or drawing. */
 function latestOwnJob(ctx: CommandContext, requester: Requester): Job | undefined {
   const snap = ctx.jobs.snapshot();
-  const candidates = [...(snap.running ? [snap.running.job] : []), ...snap.waiting.map((w) => w.job)];
+  const candidates = [...(snap.running ? [snap.running.job] : []), ...(snap.alsoRunning ?? []).map((r) => r.job), ...snap.waiting.map((w) => w.job)];
   return candidates.filter((j) => isOwner(j, requester)).sort((a, b) => b.seq - a.seq)[0];
 }
 

@@ -6,7 +6,7 @@
 // prompt never shows to anyone but its owner. Elsewhere a job is "a member's picture". Admins
 // also see every job's id, so they can /cancel it, but prompts follow the same rule for them,
 // since a /queue answer can be read by others in a group.
-import type { Job } from '../src/jobs/types.js';
+import type { Job, WorkerStatus } from '../src/jobs/types.js';
 import { formatEta, shorten } from './format.js';
 import { isAdmin, isOwner } from './permissions.js';
 import { progressText } from './status.js';
@@ -16,12 +16,13 @@ const SHOWN = 10;
 const PROMPT_CHARS = 60;
 
 export async function queue(req: CommandRequest, ctx: CommandContext): Promise<CommandReply> {
-  const { running, waiting } = ctx.jobs.snapshot();
-  if (!running && waiting.length === 0) {
+  const { running, alsoRunning, waiting } = ctx.jobs.snapshot();
+  const admin = isAdmin(ctx.config, req.requester);
+  const workers = admin ? workerLines(ctx.jobs.workers?.()) : [];
+  if (!running && waiting.length === 0 && workers.length === 0) {
     return { ok: true, visibility: 'private', text: 'The queue is empty: your next /imagine starts right away.' };
   }
   const mine = (j: Job) => isOwner(j, req.requester);
-  const admin = isAdmin(ctx.config, req.requester);
   const samePlace = (j: Job) => j.target.platform === req.target.platform && j.target.chatId === req.target.chatId;
   /** `“prompt” · Name` where the asker may see it, else a neutral stand-in; plus the id for admins. */
   const describe = (j: Job, joiner: string) => {
@@ -29,8 +30,7 @@ export async function queue(req: CommandRequest, ctx: CommandContext): Promise<C
     return admin ? `${what} (job ${j.id})` : what;
   };
   const lines: string[] = [];
-  if (running) {
-    const { job, step, total, pictures } = running;
+  for (const { job, step, total, pictures } of [...(running ? [running] : []), ...(alsoRunning ?? [])]) {
     const progress = step > 0 ? progressText(step, total, pictures) : 'starting';
     lines.push(`Drawing: ${describe(job, ' for ')} · ${progress}${mine(job) ? ' ← yours' : ''}`);
   }
@@ -48,5 +48,23 @@ export async function queue(req: CommandRequest, ctx: CommandContext): Promise<C
   } else if (!(running && mine(running.job))) {
     lines.push('You have nothing in the queue.');
   }
+  lines.push(...workers);
   return { ok: true, visibility: 'private', text: lines.join('\n') };
+}
+
+/**
+ * Admins only: the engine workers (Redis backend) — models, the loaded one, speed, current job.
+ * Job ids only, never prompts: the list is about machines, and admins can /cancel by id.
+ */
+function workerLines(workers: WorkerStatus[] | undefined): string[] {
+  if (!workers) return [];
+  if (workers.length === 0) return ['Engine workers: none connected — jobs wait until one starts (npm run worker).'];
+  const lines = [`Engine workers (${workers.length}):`];
+  for (const w of workers) {
+    const speed = w.imagesPerMinute !== undefined ? `${w.imagesPerMinute.toFixed(1)} pictures/min` : 'no job yet';
+    const doing = w.current ? `drawing job ${w.current.jobId} (step ${w.current.step}/${w.current.total})` : 'idle';
+    const models = w.models.length > 0 ? w.models.join(', ') : 'none found';
+    lines.push(`• ${w.id} · ${doing} · ${speed} · ${w.done} done · models: ${models}${w.loaded ? ` · loaded: ${w.loaded}` : ''}`);
+  }
+  return lines;
 }

@@ -5,7 +5,7 @@ import type { CommandContext } from '../commands/types.js';
 import { createEngine } from '../engine/index.js';
 import type { Engine, ModelScan } from '../engine/types.js';
 import type { Config } from './config/schema.js';
-import { createJobService } from './jobs/service.js';
+import { createQueueBackend } from './jobs/backend.js';
 import type { JobService, Store } from './jobs/types.js';
 import { createStore } from './store/index.js';
 
@@ -26,17 +26,22 @@ function names(scan: ModelScan): string {
   return scan.models.map((m) => m.name).join('\n');
 }
 
-export async function createCore(config: Config, log: Logger): Promise<Core> {
-  const store = await createStore(config, log);
-  const engine = createEngine({
+/** The engine this host's config describes (the bot's own, or a remote worker's). */
+export function createConfiguredEngine(config: Config, log: Logger): Engine {
+  return createEngine({
     modelsDir: config.models.dir,
     providers: [...config.engine.providers],
     threads: config.engine.threads,
     warmup: config.engine.warmup,
     log: { info: (o, m) => log.info(o, m), warn: (o, m) => log.warn(o, m) },
   });
+}
+
+export async function createCore(config: Config, log: Logger): Promise<Core> {
+  const store = await createStore(config, log);
+  const engine = createConfiguredEngine(config, log);
   let scan = await engine.scanModels();
-  const jobs = createJobService({ config, store, engine, log });
+  const jobs = await createQueueBackend({ config, store, engine, log });
   const commands: CommandContext = { config, jobs, settings: store.settings, models: () => scan.models, log };
 
   let closed = false;

@@ -44,6 +44,8 @@ const ENV_KEYS: readonly { env: string; path: readonly string[] }[] = [
   { env: 'STORAGE_URL', path: ['storage', 'url'] },
   { env: 'WEB_HOST', path: ['web', 'host'] },
   { env: 'WEB_PORT', path: ['web', 'port'] },
+  { env: 'QUEUE_BACKEND', path: ['queue', 'backend'] },
+  { env: 'QUEUE_REDIS_URL', path: ['queue', 'redis', 'url'] },
 ];
 
 const SECRET_ENV: Record<keyof Secrets, string> = {

@@ -83,6 +83,26 @@ export const ConfigSchema = z
         initialSecondsPerStep: z.number().positive().optional(),
         /** On SIGINT/SIGTERM, how long the running job may take to finish before it is put back. */
         shutdownGraceSeconds: z.number().int().min(0).max(600),
+        /** "local": the in-process engine worker; "redis": engine workers anywhere, through BullMQ. */
+        backend: z.enum(['local', 'redis']),
+        redis: z
+          .object({
+            /** redis://host:port (or rediss://) of the queue; workers use the same URL. */
+            url: z.string().regex(/^rediss?:\/\/\S+/, 'a redis:// or rediss:// URL'),
+            /** Key prefix of the queue, its results and worker heartbeats. */
+            prefix: z.string().regex(/^[0-9A-Za-z_-]{1,32}$/, 'letters, digits, _ or -'),
+            /** A worker holds its job's lock this long; it renews it every half of it. */
+            lockSeconds: z.number().int().min(1).max(3600),
+            /** How often a job whose worker vanished is looked for and run again elsewhere. */
+            stalledCheckSeconds: z.number().int().min(1).max(3600),
+            /** A job whose workers vanished this many times counts as one engine crash. */
+            maxStalls: z.number().int().min(1).max(100),
+            /** Result pictures wait in Redis at most this long for the bot to save them. */
+            resultTtlHours: z.number().int().min(1).max(168),
+            /** A worker refuses to hand back results larger than this (all pictures, PNG). */
+            maxResultMegabytes: z.number().int().min(1).max(512),
+          })
+          .strict(),
       })
       .strict(),
     storage: z

@@ -232,7 +232,27 @@ export interface PictureRange {
 export interface QueueSnapshot {
   /** step/total/pictures as in the `progress` event. */
   running?: { job: Job; step: number; total: number; pictures?: PictureRange };
+  /** Other jobs drawn at the same time, by other engine workers (the Redis backend). */
+  alsoRunning?: { job: Job; step: number; total: number; pictures?: PictureRange }[];
   waiting: ({ job: Job } & QueuePosition)[];
+}
+
+/** An engine worker as the Redis backend sees it (its heartbeat). */
+export interface WorkerStatus {
+  id: string;
+  host: string;
+  /** Models this worker's engine can load. */
+  models: string[];
+  /** The model it drew last, whose sessions are loaded (switching costs seconds to minutes). */
+  loaded?: string;
+  provider?: string;
+  current?: { jobId: string; step: number; total: number };
+  /** Jobs drawn since it started. */
+  done: number;
+  /** Pictures per minute over its recent jobs. */
+  imagesPerMinute?: number;
+  since: number;
+  at: number;
 }
 
 export interface JobService {
@@ -257,4 +277,6 @@ export interface JobService {
   start(): Promise<void>;
   /** Stop intake; let the running job finish within `graceMs`, else put it back as queued. */
   stop(graceMs: number): Promise<void>;
+  /** Remote engine workers (the Redis backend); absent with the local engine. */
+  workers?(): WorkerStatus[];
 }

@@ -1,0 +1,65 @@
+// The bot's view of the engine workers: their heartbeats, read every few seconds. The number of
+// live workers is how many jobs the runner hands over at once.
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { keys, type WorkerBeat } from './protocol.js';
+
+export const DIRECTORY_POLL_MS = 1_000;
+
+export class WorkerDirectory {
+  private list: WorkerBeat[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly keys: ReturnType<typeof keys>;
+
+  constructor(
+    private readonly conn: Redis,
+    prefix: string,
+    private readonly log: Logger,
+    private readonly onCount: (count: number) => void,
+  ) {
+    this.keys = keys(prefix);
+  }
+
+  workers(): WorkerBeat[] {
+    return this.list;
+  }
+
+  async refresh(): Promise<void> {
+    if (this.conn.status !== 'ready') return;
+    const found: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = await this.conn.scan(cursor, 'MATCH', this.keys.workerPattern, 'COUNT', 200);
+      cursor = next;
+      found.push(...batch);
+    } while (cursor !== '0');
+    const values = found.length > 0 ? await this.conn.mget(...found) : [];
+    const beats: WorkerBeat[] = [];
+    for (const value of values) {
+      if (!value) continue;
+      try {
+        beats.push(JSON.parse(value) as WorkerBeat);
+      } catch {
+        // a half-written or foreign key: ignored
+      }
+    }
+    beats.sort((a, b) => a.id.localeCompare(b.id));
+    const before = this.list.length;
+    this.list = beats;
+    if (beats.length !== before) {
+      this.log.info({ workers: beats.map((b) => b.id) }, 'engine workers changed');
+      this.onCount(beats.length);
+    }
+  }
+
+  start(): void {
+    this.timer = setInterval(() => {
+      this.refresh().catch((err: unknown) => this.log.debug({ err }, 'could not read worker heartbeats'));
+    }, DIRECTORY_POLL_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+}

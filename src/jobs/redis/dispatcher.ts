@@ -1,0 +1,218 @@
+/**
+ * The bot's side of the Redis backend: a Drawer that hands one job at a time to BullMQ and waits
+ * for a remote engine worker to draw it.
+ *
+ * Fairness stays in the bot: the schedule's FairQueue picks the next job exactly as with the
+ * local engine, and the runner only dispatches as many jobs as there are live workers (its slots
+ * follow the heartbeats, see WorkerDirectory). So BullMQ never holds a backlog whose order could
+ * disagree with the fair policy — it is the reliable hand-over (locks, stalled-job recovery,
+ * persistence), not the scheduler.
+ */
+import { Queue, QueueEvents, type Job as BullJob } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import sharp from 'sharp';
+import {
+  EngineError,
+  type EngineErrorCode,
+  type ExecutionProviderName,
+  type GenerateOptions,
+  type GenerateRequest,
+  type GenerateResult,
+  type StepProgress,
+} from '../../../engine/types.js';
+import { BackendUnavailableError, SHUTDOWN_REASON, type Drawer } from '../drawer.js';
+import type { Job } from '../types.js';
+import {
+  bullIdOf,
+  fromBase64,
+  keys,
+  QUEUE_NAME,
+  toBase64,
+  type DrawPayload,
+  type WireFailure,
+  type WireProgress,
+  type WireRequest,
+  type WireResult,
+} from './protocol.js';
+
+/** Queue events kept in Redis's stream; enough for a bot restart, small enough to stay cheap. */
+const EVENTS_MAX_LEN = 2_000;
+const ENGINE_CODES: readonly string[] = ['cancelled', 'bad_request', 'model', 'internal', 'worker_crashed'];
+
+export interface DispatcherOptions {
+  prefix: string;
+  resultTtlHours: number;
+  /** Commands: fails fast while Redis is away. */
+  producer: Redis;
+  /** QueueEvents' blocking reads. */
+  events: Redis;
+  log: Logger;
+}
+
+function toWire(request: GenerateRequest): WireRequest {
+  const { init, ...rest } = request;
+  return init ? { ...rest, init: { rgb: toBase64(init.rgb), width: init.width, height: init.height, strength: init.strength } } : rest;
+}
+
+function fromWireProgress(data: WireProgress): StepProgress {
+  const { preview, ...rest } = data;
+  return preview ? { ...rest, preview: { rgb: fromBase64(preview.rgb), width: preview.width, height: preview.height } } : rest;
+}
+
+/** A BullMQ failure back into the engine's error: the worker's code, or a lost worker. */
+export function failureOf(reason: string): EngineError {
+  try {
+    const parsed = JSON.parse(reason) as Partial<WireFailure>;
+    if (typeof parsed.code === 'string' && typeof parsed.message === 'string') {
+      const code: EngineErrorCode = ENGINE_CODES.includes(parsed.code) ? (parsed.code as EngineErrorCode) : 'internal';
+      return new EngineError(code, parsed.message);
+    }
+  } catch {
+    // not one of ours: BullMQ's own reasons
+  }
+  if (/stalled/i.test(reason)) return new EngineError('worker_crashed', `engine workers were lost while drawing this job (${reason})`);
+  return new EngineError('internal', reason);
+}
+
+async function decodeResult(wire: WireResult): Promise<GenerateResult> {
+  const images = await Promise.all(
+    wire.images.map(async (image) => {
+      const rgb = await sharp(Buffer.from(image.png, 'base64')).removeAlpha().raw().toBuffer();
+      return {
+        rgb: new Uint8Array(rgb.buffer, rgb.byteOffset, rgb.byteLength),
+        width: image.width,
+        height: image.height,
+        seed: image.seed,
+        infoText: image.infoText,
+      };
+    }),
+  );
+  return {
+    images,
+    model: wire.model,
+    provider: wire.provider as ExecutionProviderName,
+    truncation: wire.truncation,
+    timing: wire.timing,
+  };
+}
+
+export class RedisDispatcher implements Drawer {
+  private readonly queue: Queue<DrawPayload>;
+  private readonly queueEvents: QueueEvents;
+  private readonly keys: ReturnType<typeof keys>;
+  private readonly onProgress = new Map<string, (p: StepProgress) => void>();
+  /** Per BullMQ id: when the job was handed over and when a worker started it (bench figures). */
+  readonly timings = new Map<string, { added: number; started?: number; finished?: number }>();
+
+  constructor(private readonly opts: DispatcherOptions) {
+    this.keys = keys(opts.prefix);
+    const age = opts.resultTtlHours * 3600;
+    this.queue = new Queue<DrawPayload>(QUEUE_NAME, {
+      connection: opts.producer,
+      prefix: opts.prefix,
+      streams: { events: { maxLen: EVENTS_MAX_LEN } },
+      defaultJobOptions: { attempts: 1, removeOnComplete: { age }, removeOnFail: { age } },
+    });
+    this.queueEvents = new QueueEvents(QUEUE_NAME, { connection: opts.events, prefix: opts.prefix });
+    this.queue.on('error', (err) => opts.log.warn({ err: err.message }, 'queue connection error'));
+    this.queueEvents.on('error', (err) => opts.log.warn({ err: err.message }, 'queue events connection error'));
+    this.queueEvents.on('progress', ({ jobId, data }) => {
+      const listener = this.onProgress.get(jobId);
+      if (listener && data && typeof data === 'object') listener(fromWireProgress(data as unknown as WireProgress));
+    });
+    this.queueEvents.on('active', ({ jobId }) => {
+      const t = this.timings.get(jobId);
+      if (t && t.started === undefined) t.started = performance.now();
+    });
+  }
+
+  available(): boolean {
+    return this.opts.producer.status === 'ready';
+  }
+
+  async ready(): Promise<void> {
+    await this.queue.waitUntilReady();
+    await this.queueEvents.waitUntilReady();
+  }
+
+  async draw(job: Job, request: GenerateRequest, options: GenerateOptions): Promise<GenerateResult> {
+    const bullId = bullIdOf(job);
+    if (!this.available()) throw new BackendUnavailableError('Redis is not connected');
+    let bullJob: BullJob<DrawPayload>;
+    try {
+      // The same id after a bot restart finds the attempt already handed over (or finished) and
+      // waits for it again instead of drawing it twice.
+      bullJob = await this.queue.add(QUEUE_NAME, { jobId: job.id, request: toWire(request) }, { jobId: bullId });
+    } catch (err) {
+      throw new BackendUnavailableError(`could not hand the job to Redis: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (!this.timings.has(bullId)) this.timings.set(bullId, { added: performance.now() });
+    if (options.onStep) this.onProgress.set(bullId, options.onStep);
+    let detach: (reason: EngineError) => void = () => undefined;
+    const detached = new Promise<never>((_, reject) => {
+      detach = reject;
+    });
+    const onAbort = () => {
+      const reason: unknown = options.signal?.reason;
+      if (reason instanceof Error && reason.message === SHUTDOWN_REASON) {
+        // The bot is stopping: the worker goes on drawing; the next start waits for it again.
+        detach(new EngineError('cancelled', SHUTDOWN_REASON));
+        return;
+      }
+      this.cancelRemote(bullJob, bullId)
+        .then((removed) => {
+          if (removed) detach(new EngineError('cancelled', 'cancelled'));
+        })
+        .catch((err: unknown) => this.opts.log.warn({ err, jobId: job.id }, 'could not pass a cancel to the workers'));
+    };
+    if (options.signal?.aborted) onAbort();
+    else options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      let done: unknown;
+      try {
+        done = await Promise.race([bullJob.waitUntilFinished(this.queueEvents), detached]);
+      } catch (err) {
+        if (err instanceof EngineError) throw err;
+        throw failureOf(err instanceof Error ? err.message : String(err));
+      }
+      const t = this.timings.get(bullId);
+      if (t) t.finished = performance.now();
+      void done;
+      const raw = await this.opts.producer.get(this.keys.result(bullId));
+      if (!raw) throw new EngineError('worker_crashed', 'the result pictures expired in Redis before the bot could save them');
+      return await decodeResult(JSON.parse(raw) as WireResult);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      this.onProgress.delete(bullId);
+    }
+  }
+
+  /** Tells the workers; returns true when the job was still waiting and is gone. */
+  private async cancelRemote(bullJob: BullJob<DrawPayload>, bullId: string): Promise<boolean> {
+    await this.opts.producer.set(this.keys.cancelled(bullId), '1', 'EX', 3600);
+    await this.opts.producer.publish(this.keys.cancelChannel, bullId);
+    try {
+      const state = await bullJob.getState();
+      if (state === 'waiting' || state === 'prioritized' || state === 'delayed') {
+        await bullJob.remove();
+        return true;
+      }
+    } catch {
+      // a worker took it meanwhile: it sees the cancel within a step
+    }
+    return false;
+  }
+
+  async release(job: Job): Promise<void> {
+    const bullId = bullIdOf(job);
+    this.timings.delete(bullId);
+    await this.opts.producer.del(this.keys.result(bullId));
+    await this.queue.remove(bullId).catch(() => 0);
+  }
+
+  async close(): Promise<void> {
+    await this.queueEvents.close().catch(() => undefined);
+    await this.queue.close().catch(() => undefined);
+  }
+}

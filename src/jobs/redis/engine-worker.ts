@@ -1,0 +1,180 @@
+/**
+ * A remote engine worker: engine/ plus this thin runner, which knows no chats. It takes one
+ * BullMQ job at a time, draws it with the local engine, leaves the pictures in Redis (with a TTL)
+ * for the bot, and reports progress; a cancel arrives on a pub/sub channel and aborts the engine
+ * within a step. A heartbeat key tells the bot which models it has, which is loaded, what it is
+ * drawing and how fast it is.
+ *
+ * Lost workers: BullMQ's lock (queue.redis.lockSeconds) is renewed by this process's main thread;
+ * the engine runs in a worker thread (onnxruntime's run() blocks its thread), so a long GPU job
+ * never starves the renewal and is never taken for stalled. A killed worker stops renewing; after
+ * the lock runs out, the stalled check moves its job back to waiting and another worker draws it.
+ */
+import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { Worker, type Job as BullJob } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import sharp from 'sharp';
+import { EngineError, type Engine, type GenerateRequest, type StepProgress } from '../../../engine/types.js';
+import type { Config } from '../../config/schema.js';
+import {
+  fromBase64,
+  keys,
+  QUEUE_NAME,
+  toBase64,
+  type DrawPayload,
+  type WireFailure,
+  type WireProgress,
+  type WireResult,
+  type WorkerBeat,
+} from './protocol.js';
+
+const BEAT_MS = 1_000;
+/** A heartbeat outlives a few missed beats, not a dead worker. */
+const BEAT_TTL_S = 6;
+/** Progress (and previews) to the bot at most this often, plus the last step (the adapters throttle edits further). */
+const PROGRESS_MS = 250;
+/** Speed is averaged over this many recent jobs. */
+const SPEED_WINDOW = 10;
+
+export interface EngineWorkerOptions {
+  config: Config;
+  engine: Engine;
+  log: Logger;
+  /** BullMQ's connection (blocking reads). */
+  connection: Redis;
+  /** Pub/sub for cancels. */
+  subscriber: Redis;
+  id?: string;
+}
+
+export interface EngineWorkerHandle {
+  id: string;
+  /** Lets the job in hand finish, then stops. */
+  close(): Promise<void>;
+}
+
+function fail(failure: WireFailure): Error {
+  return new Error(JSON.stringify(failure));
+}
+
+function toWireProgress(p: StepProgress): WireProgress {
+  const { preview, ...rest } = p;
+  return preview ? { ...rest, preview: { rgb: toBase64(preview.rgb), width: preview.width, height: preview.height } } : rest;
+}
+
+export async function startEngineWorker(opts: EngineWorkerOptions): Promise<EngineWorkerHandle> {
+  const { config, engine, log } = opts;
+  const r = config.queue.redis;
+  const k = keys(r.prefix);
+  const id = opts.id ?? `${hostname()}-${process.pid}`;
+  const maxBytes = r.maxResultMegabytes * 1024 * 1024;
+  const models = (await engine.scanModels()).models.map((m) => m.name);
+  const active = new Map<string, AbortController>();
+  const recent: number[] = [];
+  const beat: WorkerBeat = { id, host: hostname(), models, done: 0, since: Date.now(), at: Date.now() };
+
+  await opts.subscriber.subscribe(k.cancelChannel);
+  opts.subscriber.on('message', (channel: string, bullId: string) => {
+    if (channel !== k.cancelChannel) return;
+    active.get(bullId)?.abort(new EngineError('cancelled', 'cancelled'));
+  });
+
+  const drawOne = async (job: BullJob<DrawPayload>): Promise<{ bytes: number }> => {
+    const bullId = job.id ?? '';
+    const jlog = log.child({ jobId: job.data.jobId, bullId });
+    if (await opts.connection.exists(k.cancelled(bullId))) throw fail({ code: 'cancelled', message: 'cancelled' });
+    const controller = new AbortController();
+    active.set(bullId, controller);
+    const { init, ...rest } = job.data.request;
+    const request: GenerateRequest = init ? { ...rest, init: { ...init, rgb: fromBase64(init.rgb) } } : rest;
+    beat.current = { jobId: job.data.jobId, step: 0, total: request.steps };
+    const clock = performance.now();
+    let lastProgress = 0;
+    jlog.info({ attemptsMade: job.attemptsMade, model: request.model }, 'drawing');
+    try {
+      const result = await engine.generate(request, {
+        signal: controller.signal,
+        onStep: (p) => {
+          beat.current = { jobId: job.data.jobId, step: p.step, total: p.total };
+          const now = performance.now();
+          if (now - lastProgress < PROGRESS_MS && p.step < p.total) return;
+          lastProgress = now;
+          job.updateProgress(toWireProgress(p) as unknown as object).catch((err: unknown) => jlog.debug({ err }, 'progress not sent'));
+        },
+      });
+      beat.loaded = result.model;
+      beat.provider = result.provider;
+      const images = await Promise.all(
+        result.images.map(async (image) => ({
+          png: (
+            await sharp(Buffer.from(image.rgb.buffer, image.rgb.byteOffset, image.rgb.byteLength), {
+              raw: { width: image.width, height: image.height, channels: 3 },
+            })
+              .png({ compressionLevel: 3 })
+              .toBuffer()
+          ).toString('base64'),
+          width: image.width,
+          height: image.height,
+          seed: image.seed,
+          infoText: image.infoText,
+        })),
+      );
+      const wire: WireResult = { images, model: result.model, provider: result.provider, truncation: { ...result.truncation }, timing: result.timing, worker: id };
+      const text = JSON.stringify(wire);
+      if (text.length > maxBytes) {
+        throw fail({ code: 'too_large', message: `the pictures are larger than this club's limit (${r.maxResultMegabytes} MB)` });
+      }
+      // Written before the job completes: whoever sees "completed" finds the pictures.
+      await opts.connection.set(k.result(bullId), text, 'EX', r.resultTtlHours * 3600);
+      const seconds = (performance.now() - clock) / 1000;
+      recent.push((images.length / seconds) * 60);
+      if (recent.length > SPEED_WINDOW) recent.shift();
+      beat.imagesPerMinute = recent.reduce((a, b) => a + b, 0) / recent.length;
+      beat.done += 1;
+      jlog.info({ seconds, images: images.length }, 'drawn');
+      return { bytes: text.length };
+    } catch (err) {
+      if (err instanceof EngineError) {
+        jlog.warn({ code: err.code, detail: err.message }, 'not drawn');
+        throw fail({ code: err.code, message: err.message });
+      }
+      throw err;
+    } finally {
+      active.delete(bullId);
+      delete beat.current;
+    }
+  };
+
+  const worker = new Worker<DrawPayload, { bytes: number }>(QUEUE_NAME, drawOne, {
+    connection: opts.connection,
+    prefix: r.prefix,
+    concurrency: 1,
+    lockDuration: r.lockSeconds * 1000,
+    stalledInterval: r.stalledCheckSeconds * 1000,
+    maxStalledCount: r.maxStalls,
+  });
+  worker.on('error', (err) => log.warn({ err: err.message }, 'worker connection error'));
+
+  const sendBeat = async () => {
+    beat.at = Date.now();
+    await opts.connection.set(k.worker(id), JSON.stringify(beat), 'EX', BEAT_TTL_S);
+  };
+  await sendBeat();
+  const timer = setInterval(() => {
+    sendBeat().catch((err: unknown) => log.debug({ err }, 'heartbeat not sent'));
+  }, BEAT_MS);
+  timer.unref();
+  log.info({ worker: id, models }, 'engine worker ready');
+
+  return {
+    id,
+    close: async () => {
+      clearInterval(timer);
+      await worker.close();
+      await opts.connection.del(k.worker(id)).catch(() => 0);
+      await opts.subscriber.unsubscribe(k.cancelChannel).catch(() => undefined);
+    },
+  };
+}

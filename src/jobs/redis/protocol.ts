@@ -1,0 +1,78 @@
+/**
+ * What the bot and the engine workers say to each other through Redis. Everything is JSON;
+ * pixels travel as base64 (PNG for results, raw RGB for the small previews and init pictures).
+ *
+ * Keys, all under the configured prefix:
+ * - BullMQ queue `<prefix>:draw:*` — one BullMQ job per drawing attempt, id `<jobId>.<attempts>`.
+ * - `<prefix>:result:<bullId>` — the result pictures, written by the worker before it completes
+ *   the BullMQ job, with a TTL (queue.redis.resultTtlHours); deleted by the bot once saved.
+ * - `<prefix>:cancelled:<bullId>` — a member's cancel, for a worker that picks the job up later.
+ * - channel `<prefix>:cancel` — a member's cancel, for the worker drawing the job now.
+ * - `<prefix>:worker:<id>` — a worker's heartbeat (models, loaded model, current job, speed).
+ */
+import type { EngineErrorCode, GenerateRequest, StepProgress } from '../../../engine/types.js';
+import type { WorkerStatus } from '../types.js';
+
+export const QUEUE_NAME = 'draw';
+
+export function keys(prefix: string) {
+  return {
+    result: (bullId: string) => `${prefix}:result:${bullId}`,
+    cancelled: (bullId: string) => `${prefix}:cancelled:${bullId}`,
+    cancelChannel: `${prefix}:cancel`,
+    worker: (id: string) => `${prefix}:worker:${id}`,
+    workerPattern: `${prefix}:worker:*`,
+  };
+}
+
+/** The BullMQ id of one drawing attempt: a crash-retry is a new attempt, a bot restart is not. */
+export function bullIdOf(job: { id: string; attempts: number }): string {
+  return `${job.id}.${job.attempts}`;
+}
+
+export interface WireRequest extends Omit<GenerateRequest, 'init'> {
+  init?: { rgb: string; width: number; height: number; strength: number };
+}
+
+export interface DrawPayload {
+  jobId: string;
+  request: WireRequest;
+}
+
+export interface WireProgress extends Omit<StepProgress, 'preview'> {
+  preview?: { rgb: string; width: number; height: number };
+}
+
+export interface WireImage {
+  png: string;
+  width: number;
+  height: number;
+  seed: number;
+  infoText: string;
+}
+
+export interface WireResult {
+  images: WireImage[];
+  model: string;
+  provider: string;
+  truncation: Record<string, unknown>;
+  timing: { totalMs: number; denoiseMs: number; stepsRun: number };
+  worker: string;
+}
+
+/** How a worker ends a BullMQ job it could not draw: the engine's own error code survives. */
+export interface WireFailure {
+  code: EngineErrorCode | 'too_large';
+  message: string;
+}
+
+export type WorkerBeat = WorkerStatus;
+
+export function toBase64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+}
+
+export function fromBase64(text: string): Uint8Array {
+  const b = Buffer.from(text, 'base64');
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
