@@ -100,6 +100,7 @@ class MemoryJobs implements JobService {
     return undefined;
   }
   async markUndeliverable(): Promise<void> {}
+  async markDeleted(): Promise<void> {}
   async pendingDeliveries(): Promise<Job[]> {
     return [];
   }

@@ -13,7 +13,7 @@ import { startWeb, type WebHandle } from '../src/adapters/web/index.js';
 import { sweepUploads } from '../src/adapters/web/uploads.js';
 import { deliveryFailureReason } from '../src/adapters/web/metrics.js';
 import type { Config } from '../src/config/schema.js';
-import type { Requester } from '../src/jobs/types.js';
+import type { ReplyTarget, Requester } from '../src/jobs/types.js';
 import { createHarness, type Harness } from './helpers/harness.js';
 
 const PASSWORD = 'correct horse battery staple';
@@ -291,6 +291,58 @@ describe('web studio access', () => {
       expect(answer.body).toContain(`# TYPE ${name}`);
     }
     expect(answer.body).toMatch(/^imagine_engine_busy_ratio \d+(\.\d+)?$/m);
+  });
+
+  it('the club gallery shows results posted in server channels and groups, never private chats, and leaves out deleted ones', async () => {
+    const studio = await startWeb({ config, jobs: h.jobs, commands: { ...h.commands, config }, log: h.log, history: h.store.jobs, now: () => now });
+    try {
+      const draw = async (who: string, target: ReplyTarget, prompt: string) => {
+        const requester: Requester = { platform: target.platform, userId: who, name: who, roles: [] };
+        const reply = await runCommand({ command: 'imagine', via: 'text', text: `${prompt} --steps 2 --n 1`, requester, target }, h.commands);
+        expect(reply.ok, reply.text).toBe(true);
+        const jobId = reply.queued!.job.id;
+        await new Promise<void>((resolve) => {
+          const off = h.jobs.on((e) => {
+            if (e.job.id === jobId && (e.type === 'done' || e.type === 'failed')) {
+              off();
+              resolve();
+            }
+          });
+        });
+        // As the chat adapter would once the platform accepted the upload.
+        await h.jobs.markDelivered(jobId);
+        return { jobId, requester, target };
+      };
+      const channel = await draw('dc-ann', { platform: 'discord', chatId: 'chan-1', guildId: 'guild-1', handle: {} }, 'a lighthouse in a channel');
+      const group = await draw('tg-bo', { platform: 'telegram', chatId: '-100200300', handle: {} }, 'a kite in a group');
+      const dm = await draw('tg-cy', { platform: 'telegram', chatId: '4242', handle: {} }, 'a secret in a private chat');
+      const deleted = await draw('tg-bo', { platform: 'telegram', chatId: '-100200300', handle: {} }, 'a regret in a group');
+      const gone = await runCommand(
+        { command: 'delete', via: 'button', requester: deleted.requester, target: deleted.target, action: { action: 'delete', jobId: deleted.jobId } },
+        h.commands,
+      );
+      expect(gone.ok, gone.text).toBe(true);
+
+      const login = await call(studio.url, '/api/login', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ password: PASSWORD, name: 'Dee' }),
+      });
+      const cookie = cookieOf(login);
+      const club = await call(studio.url, '/api/gallery?scope=club', { headers: { Cookie: cookie } });
+      expect(club.status).toBe(200);
+      const ids = (json(club.body).items as { id: string }[]).map((v) => v.id);
+      expect(ids).toContain(channel.jobId);
+      expect(ids).toContain(group.jobId);
+      expect(ids).not.toContain(dm.jobId);
+      expect(ids).not.toContain(deleted.jobId);
+      expect(club.body).not.toContain('a secret in a private chat');
+      // Dee made nothing, so her own gallery is empty.
+      const mine = await call(studio.url, '/api/gallery', { headers: { Cookie: cookie } });
+      expect(json(mine.body).items).toEqual([]);
+    } finally {
+      await studio.stop();
+    }
   });
 
   it('/metrics counts results that could not be delivered, by platform and a bounded reason', async () => {

@@ -30,6 +30,14 @@ export class DeliveryBook {
     this.ctx.events.emit({ type: 'undeliverable', job: view(job), reason });
   }
 
+  async markDeleted(jobId: string): Promise<void> {
+    const job = await this.ctx.store.jobs.get(jobId);
+    if (!job || job.deletedAt !== undefined) return;
+    job.deletedAt = this.ctx.now();
+    await this.ctx.store.jobs.put(job);
+    jobLog(this.ctx.log, job).info('result deleted by its owner or an admin');
+  }
+
   findByMessage(platform: Platform, chatId: string, messageId: string): Promise<Job | undefined> {
     return this.ctx.store.jobs.byMessage(platform, chatId, messageId);
   }

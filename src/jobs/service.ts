@@ -127,6 +127,10 @@ export class ComposedJobService implements JobServiceWithMaintenance {
     return this.delivery.markUndeliverable(jobId, reason);
   }
 
+  markDeleted(jobId: string): Promise<void> {
+    return this.delivery.markDeleted(jobId);
+  }
+
   findByMessage(platform: Platform, chatId: string, messageId: string): Promise<Job | undefined> {
     return this.delivery.findByMessage(platform, chatId, messageId);
   }

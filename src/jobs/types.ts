@@ -112,6 +112,8 @@ export interface Job {
   error?: string;
   cancelledBy?: string;
   delivery?: { at: number; ref?: Record<string, string>; undeliverable?: string };
+  /** When its owner (or an admin) deleted the result with 🗑: galleries leave it out; the record stays until retention. */
+  deletedAt?: number;
   /** Platform idempotency key (a Telegram update, a Discord interaction) to drop re-deliveries. */
   idempotencyKey?: string;
 }
@@ -269,6 +271,8 @@ export interface JobService {
   findByMessage(platform: Platform, chatId: string, messageId: string): Promise<Job | undefined>;
   /** Delivery is impossible (member blocked the bot, channel gone): never retried. */
   markUndeliverable(jobId: string, reason: string): Promise<void>;
+  /** The result was deleted with 🗑 (its messages are the adapter's to remove): hide it from galleries. */
+  markDeleted(jobId: string): Promise<void>;
   /** Jobs of this platform that are done but not delivered (after a restart, or a failed upload). */
   pendingDeliveries(platform: Platform): Promise<Job[]>;
   /** Absolute path of a stored file (a JobImage.file or JobResult.grid). */

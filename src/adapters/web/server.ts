@@ -42,6 +42,17 @@ const JSON_LIMIT = 256 * 1024;
 const JOB_ID = /^[0-9a-z]{1,16}$/;
 const PICTURE = /^(grid|[0-8])$/;
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+/**
+ * Posted where other members could see it: a Discord server channel or a Telegram group
+ * (group and supergroup ids are negative). Private chats and each member's studio are not.
+ */
+function postedInPublic(job: Job): boolean {
+  const { target } = job;
+  if (target.platform === 'discord') return target.guildId !== undefined;
+  if (target.platform === 'telegram') return target.chatId.startsWith('-');
+  return false;
+}
+
 /** Results per gallery page, and how many finished jobs one page may look through. */
 const GALLERY_PAGE = 12;
 const GALLERY_SCAN = 2_000;
@@ -198,9 +209,11 @@ export class Studio {
   }
 
   /**
-   * The member's own finished results (from any platform they are signed in as), newest first,
-   * a page at a time; `before` is the finishedAt where the last page ended. Retention applies:
-   * swept jobs are gone from the store.
+   * Finished results, newest first, a page at a time; `before` is the finishedAt where the last
+   * page ended. `scope=mine` (default): the member's own (from any platform they are signed in
+   * as). `scope=club`: what was posted where other members saw it anyway — Discord server
+   * channels and Telegram groups — by anyone; private chats and personal studio sessions stay
+   * private, as in /queue. Results deleted with 🗑 are left out; retention sweeps the rest.
    */
   private async gallery(session: Session, url: URL, res: ServerResponse): Promise<void> {
     const { history } = this.deps;
@@ -208,7 +221,11 @@ export class Studio {
     const raw = Number(url.searchParams.get('before'));
     let before = Number.isFinite(raw) && raw > 0 ? raw : Date.now() + 1;
     const { platform, userId } = session.member;
-    const mine = (job: Job) => job.requester.platform === platform && job.requester.userId === userId && Boolean(job.result?.images.length);
+    const club = url.searchParams.get('scope') === 'club';
+    const shown = (job: Job) =>
+      Boolean(job.result?.images.length) &&
+      job.deletedAt === undefined &&
+      (club ? postedInPublic(job) : job.requester.platform === platform && job.requester.userId === userId);
     const items: Job[] = [];
     // Bounded work per page: a member with few results in a busy club gets what one scan finds.
     for (let scanned = 0; items.length < GALLERY_PAGE && scanned < GALLERY_SCAN; ) {
@@ -220,7 +237,7 @@ export class Studio {
       scanned += batch.length;
       for (const job of batch) {
         before = job.finishedAt ?? job.createdAt;
-        if (mine(job)) items.push(job);
+        if (shown(job)) items.push(job);
         if (items.length === GALLERY_PAGE) break;
       }
     }

@@ -333,9 +333,12 @@ async function press(button) {
 
 // ---- the gallery -----------------------------------------------------------------------------
 
-async function loadGallery(more) {
-  const next = more ? $('gallery-more').dataset.next : '';
-  const data = await api(`/api/gallery${next ? `?before=${encodeURIComponent(next)}` : ''}`);
+async function loadGallery(more, scope) {
+  const more_ = $('gallery-more');
+  if (!more) more_.dataset.scope = scope;
+  const query = new URLSearchParams({ scope: more_.dataset.scope || 'mine' });
+  if (more && more_.dataset.next) query.set('before', more_.dataset.next);
+  const data = await api(`/api/gallery?${query}`);
   if (!data) return;
   const list = $('gallery-items');
   if (!more) list.replaceChildren();
@@ -457,7 +460,8 @@ function wire() {
   $('signout').addEventListener('click', async () => {
     if (await api('/api/logout', { method: 'POST', json: {} })) await start();
   });
-  $('gallery-load').addEventListener('click', () => void loadGallery(false));
+  $('gallery-load').addEventListener('click', () => void loadGallery(false, 'mine'));
+  $('gallery-club').addEventListener('click', () => void loadGallery(false, 'club'));
   $('gallery-more').addEventListener('click', () => void loadGallery(true));
   $('file').addEventListener('change', (e) => {
     void readPicture(e.target.files?.[0]);
