@@ -76,14 +76,15 @@ def train_vae(pics, steps, batch, log, gen):
     return vae
 
 
-def train_unet(latent_mean, latent_logvar, sf, recs, tok, steps, batch, log, gen, rng, work):
+def train_unet(latent_mean, latent_logvar, sf, recs, tok, steps, batch, log, gen, rng, work, stop_after):
     text = models.TextEncoder(len(tok.vocab))
     unet = models.UNet()
     params = list(text.parameters()) + list(unet.parameters())
     opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.01)
     ac = models.ddpm_alphas_cumprod().float()
     running = None
-    for step in range(steps):
+    last = min(steps, stop_after or steps)
+    for step in range(last):
         for g in opt.param_groups:
             g['lr'] = lr_at(step, steps, 5e-4)
         idx = torch.randint(0, len(recs), (batch,), generator=gen)
@@ -102,9 +103,9 @@ def train_unet(latent_mean, latent_logvar, sf, recs, tok, steps, batch, log, gen
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if step % 20 == 0 or step == steps - 1:
+        if step % 20 == 0 or step == last - 1:
             log.row('unet', step, running)
-        if (step + 1) % 250 == 0 or step == steps - 1:
+        if (step + 1) % 250 == 0 or step == last - 1:
             torch.save({'text': text.state_dict(), 'unet': unet.state_dict(), 'step': step + 1},
                        os.path.join(work, 'unet.pt'))
     return text, unet
@@ -116,6 +117,8 @@ def main():
     ap.add_argument('--work', default='train/demo/out', help='checkpoints, tokenizer, loss.csv')
     ap.add_argument('--vae-steps', type=int, default=1200)
     ap.add_argument('--unet-steps', type=int, default=1500)
+    ap.add_argument('--stop-after', type=int, default=0,
+                    help='end the UNet stage after this many steps of the --unet-steps schedule (0: run it all)')
     ap.add_argument('--vae-batch', type=int, default=32)
     ap.add_argument('--unet-batch', type=int, default=32)
     ap.add_argument('--threads', type=int, default=2)
@@ -168,7 +171,8 @@ def main():
     torch.manual_seed(1)
     gen = torch.Generator().manual_seed(1)
     rng = random.Random(1)
-    train_unet(mean, logvar, sf, recs, tok, args.unet_steps, args.unet_batch, log, gen, rng, args.work)
+    train_unet(mean, logvar, sf, recs, tok, args.unet_steps, args.unet_batch, log, gen, rng, args.work,
+               args.stop_after)
     print('done', flush=True)
 
 
