@@ -2,7 +2,7 @@
 current layout: int64 input_ids, rank-0 float timestep, vae_encoder returning latent_parameters,
 per-part config.json files).
 
-    /usr/bin/python3 train/demo/export.py --work train/demo/out --out assets/demo-model
+    /usr/bin/python3 train/demo/export.py --work train/demo/out --out assets/models/demo
 """
 import argparse
 import json
@@ -77,7 +77,7 @@ def load(work):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--work', default='train/demo/out')
-    ap.add_argument('--out', default='assets/demo-model')
+    ap.add_argument('--out', default='assets/models/demo')
     args = ap.parse_args()
     models.FAST_LINEAR = False
     text, unet, vae, sf, step = load(args.work)
