@@ -143,7 +143,9 @@ def main():
         'trained_steps': step,
     })
     vae_config = {'_class_name': 'AutoencoderKL', 'latent_channels': 4, 'scaling_factor': sf, 'sample_size': 64,
-                  'in_channels': 3, 'out_channels': 3, 'block_out_channels': [48, 64, 96, 96]}
+                  'in_channels': 3, 'out_channels': 3, 'block_out_channels': [64, 64, 96, 96],
+                  'note': 'block_out_channels only states the scale factor, 2^(4-1) = 8, as diffusers derives it; '
+                          'the network is train/demo/models.py Encoder/Decoder, not AutoencoderKL'}
     write_json(os.path.join(out, 'vae_decoder', 'config.json'), vae_config)
     write_json(os.path.join(out, 'vae_encoder', 'config.json'), vae_config)
     print(f'exported to {out} (UNet step {step}, scaling_factor {sf})')
