@@ -18,7 +18,8 @@ import { SAMPLERS, type ExecutionProviderName, type GenerateRequest, type ModelI
 import { writeTinyModel } from '../test/fixtures/tiny-models.js';
 
 const USAGE = `npm run bench:engine -- [--provider cpu|webgpu|cuda] [--generations 50] [--steps 10]
-                        [--model DIR] [--threads N] [--size 512] [--sampler NAME] [--no-batch-compare]`;
+                        [--model DIR] [--threads N] [--size 512] [--sampler NAME] [--no-batch-compare]
+                        [--grid-steps 4]   (steps of the 4-picture job; 20 times a real 2×2 grid)`;
 
 interface Args {
   provider: ExecutionProviderName;
@@ -29,6 +30,7 @@ interface Args {
   size: number | undefined;
   sampler: SamplerName | undefined;
   batchCompare: boolean;
+  gridSteps: number;
 }
 
 function fail(message: string): never {
@@ -49,6 +51,7 @@ function parse(): Args {
         size: { type: 'string' },
         sampler: { type: 'string' },
         'no-batch-compare': { type: 'boolean', default: false },
+        'grid-steps': { type: 'string', default: '4' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -81,6 +84,7 @@ function parse(): Args {
     threads: whole('threads', values.threads, 0),
     size,
     batchCompare: !values['no-batch-compare'],
+    gridSteps: whole('grid-steps', values['grid-steps'], 1),
   };
 }
 
@@ -229,7 +233,7 @@ async function main(): Promise<void> {
     row('wall time per generation', `${(wall / args.generations).toFixed(0)} ms`, '—', '—');
 
     if (args.batchCompare) {
-      const job: GenerateRequest = { ...req, count: 4, steps: Math.min(req.steps, 4) };
+      const job: GenerateRequest = { ...req, count: 4, steps: args.gridSteps };
       const oneByOne = await timeJob(engine, job, 2);
       const batchedEngine = open(4);
       let batched: number;

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { createEngine } from './index.js';
+import { DEMO_MODELS_DIR } from './registry.js';
 import { insertTextChunk } from './png.js';
 import {
   EngineError,
@@ -18,9 +19,10 @@ import {
   type SamplerName,
 } from './types.js';
 
-const USAGE = `Usage: npm run imagine -- --model <folder or name> "a prompt" [options]
+const USAGE = `Usage: npm run imagine -- [--model <folder or name>] "a prompt" [options]
 
-  --model, -m <dir|name>     a model folder, or a folder name under --models-dir (required)
+  --model, -m <dir|name>     a model folder, or a folder name under --models-dir (default: the first
+                             model there; with none installed, the bundled demo model)
   --models-dir <dir>         where model folders live (default: ./models)
   --negative <text>          negative prompt
   --seed <n>                 0..4294967295 (default: random; printed)
@@ -245,7 +247,6 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const v = args.values;
-  if (!v.model) throw new UsageError('--model is required (a model folder, or a name under --models-dir)');
   const size = sizeOf(v.size);
   const seed = integer('seed', v.seed, 0, 0xffffffff) ?? Math.floor(Math.random() * 0x100000000);
   const steps = integer('steps', v.steps, 1, 500);
@@ -263,12 +264,13 @@ async function main(argv: string[]): Promise<number> {
   const providers = providersOf(v.provider);
   const threads = integer('threads', v.threads, 0, 1024);
   const output = checkOutput(v.output ?? 'out.png');
-  const located = locateModel(v.model, v['models-dir']);
+  const located = v.model ? locateModel(v.model, v['models-dir']) : { modelsDir: path.resolve(v['models-dir'] ?? 'models'), name: undefined };
   const init = v.init ? await readInit(v.init, size, strength ?? 0.75) : undefined;
 
   const quiet = v.quiet === true;
   const engine = createEngine({
     modelsDir: located.modelsDir,
+    fallbackModelsDir: DEMO_MODELS_DIR,
     providers,
     ...(threads !== undefined ? { threads } : {}),
     log: {
@@ -281,13 +283,15 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', onSigint);
   try {
     const scan = await engine.scanModels();
-    const info: ModelInfo | undefined = scan.models.find((m) => m.name === located.name);
+    const name = located.name ?? scan.models[0]?.name;
+    if (name === undefined) throw new UsageError(`no usable model in ${located.modelsDir}; see README "Models"`);
+    const info: ModelInfo | undefined = scan.models.find((m) => m.name === name);
     if (!info) {
-      const problem = scan.problems.find((p) => p.name === located.name);
-      if (problem) throw new UsageError(`model ${located.name}: ${problem.reason}`);
+      const problem = scan.problems.find((p) => p.name === name);
+      if (problem) throw new UsageError(`model ${name}: ${problem.reason}`);
       const names = scan.models.map((m) => m.name);
       throw new UsageError(
-        `model ${JSON.stringify(located.name)} not found in ${located.modelsDir}` +
+        `model ${JSON.stringify(name)} not found in ${located.modelsDir}` +
           (names.length ? `; available: ${names.join(', ')}` : ''),
       );
     }
@@ -305,6 +309,8 @@ async function main(argv: string[]): Promise<number> {
       ...(variationSeed !== undefined ? { variation: { seed: variationSeed, strength: variationStrength ?? 0.1 } } : {}),
       ...(init ? { init } : {}),
     };
+    // Said even with --quiet: a newcomer must learn why the pictures are tiny emoji.
+    if (scan.notice) process.stderr.write(`note: ${scan.notice}\n`);
     if (!quiet) {
       process.stderr.write(
         `${info.name}: ${request.width}x${request.height}, ${request.steps} steps, ${request.sampler}, ` +

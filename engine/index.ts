@@ -20,6 +20,7 @@ import {
 import type { FromWorker, ToWorker, WorkerInit } from './worker.js';
 
 export { EngineError } from './types.js';
+export { DEMO_MODELS_DIR, DEMO_MODEL_NOTICE } from './registry.js';
 export type * from './types.js';
 
 /** Extra knobs beyond the shared EngineOptions contract (benchmarks, GPU batching). */
@@ -60,8 +61,10 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
   // strict chain keeps one job's progress messages from interleaving with another's.
   let chain: Promise<unknown> = Promise.resolve();
 
+  const scanOptions = options.fallbackModelsDir !== undefined ? { fallbackDir: options.fallbackModelsDir } : {};
   const init: WorkerInit = {
     modelsDir: options.modelsDir,
+    ...(options.fallbackModelsDir !== undefined ? { fallbackModelsDir: options.fallbackModelsDir } : {}),
     providers: options.providers,
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
     ...(options.warmup !== undefined ? { warmup: options.warmup } : {}),
@@ -179,7 +182,7 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
   return {
     scanModels(): Promise<ModelScan> {
       // Cheap and session-free, so it runs here rather than waiting behind a generation.
-      return scanModels(options.modelsDir);
+      return scanModels(options.modelsDir, scanOptions);
     },
     provider(): ExecutionProviderName | undefined {
       return provider;

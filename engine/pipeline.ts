@@ -23,6 +23,8 @@ import {
 
 export interface PipelineOptions {
   modelsDir: string;
+  /** Scanned when `modelsDir` holds no usable model (see scanModels). */
+  fallbackModelsDir?: string;
   providers: ExecutionProviderName[];
   threads?: number;
   warmup?: boolean;
@@ -135,7 +137,8 @@ export class Pipeline {
   }
 
   async scanModels(): Promise<ModelScan> {
-    this.scan = await scanModels(this.options.modelsDir);
+    const fallback = this.options.fallbackModelsDir;
+    this.scan = await scanModels(this.options.modelsDir, fallback !== undefined ? { fallbackDir: fallback } : {});
     return this.scan;
   }
 

@@ -12,6 +12,7 @@
 import { constants as fsConstants } from 'node:fs';
 import { access, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { OnnxElemType, readOnnxSignature, type OnnxSignature, type OnnxValueDecl } from './onnx-header.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import type { ExportGeneration, ModelFamily, ModelInfo, ModelProblem, ModelScan, SamplerName } from './types.js';
@@ -254,12 +255,37 @@ export async function inspectModelFolder(dir: string, name = path.basename(dir))
   }
 }
 
+/**
+ * The small model trained in this repository (train/demo/), used when no other model is
+ * installed, so a fresh clone draws something without a download.
+ */
+export const DEMO_MODELS_DIR = fileURLToPath(new URL('../assets/models/', import.meta.url));
+export const DEMO_MODEL_NOTICE = 'demo model: small emoji-style pictures; install a Stable Diffusion model for real art — see README';
+
+export interface ScanOptions {
+  /** Scanned when `modelsDir` holds no usable model (the bot and the CLI pass DEMO_MODELS_DIR). */
+  fallbackDir?: string;
+}
+
 function isProblem(x: ModelInfo | ModelProblem): x is ModelProblem {
   return 'reason' in x;
 }
 
-/** Scans `modelsDir` for model folders (subfolders holding model_index.json). Never throws. */
-export async function scanModels(modelsDir: string): Promise<ModelScan> {
+/**
+ * Scans `modelsDir` for model folders (subfolders holding model_index.json); when none is usable
+ * and a fallback folder is given, its models are offered instead, with `notice` saying so. The
+ * problems found in `modelsDir` are kept either way, so an admin still learns what is wrong there.
+ * Never throws.
+ */
+export async function scanModels(modelsDir: string, options: ScanOptions = {}): Promise<ModelScan> {
+  const scan = await scanFolder(modelsDir);
+  if (scan.models.length > 0 || options.fallbackDir === undefined) return scan;
+  const fallback = await scanFolder(options.fallbackDir);
+  if (fallback.models.length === 0) return scan;
+  return { models: fallback.models, problems: scan.problems, notice: DEMO_MODEL_NOTICE };
+}
+
+async function scanFolder(modelsDir: string): Promise<ModelScan> {
   const scan: ModelScan = { models: [], problems: [] };
   let entries: string[];
   try {

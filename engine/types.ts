@@ -40,6 +40,8 @@ export interface ModelProblem {
 export interface ModelScan {
   models: ModelInfo[];
   problems: ModelProblem[];
+  /** Set when the models offered are the bundled demo model (no other is installed): say it once. */
+  notice?: string;
 }
 
 /** An init image for img2img, already sized to the requested width and height. */
@@ -135,6 +137,8 @@ export class EngineError extends Error {
 
 export interface EngineOptions {
   modelsDir: string;
+  /** Offered when `modelsDir` holds no usable model (the bundled demo model's folder). */
+  fallbackModelsDir?: string;
   /** Tried in order; one that cannot load falls back to the next with one warning. */
   providers: ExecutionProviderName[];
   /** onnxruntime intra-op threads for the CPU provider; 0 lets onnxruntime decide. */

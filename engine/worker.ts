@@ -18,6 +18,7 @@ import {
 
 export interface WorkerInit {
   modelsDir: string;
+  fallbackModelsDir?: string;
   providers: ExecutionProviderName[];
   threads?: number;
   warmup?: boolean;
@@ -51,6 +52,7 @@ function startWorker(): void {
 
   const pipeline = new Pipeline({
     modelsDir: init.modelsDir,
+    ...(init.fallbackModelsDir !== undefined ? { fallbackModelsDir: init.fallbackModelsDir } : {}),
     providers: init.providers,
     ...(init.threads !== undefined ? { threads: init.threads } : {}),
     ...(init.warmup !== undefined ? { warmup: init.warmup } : {}),

@@ -2,7 +2,7 @@
 // service → command context. src/main.ts adds the adapters and signals; tests add fakes.
 import type { Logger } from 'pino';
 import type { CommandContext } from '../commands/types.js';
-import { createEngine } from '../engine/index.js';
+import { createEngine, DEMO_MODELS_DIR } from '../engine/index.js';
 import type { Engine, ModelScan } from '../engine/types.js';
 import type { Config } from './config/schema.js';
 import { createQueueBackend } from './jobs/backend.js';
@@ -30,6 +30,8 @@ function names(scan: ModelScan): string {
 export function createConfiguredEngine(config: Config, log: Logger): Engine {
   return createEngine({
     modelsDir: config.models.dir,
+    // A fresh clone with no models/ still draws: the bundled demo model (scan.notice says so).
+    fallbackModelsDir: DEMO_MODELS_DIR,
     providers: [...config.engine.providers],
     threads: config.engine.threads,
     warmup: config.engine.warmup,
@@ -41,6 +43,11 @@ export async function createCore(config: Config, log: Logger): Promise<Core> {
   const store = await createStore(config, log);
   const engine = createConfiguredEngine(config, log);
   let scan = await engine.scanModels();
+  // Said once (and again only if the models change): members will see tiny emoji pictures.
+  const sayNotice = (): void => {
+    if (scan.notice) log.warn({ models: scan.models.map((m) => m.name), dir: config.models.dir }, scan.notice);
+  };
+  sayNotice();
   const jobs = await createQueueBackend({ config, store, engine, log });
   const commands: CommandContext = { config, jobs, settings: store.settings, models: () => scan.models, log };
 
@@ -55,6 +62,7 @@ export async function createCore(config: Config, log: Logger): Promise<Core> {
       const next = await engine.scanModels();
       const changed = names(next) !== names(scan);
       scan = next;
+      if (changed) sayNotice();
       return changed;
     },
     close: async (graceMs) => {

@@ -8,22 +8,11 @@ import { decodeAction, encodeAction } from '../commands/codec.js';
 import { runCommand } from '../commands/index.js';
 import { resultView } from '../commands/result.js';
 import type { CommandRequest } from '../commands/types.js';
-import type { Job, JobEvent } from '../src/jobs/types.js';
-import { createHarness, type Harness } from './helpers/harness.js';
+import type { Job } from '../src/jobs/types.js';
+import { createHarness, waitForJobEvent as waitFor, type Harness } from './helpers/harness.js';
 
 const member = { platform: 'cli' as const, userId: 'u1', name: 'Ada', roles: [] };
 const target = { platform: 'cli' as const, chatId: 'c1', handle: {} };
-
-function waitFor(h: Harness, jobId: string, type: JobEvent['type']): Promise<JobEvent> {
-  return new Promise((resolve) => {
-    const off = h.jobs.on((e) => {
-      if (e.job.id === jobId && e.type === type) {
-        off();
-        resolve(e);
-      }
-    });
-  });
-}
 
 async function imagine(h: Harness, text: string): Promise<Job> {
   const req: CommandRequest = { command: 'imagine', requester: member, target, via: 'text', text };

@@ -10,7 +10,7 @@ import type { Engine, ModelInfo } from '../../engine/types.js';
 import { defaultConfig, type DeepPartial } from '../../src/config/load.js';
 import type { Config, FileConfig } from '../../src/config/schema.js';
 import type { Core } from '../../src/core.js';
-import type { JobService, Store } from '../../src/jobs/types.js';
+import type { JobEvent, JobService, Store } from '../../src/jobs/types.js';
 import { createCore } from '../../src/core.js';
 import { createLogger } from '../../src/logging.js';
 import { writeTinyModel, type TinyModelOptions } from '../fixtures/tiny-models.js';
@@ -18,6 +18,8 @@ import { writeTinyModel, type TinyModelOptions } from '../fixtures/tiny-models.j
 export interface HarnessOptions {
   config?: DeepPartial<FileConfig>;
   model?: Partial<TinyModelOptions>;
+  /** A fresh clone: no models/ folder at all and no default model, so the bundled demo model is used. */
+  withoutModels?: boolean;
   secrets?: Config['secrets'];
 }
 
@@ -96,6 +98,10 @@ async function boot(root: string, options: HarnessOptions, logLines: string[]): 
 
 export async function createHarness(options: HarnessOptions = {}): Promise<Harness> {
   const root = await mkdtemp(path.join(tmpdir(), 'imagine-harness-'));
+  if (options.withoutModels) {
+    const config = { ...options.config, models: { default: '', ...options.config?.models } };
+    return withCleanup(await boot(root, { ...options, config }, []));
+  }
   await mkdir(path.join(root, 'models'), { recursive: true });
   await writeTinyModel(path.join(root, 'models', TINY_MODEL), {
     generation: 'optimum-new',
@@ -115,4 +121,16 @@ function withCleanup(harness: Harness): Harness {
   };
   harness.restart = async () => withCleanup(await restart());
   return harness;
+}
+
+/** The next event of this type for this job. */
+export function waitForJobEvent(h: Harness, jobId: string, type: JobEvent['type']): Promise<JobEvent> {
+  return new Promise((resolve) => {
+    const off = h.jobs.on((e) => {
+      if (e.job.id === jobId && e.type === type) {
+        off();
+        resolve(e);
+      }
+    });
+  });
 }

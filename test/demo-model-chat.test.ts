@@ -1,0 +1,73 @@
+// The demo model through the chat platforms: a fresh clone (no models/ folder) answering a
+// Discord /imagine and a Telegram message with pictures whose colour follows the prompt, via
+// the real discord.js / grammY clients against the loopback fakes.
+import { afterEach, describe, expect, it } from 'vitest';
+import { startDiscord } from '../src/adapters/discord/index.js';
+import { startTelegram } from '../src/adapters/telegram/index.js';
+import type { AdapterHandle } from '../src/adapters/types.js';
+import { startFakeDiscord, type FakeDiscord } from './fakes/discord/index.js';
+import { FakeBotApi } from './fakes/telegram/server.js';
+import { redOverGreen, rgbOf } from './helpers/demo-model.js';
+import { createHarness, type Harness } from './helpers/harness.js';
+
+const DRAW = { steps: 20, sampler: 'DPM++ 2M Karras' as const, guidance: 7 };
+const JOB_MS = 90_000;
+
+/** Torn down after each test, last started first. */
+let running: { stop(): Promise<unknown> }[] = [];
+
+afterEach(async () => {
+  for (const r of running.reverse()) await r.stop().catch(() => undefined);
+  running = [];
+});
+
+async function freshClone(config: Parameters<typeof createHarness>[0] = {}): Promise<Harness> {
+  const h = await createHarness({ withoutModels: true, ...config, config: { defaults: DRAW, ...config.config } });
+  running.push({ stop: () => h.close() });
+  return h;
+}
+
+function track(adapter: AdapterHandle): AdapterHandle {
+  running.push({ stop: () => adapter.stop() });
+  return adapter;
+}
+
+describe('demo model in the chats (fresh clone, no models/)', () => {
+  it('Discord: /imagine "green apple" comes back as a grid more green than red', async () => {
+    const fake: FakeDiscord = await startFakeDiscord({ heartbeatIntervalMs: 1000 });
+    running.push({ stop: () => fake.close() });
+    const h = await freshClone({ config: { discord: { apiUrl: fake.apiUrl, progressEditMs: 250 } } });
+    track(await startDiscord({ config: h.config, jobs: h.jobs, commands: h.commands, log: h.log, token: fake.token }));
+
+    const i = fake.slashCommand('imagine', { prompt: 'green apple', seed: 100 });
+    const result = await fake.waitForRequest(
+      (r) => r.route === 'PATCH /webhooks/:app/:token/messages/:message' && r.params.token === i.token && r.files.length > 0,
+      JOB_MS,
+      'the result grid',
+    );
+    expect(redOverGreen(await rgbOf(result.files[0]!.data))).toBeLessThan(0);
+  });
+
+  it('Telegram: a private "red apple" comes back as a grid more red than green', async () => {
+    const fake = await FakeBotApi.start();
+    running.push({ stop: async () => { fake.releaseAll(); await fake.close(); } });
+    const h = await freshClone({ config: { telegram: { apiRoot: fake.apiRoot, privateEditMs: 250, groupEditMs: 250 } } });
+    track(await startTelegram({ config: h.config, jobs: h.jobs, commands: h.commands, log: h.log, token: fake.token }));
+    await fake.pollWaiting();
+
+    const alice = fake.user(42, 'Alice', 'alice');
+    const chat = fake.privateChat(alice);
+    const request = fake.sendText(chat, alice, 'red apple --seed 100');
+    const photo = await fake.waitFor(
+      (c) =>
+        c.method === 'sendPhoto' &&
+        c.status === 200 &&
+        Number(c.params.chat_id) === chat.id &&
+        Number((c.params.reply_parameters as { message_id?: number } | undefined)?.message_id) === request.message_id,
+      JOB_MS,
+      'the result photo',
+    );
+    expect(String(photo.params.caption)).toContain('red apple');
+    expect(redOverGreen(await rgbOf(photo.files.photo!.data))).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,112 @@
+"""Measures what the demo model learned, on emoji it never saw.
+
+For each held-out prompt (an emoji name left out of training, see data.KEY_WORDS) it draws 4
+pictures (DPM++ 2M Karras, 20 steps, guidance 7, seeds 1000+), finds each picture's nearest
+training picture in a simple feature space -- the picture averaged over 4x4 blocks (16x16x3 RGB
+values in 0-1), Euclidean distance -- and counts a hit when that training picture's caption
+(name, keywords, category) contains the prompt's key word as a whole word. Baselines: uniformly
+random RGB pictures through the same search, and the share of training pictures whose caption
+has the key word (what a random training picture would score).
+
+    /usr/bin/python3 train/demo/quality.py --work train/demo/out --model assets/models/demo
+"""
+import argparse
+import json
+import re
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+import data
+import sampling
+
+PICTURES = 4
+
+
+def features(rgb):
+    """[N,3,64,64] uint8 or [-1,1] floats -> [N, 768] 4x4-block means in 0-1."""
+    x = rgb.astype(np.float64)
+    x = x / 255.0 if rgb.dtype == np.uint8 else x / 2 + 0.5
+    n = x.shape[0]
+    return x.reshape(n, 3, 16, 4, 16, 4).mean(axis=(3, 5)).reshape(n, -1)
+
+
+def has_word(caption, word):
+    return re.search(rf'\b{re.escape(word)}\b', caption) is not None
+
+
+def nearest(feats, train_feats):
+    d = ((feats[:, None, :] - train_feats[None, :, :]) ** 2).sum(-1)
+    return d.argmin(1)
+
+
+def sheet(rows, path):
+    """rows: [(label, [rgb [3,64,64] uint8, ...])] -> one PNG, a label column then the pictures."""
+    label_w, side = 150, 64
+    im = Image.new('RGB', (label_w + side * PICTURES, side * len(rows)), 'white')
+    draw = ImageDraw.Draw(im)
+    for r, (label, pics) in enumerate(rows):
+        draw.text((4, r * side + 26), label, fill='black')
+        for c, p in enumerate(pics):
+            im.paste(Image.fromarray(p.transpose(1, 2, 0)), (label_w + c * side, r * side))
+    im.save(path, optimize=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--data', default='/work/demo-data')
+    ap.add_argument('--work', default='train/demo/out')
+    ap.add_argument('--model', default='assets/models/demo')
+    ap.add_argument('--out', default='train/demo/quality.json')
+    ap.add_argument('--sheet', default='train/demo/samples.png')
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+
+    emoji = data.load_emoji(args.data)
+    train, held, prompts = data.split_held_out(emoji)
+    pics, recs = data.load_pictures(args.data, train)
+    train_feats = features(pics)
+    captions = [data.caption_of(r) for r in recs]
+
+    model = sampling.Model(args.work)
+    cfg = sampling.load_scheduler(args.model)
+    drawn = {}
+    per_prompt = []
+    hits = total = 0
+    for k, (prompt, word) in enumerate(prompts):
+        rgbs = np.stack([sampling.sample(model, cfg, prompt, 1000 + PICTURES * k + i)[1] for i in range(PICTURES)])
+        drawn[prompt] = rgbs
+        near = nearest(features(rgbs), train_feats)
+        h = sum(has_word(captions[j], word) for j in near)
+        hits += h
+        total += PICTURES
+        per_prompt.append({'prompt': prompt, 'word': word, 'hits': int(h), 'nearest': [recs[j]['name'] for j in near]})
+        print(f'{prompt!r} ({word}): {h}/{PICTURES} -> {[recs[j]["name"] for j in near]}', flush=True)
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, size=(total, 3, 64, 64), dtype=np.uint8)
+    noise_near = nearest(features(noise), train_feats)
+    random_hits = sum(has_word(captions[noise_near[i]], prompts[i // PICTURES][1]) for i in range(total))
+    chance = float(np.mean([np.mean([has_word(c, w) for c in captions]) for _, w in prompts]))
+
+    result = {
+        'prompts': len(prompts), 'pictures': total, 'hits': int(hits), 'score': hits / total,
+        'random_pictures_score': random_hits / total, 'random_training_picture_score': chance,
+        'sampler': 'DPM++ 2M Karras', 'steps': 20, 'guidance': 7, 'unet_steps_trained': model.step,
+        'feature_space': '4x4-block mean RGB (16x16x3), Euclidean', 'per_prompt': per_prompt,
+    }
+    with open(args.out, 'w') as f:
+        json.dump(result, f, indent=1)
+        f.write('\n')
+    print(f'score {hits}/{total} = {hits / total:.1%}; random pictures {random_hits / total:.1%}; '
+          f'random training picture {chance:.1%}', flush=True)
+
+    shown = ['red apple', 'green apple', 'blue circle', 'yellow square', 'rocket', 'pizza']
+    rows = [(p, np.stack([sampling.sample(model, cfg, p, 1000 + i)[1] for i in range(PICTURES)])) for p in shown]
+    rows += [(f'{p} (held out)', drawn[p]) for p, _ in prompts[:8]]
+    sheet(rows, args.sheet)
+
+
+if __name__ == '__main__':
+    main()
