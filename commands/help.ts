@@ -12,6 +12,8 @@ export async function help(req: CommandRequest, ctx: CommandContext): Promise<Co
         return `• ${m.name} (${marks.filter(Boolean).join(', ')})`;
       })
     : ['• none installed yet: ask an admin'];
+  const notice = ctx.modelNotice?.();
+  if (notice) modelLines.push(`(${notice})`);
   const start =
     req.requester.platform === 'telegram'
       ? 'Write a prompt to me in a private chat, or /imagine a fox in the snow in a group.'

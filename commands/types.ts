@@ -100,5 +100,7 @@ export interface CommandContext {
   settings: SettingsRepo;
   /** The models the engine found (cached scan). */
   models(): ModelInfo[];
+  /** Set while only the bundled demo model is installed: members are told what it can draw. */
+  modelNotice?(): string | undefined;
   log: Logger;
 }

@@ -49,7 +49,14 @@ export async function createCore(config: Config, log: Logger): Promise<Core> {
   };
   sayNotice();
   const jobs = await createQueueBackend({ config, store, engine, log });
-  const commands: CommandContext = { config, jobs, settings: store.settings, models: () => scan.models, log };
+  const commands: CommandContext = {
+    config,
+    jobs,
+    settings: store.settings,
+    models: () => scan.models,
+    modelNotice: () => scan.notice,
+    log,
+  };
 
   let closed = false;
   return {

@@ -201,6 +201,7 @@ export class Studio {
       csrf: session.csrf,
       mode: this.deps.access.mode,
       models: models().map((m) => m.name),
+      notice: this.deps.commands.modelNotice?.() ?? null,
       samplers: SAMPLERS,
       limits: config.limits,
       defaults: { aspect: config.defaults.aspect, steps: config.defaults.steps, guidance: config.defaults.guidance, images: config.defaults.images },

@@ -128,6 +128,8 @@ async function start() {
   const form = $('draw');
   fillChoices(form.elements.sampler, me.samplers);
   fillChoices(form.elements.model, me.models);
+  $('model-notice').hidden = !me.notice;
+  $('model-notice').textContent = me.notice ? `Note: ${me.notice}.` : '';
   form.elements.steps.max = me.limits.maxSteps;
   form.elements.steps.placeholder = String(me.defaults.steps);
   form.elements.guidance.max = me.limits.maxGuidance;
