@@ -11,15 +11,9 @@ import { openWeightsFile } from '../engine/checkpoint/pickle-guard.js';
 import { bytesOf, writeSafetensors } from '../engine/checkpoint/safetensors-write.js';
 import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
 import { writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
-import { tinyE2EReference as reference } from './fixtures/reference/tiny-generation.js';
+import { tinyE2EReference as reference, tinyFolderPlan } from './fixtures/reference/tiny-generation.js';
 
-const tinyPlan: FolderPlan = {
-  family: 'sd1',
-  prediction: 'epsilon',
-  textHeads: reference.clip.heads,
-  unet: { heads: { count: reference.unet.heads }, groups: reference.unet.groups },
-  vae: { groups: reference.vae.groups, eps: 1e-6 },
-};
+const tinyPlan: FolderPlan = tinyFolderPlan;
 
 let dir: string;
 let cacheDir: string;
