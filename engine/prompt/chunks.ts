@@ -43,7 +43,7 @@ export interface PromptChunk {
   embeddings: EmbeddingPlacement[];
 }
 
-export interface PromptTruncation {
+export interface ChunkTruncation {
   /** Chunks the model was given. */
   keptChunks: number;
   /** Prompt tokens beyond the limit (embedding vectors count one each). */
@@ -58,7 +58,7 @@ export interface ChunkedPrompt {
   tokenCount: number;
   /** Names of the embeddings the prompt used, in order of first use. */
   embeddingsUsed: string[];
-  truncation?: PromptTruncation;
+  truncation?: ChunkTruncation;
 }
 
 export interface ChunkOptions {
@@ -152,7 +152,7 @@ export function chunkPrompt(pieces: readonly AttentionPiece[], tokenizer: Prompt
   if (chunk.length > 0 || closed.length === 0) nextChunk(true);
 
   let kept = closed;
-  let truncation: PromptTruncation | undefined;
+  let truncation: ChunkTruncation | undefined;
   const limit = options.maxChunks;
   if (limit !== undefined && closed.length > limit) {
     kept = closed.slice(0, Math.max(0, limit));
