@@ -185,6 +185,13 @@ describe('chunkPrompt', () => {
     expect(chunkPrompt(parsePromptAttention(near), tok, { commaBacktrack: 0 }).chunks[0]!.ids[75]).toBe(tok.tokenize('w73')[0]);
   });
 
+  it('a comma arriving when the chunk is full opens the next chunk (as A1111 does)', () => {
+    const tok = new WordTokenizer();
+    const got = chunkPrompt(parsePromptAttention(`${words(75)}, w75`), tok);
+    expect(got.chunks).toHaveLength(2);
+    expect(Array.from(got.chunks[1]!.ids.subarray(0, 4))).toEqual([1, 5, tok.tokenize('w75')[0], 2]);
+  });
+
   it('BREAK closes the chunk and pads it', () => {
     const got = chunkPrompt(parsePromptAttention('a b BREAK c'), new WordTokenizer());
     expect(got.chunks).toHaveLength(2);
@@ -242,8 +249,7 @@ describe('applyEmphasis: A1111 "Original" weighting', () => {
     expect(Array.from(got)).toEqual([10 / 17, 20 / 17, 60 / 17, 80 / 17].map(Math.fround));
   });
   it('a negative-mean chunk keeps its sign; weights all 1 leave it untouched', () => {
-    // [[-1, -3], [2, 0]] mean −0.5; weights [0.5, 1]: [[-0.5, -1.5], [2, 0]] mean 0 → … use [1, 0.5].
-    // weights [1, 0.5]: [[-1, -3], [1, 0]] sum −3 vs original −2, scale 2/3.
+    // [[-1, -3], [2, 0]] (sum −2), weights [1, 0.5]: [[-1, -3], [1, 0]] (sum −3); scale −2/−3 = 2/3.
     const got = applyEmphasis(new Float32Array([-1, -3, 2, 0]), new Float32Array([1, 0.5]), 2);
     expect(Array.from(got)).toEqual([-2 / 3, -2, 2 / 3, 0].map(Math.fround));
     const same = new Float32Array([1, 2, 3, 4]);
