@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { du } from './dir-size.js';
 import * as ort from 'onnxruntime-node';
 import { prepareCheckpoint } from '../engine/checkpoint/prepare.js';
 import { writeSafetensors } from '../engine/checkpoint/safetensors-write.js';
@@ -25,14 +26,6 @@ type Report = Record<string, number | string | boolean>;
 const MB = 1024 * 1024;
 const peakRssMb = (): number => Math.round(process.resourceUsage().maxRSS / 1024);
 
-async function du(dir: string): Promise<number> {
-  let total = 0;
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    total += e.isDirectory() ? await du(p) : (await stat(p)).size;
-  }
-  return total;
-}
 
 async function phase(name: string, file: string, cache: string, tokenizerDir: string | undefined): Promise<Report> {
   const started = performance.now();

@@ -14,7 +14,7 @@ import { memoizedSha256, prepareCheckpoint, sha256File } from '../engine/checkpo
 import { bytesOf, writeSafetensors } from '../engine/checkpoint/safetensors-write.js';
 import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
 import { expectMatchesReference, idsTensor, writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
-import { generateTiny, tinyE2EReference as reference } from './fixtures/reference/tiny-generation.js';
+import { generateTiny, tinyE2EReference as reference, tinyFolderPlan } from './fixtures/reference/tiny-generation.js';
 import openclipSd2 from './fixtures/reference/openclip_text_sd2_tiny.json' with { type: 'json' };
 import unetSd2 from './fixtures/reference/unet_sd2_tiny.json' with { type: 'json' };
 import vaeTiny from './fixtures/reference/vae_decoder_tiny.json' with { type: 'json' };
@@ -30,13 +30,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const tinyPlan: FolderPlan = {
-  family: 'sd1',
-  prediction: 'epsilon',
-  textHeads: reference.clip.heads,
-  unet: { heads: { count: reference.unet.heads }, groups: reference.unet.groups },
-  vae: { groups: reference.vae.groups, eps: 1e-6 },
-};
+const tinyPlan: FolderPlan = tinyFolderPlan;
 
 async function buildTinyFolder(
   out: string,

@@ -3,7 +3,7 @@
 // pipeline configs), one part at a time and one tensor at a time, so peak memory stays near the
 // largest single tensor rather than the model. The tokenizer is not in a checkpoint: the caller
 // names a folder to copy tokenizer/ from (every SD 1.x/2.x model uses the same CLIP BPE files).
-import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildClipTextGraph, clipTextConfig } from '../onnx-build/clip-text.js';
 import type { GraphBuilder } from '../onnx-build/graph.js';
@@ -45,10 +45,23 @@ export async function writeModelFolder(
   weights: TensorReader,
   plan: FolderPlan,
   dir: string,
-  opts: { tokenizerDir?: string; onProgress?: (p: FolderProgress) => void; signal?: AbortSignal } = {},
+  opts: {
+    tokenizerDir?: string;
+    onProgress?: (p: FolderProgress) => void;
+    signal?: AbortSignal;
+    /** Parts to take from a finished folder of the same checkpoint instead of building (a LoRA variant's untouched parts). */
+    reuse?: { dir: string; parts: ReadonlySet<FolderProgress['part']> };
+  } = {},
 ): Promise<void> {
   const part = async (name: FolderProgress['part'], graph: () => GraphBuilder): Promise<void> => {
     await mkdir(join(dir, name), { recursive: true });
+    if (opts.reuse?.parts.has(name)) {
+      // Hard links cost no disk and no time; a copy where the cache spans file systems.
+      for (const f of ['model.onnx', 'model.onnx_data']) {
+        await link(join(opts.reuse.dir, name, f), join(dir, name, f)).catch(() => copyFile(join(opts.reuse!.dir, name, f), join(dir, name, f)));
+      }
+      return;
+    }
     await graph().writeWithExternalData(join(dir, name, 'model.onnx'), join(dir, name, 'model.onnx_data'), 'model.onnx_data', {
       ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       onTensor: (done, total) => opts.onProgress?.({ part: name, tensorsDone: done, tensorsTotal: total }),

@@ -50,6 +50,14 @@ export function clipTextConfig(source: WeightSource, overrides: Partial<Pick<Cli
 export interface ClipTextGraphOptions {
   penultimate?: boolean;
   pooled?: boolean;
+  /**
+   * Adds inputs `embedding_override` [batch, T, D] and `override_mask` [batch, T, 1] (1 = use the
+   * override): where the mask is 1 the token embedding is replaced by the override vector
+   * (textual-inversion vectors), before the position embeddings are added. `input_ids` still
+   * drives the pooled output. With an all-zero mask the outputs are those of the plain graph, bit
+   * for bit (Where picks the gathered embedding unchanged).
+   */
+  embeddingOverride?: boolean;
 }
 
 export function buildClipTextGraph(source: WeightSource, config: ClipTextConfig, options: ClipTextGraphOptions = {}): GraphBuilder {
@@ -58,7 +66,13 @@ export function buildClipTextGraph(source: WeightSource, config: ClipTextConfig,
   const L = new Layers(g, source);
 
   const ids = g.input('input_ids', 'int32', ['batch', T]);
-  const tokens = g.op('Gather', [L.weight('embeddings.token_embedding.weight', [config.vocab, D]), ids], { axis: { i: 0 } });
+  let tokens = g.op('Gather', [L.weight('embeddings.token_embedding.weight', [config.vocab, D]), ids], { axis: { i: 0 } });
+  if (options.embeddingOverride === true) {
+    const override = g.input('embedding_override', 'float32', ['batch', T, D]);
+    const mask = g.input('override_mask', 'float32', ['batch', T, 1]);
+    // Cast to BOOL (9): nonzero = take the override.
+    tokens = g.op('Where', [g.op('Cast', [mask], { to: { i: 9 } }), override, tokens]);
+  }
   let x = g.op('Add', [tokens, L.weight('embeddings.position_embedding.weight', [T, D])]);
 
   const mask = new Float32Array(T * T);

@@ -1,0 +1,141 @@
+// A prepared model with LoRAs merged in, as its own model folder in the cache. Keyed by the
+// model's content hash and the sorted (LoRA content hash, text-encoder weight, UNet weight)
+// list, so the same set in any order reuses one folder, a job without LoRAs keeps using the plain
+// folder (never touched here), and switching back to a set used before is a cache hit. Parts no
+// LoRA changes (always the VAE; the text encoder when only the UNet is changed) are hard links to
+// the plain folder's files. Variants are evicted oldest-use first beyond a byte budget.
+import { createHash } from 'node:crypto';
+import { readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
+import { basename, extname, join } from 'node:path';
+import { cachedBuild } from './cache.js';
+import type { CheckpointInfo, Family, TensorShapes } from './detect.js';
+import { CheckpointError } from './errors.js';
+import { assertLoraFits, loraFamily, mergedWeights, planLoras, type LoraInput } from './lora.js';
+import { writeModelFolder, type FolderPlan, type FolderProgress } from './model-folder.js';
+import { openWeightsFile } from './pickle-guard.js';
+import { GRAPH_VERSION, memoizedSha256 } from './prepare.js';
+import type { SafetensorsFile } from './safetensors.js';
+
+export interface LoraChoice {
+  /** Path of the LoRA's .safetensors file; its name without extension is the name members type. */
+  path: string;
+  textEncoderWeight: number;
+  unetWeight: number;
+}
+
+export interface VariantOptions {
+  cacheDir: string;
+  /** Bytes the LoRA variants may take together (the plain folders are not counted or evicted). */
+  maxVariantBytes: number;
+  tokenizerDir?: string;
+  onProgress?: (p: FolderProgress) => void;
+  signal?: AbortSignal;
+  /** Reduced-width test models only: their LoRAs' widths match no real family. */
+  familyOf?: (name: string, tensors: TensorShapes) => Family;
+}
+
+export interface PreparedVariant {
+  dir: string;
+  reused: boolean;
+  /** Variant folders deleted to stay within the budget. */
+  evicted: string[];
+  /** For the info text: name → short hash, A1111's "Lora hashes" uses the first 12 hex digits of sha256. */
+  loraHashes: { name: string; sha256: string }[];
+}
+
+const VARIANT = /-lora-[0-9a-f]{16}-g\d+$/;
+
+export const loraName = (path: string): string => basename(path, extname(path));
+
+async function entryBytes(dir: string): Promise<number> {
+  try {
+    const manifest = JSON.parse(await readFile(join(dir, 'complete.json'), 'utf8')) as { files: Record<string, number> };
+    return Object.values(manifest.files).reduce((a, b) => a + b, 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** Deletes the least recently used variants until the rest fit `maxBytes`; `keep` is never deleted. */
+export async function evictVariants(cacheDir: string, maxBytes: number, keep: string): Promise<string[]> {
+  const entries: { dir: string; bytes: number; used: number }[] = [];
+  for (const name of await readdir(cacheDir)) {
+    if (!VARIANT.test(name)) continue;
+    const dir = join(cacheDir, name);
+    entries.push({ dir, bytes: await entryBytes(dir), used: (await stat(dir)).mtimeMs });
+  }
+  entries.sort((a, b) => b.used - a.used);
+  let total = 0;
+  const evicted: string[] = [];
+  for (const e of entries) {
+    total += e.bytes;
+    if (total > maxBytes && e.dir !== keep) {
+      await rm(e.dir, { recursive: true, force: true });
+      evicted.push(e.dir);
+      total -= e.bytes;
+    }
+  }
+  return evicted;
+}
+
+/**
+ * The folder of `checkpoint` with `loras` merged. `plainDir` is the checkpoint's prepared folder
+ * (from prepareCheckpoint), whose untouched parts are linked.
+ */
+export async function prepareLoraVariant(
+  checkpoint: {
+    path: string;
+    sha256: string;
+    info: Pick<CheckpointInfo, 'prediction'> & { family: 'sd1' | 'sd2' };
+    plainDir: string;
+    /** The plan the plain folder was built with, when not the family's defaults (reduced-width test models). */
+    plan?: FolderPlan;
+  },
+  loras: readonly LoraChoice[],
+  opts: VariantOptions,
+): Promise<PreparedVariant> {
+  if (loras.length === 0) throw new Error('prepareLoraVariant needs at least one LoRA; a job without LoRAs uses the plain folder');
+  const opened: SafetensorsFile[] = [];
+  try {
+    const inputs: LoraInput[] = [];
+    const hashes: { name: string; sha256: string }[] = [];
+    for (const choice of loras) {
+      const name = loraName(choice.path);
+      const file = await openWeightsFile(choice.path).catch((err: unknown) => {
+        throw err instanceof CheckpointError ? new CheckpointError(err.reason, `LoRA "${name}": ${err.message}`) : err;
+      });
+      opened.push(file);
+      assertLoraFits(name, (opts.familyOf ?? loraFamily)(name, file.header.tensors), checkpoint.info.family);
+      hashes.push({ name, sha256: await memoizedSha256(choice.path, opts.cacheDir) });
+      inputs.push({ name, file, textEncoderWeight: choice.textEncoderWeight, unetWeight: choice.unetWeight });
+    }
+    const identity = hashes
+      .map((h, i) => `${h.sha256}:${loras[i]!.textEncoderWeight}:${loras[i]!.unetWeight}`)
+      .sort()
+      .join('|');
+    const key = `${checkpoint.sha256.slice(0, 16)}-lora-${createHash('sha256').update(identity).digest('hex').slice(0, 16)}-g${GRAPH_VERSION}`;
+
+    const { dir, reused } = await cachedBuild(opts.cacheDir, key, async (tmp) => {
+      const weights = await openWeightsFile(checkpoint.path);
+      try {
+        const plan = planLoras(weights, inputs);
+        const touched = new Set([...plan.byTensor.values()].flat().map((m) => (m.target.part === 'unet' ? 'unet' : 'text_encoder')));
+        const parts = new Set<FolderProgress['part']>(['text_encoder', 'unet', 'vae_decoder', 'vae_encoder'].filter((p) => !touched.has(p as 'unet')) as FolderProgress['part'][]);
+        await writeModelFolder(mergedWeights(weights, plan), checkpoint.plan ?? { family: checkpoint.info.family, prediction: checkpoint.info.prediction }, tmp, {
+          reuse: { dir: checkpoint.plainDir, parts },
+          ...(opts.tokenizerDir === undefined ? {} : { tokenizerDir: opts.tokenizerDir }),
+          ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+          ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
+        });
+      } finally {
+        await weights.close();
+      }
+    });
+    const now = new Date();
+    await utimes(dir, now, now);
+    const evicted = await evictVariants(opts.cacheDir, opts.maxVariantBytes, dir);
+    return { dir, reused, evicted, loraHashes: hashes };
+  } finally {
+    for (const f of opened) await f.close();
+  }
+}
