@@ -238,6 +238,7 @@ async function main(): Promise<void> {
       providers: args.provider === 'cpu' ? ['cpu'] : [args.provider, 'cpu'],
       threads: args.threads,
       warmup: true,
+      warmupOnCpu: true,
       profileSessions: true,
       imagesPerBatch,
       log: {

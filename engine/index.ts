@@ -64,6 +64,8 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
     providers: options.providers,
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
     ...(options.warmup !== undefined ? { warmup: options.warmup } : {}),
+    ...(options.warmupOnCpu !== undefined ? { warmupOnCpu: options.warmupOnCpu } : {}),
+    ...(options.warmupImages !== undefined ? { warmupImages: options.warmupImages } : {}),
     ...(options.imagesPerBatch !== undefined ? { imagesPerBatch: options.imagesPerBatch } : {}),
     ...(options.profileSessions ? { profileSessions: true } : {}),
   };

@@ -26,7 +26,10 @@ export interface PipelineOptions {
   modelsDir: string;
   providers: ExecutionProviderName[];
   threads?: number;
+  /** See EngineOptions.warmup, warmupOnCpu and warmupImages. */
   warmup?: boolean;
+  warmupOnCpu?: boolean;
+  warmupImages?: number;
   log?: EngineLog;
   /**
    * How many pictures of a job share one UNet call (each picture still has its own noise
@@ -204,17 +207,22 @@ export class Pipeline {
     });
     this.lastProvider = model.provider;
     this.options.log?.info({ model: name, provider: model.provider }, 'model loaded');
-    if (this.options.warmup) await this.warmUp(model);
+    if (this.options.warmup && (model.provider !== 'cpu' || this.options.warmupOnCpu)) await this.warmUp(model);
     this.models.set(name, model);
     return model;
   }
 
-  /** One single-step picture at the native size, so the first member's job does not pay for
-   * onnxruntime's lazy kernel selection and memory planning. */
+  /** One single-step job at the shapes a default job uses (native size, the UNet batch of its
+   * pictures under guidance), so the first member's job does not pay for onnxruntime's lazy
+   * kernel selection and memory planning at shapes it has not seen. */
   private async warmUp(model: LoadedModel): Promise<void> {
     const info = model.info;
     const t0 = performance.now();
     this.noiseAhead.start();
+    const wanted = this.options.warmupImages ?? this.imagesPerCall(model, MAX_COUNT, 0);
+    const count = Math.max(1, Math.min(MAX_COUNT, Math.trunc(wanted)));
+    const useCfg = info.defaultGuidance > 1 && info.defaultSampler !== 'Turbo';
+    const perCall = this.imagesPerCall(model, count, (info.nativeWidth / 8) * (info.nativeHeight / 8) * (useCfg ? 2 : 1));
     await this.draw(
       model,
       {
@@ -227,12 +235,22 @@ export class Pipeline {
         guidance: info.defaultGuidance,
         sampler: info.defaultSampler,
         seed: 0,
-        count: 1,
+        count,
       },
       {},
       false,
     );
-    this.options.log?.info({ model: info.name, ms: Math.round(performance.now() - t0) }, 'model warmed up');
+    this.options.log?.info(
+      {
+        model: info.name,
+        ms: Math.round(performance.now() - t0),
+        images: count,
+        width: info.nativeWidth,
+        height: info.nativeHeight,
+        unetBatch: Math.min(perCall, count) * (useCfg ? 2 : 1),
+      },
+      'model warmed up',
+    );
   }
 
   private async draw(
@@ -380,7 +398,7 @@ export class Pipeline {
 
   private imagesPerCall(model: LoadedModel, count: number, latentAreaPerImage: number): number {
     const wanted = this.options.imagesPerBatch ?? (model.provider === 'cpu' ? 1 : DEFAULT_GPU_BATCH);
-    const byArea = Math.floor(MAX_LATENT_AREA_PER_CALL / latentAreaPerImage);
+    const byArea = latentAreaPerImage > 0 ? Math.floor(MAX_LATENT_AREA_PER_CALL / latentAreaPerImage) : wanted;
     return Math.max(1, Math.min(wanted, count, byArea));
   }
 

@@ -21,6 +21,8 @@ export interface WorkerInit {
   providers: ExecutionProviderName[];
   threads?: number;
   warmup?: boolean;
+  warmupOnCpu?: boolean;
+  warmupImages?: number;
   imagesPerBatch?: number;
   profileSessions?: boolean;
 }
@@ -54,6 +56,8 @@ function startWorker(): void {
     providers: init.providers,
     ...(init.threads !== undefined ? { threads: init.threads } : {}),
     ...(init.warmup !== undefined ? { warmup: init.warmup } : {}),
+    ...(init.warmupOnCpu !== undefined ? { warmupOnCpu: init.warmupOnCpu } : {}),
+    ...(init.warmupImages !== undefined ? { warmupImages: init.warmupImages } : {}),
     ...(init.imagesPerBatch !== undefined ? { imagesPerBatch: init.imagesPerBatch } : {}),
     ...(sessionClock ? { sessionClock } : {}),
     log: {

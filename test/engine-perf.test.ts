@@ -1,10 +1,15 @@
 // The per-step shortcuts of issue 12 must not change a single number: noise drawn ahead on the
 // helper thread equals noise drawn in place, across jobs, when a job stops early, and when the
 // helper is gone (the stream continues on the calling thread where it left off).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { float16BitsToFloat32, float16BitToFloat32BitsReference } from '../engine/fp16.js';
 import { drawHere, NoiseAhead } from '../engine/noise-ahead.js';
+import { Pipeline, type PipelineOptions } from '../engine/pipeline.js';
 import { TorchCpuGenerator } from '../engine/rng.js';
+import { writeTinyModel } from './fixtures/tiny-models.js';
 
 const BLOCK = 4 * 8 * 8;
 
@@ -95,5 +100,47 @@ describe('float16 → float32 through small tables', () => {
     for (let h = 0; h < 0x10000; h++) if (out[h] !== float16BitToFloat32BitsReference(h)) mismatches++;
     expect(mismatches).toBe(0);
     expect(float16BitsToFloat32(Uint16Array.of(0x3c00, 0xc000, 0x0001, 0x7c00))).toEqual(Float32Array.of(1, -2, 2 ** -24, Infinity));
+  });
+});
+
+describe('warm-up at the shapes jobs use', () => {
+  async function warmUpLogs(options: Partial<PipelineOptions>): Promise<Record<string, unknown>[]> {
+    const root = await mkdtemp(path.join(tmpdir(), 'engine-warmup-'));
+    const logs: Record<string, unknown>[] = [];
+    const pipeline = new Pipeline({
+      modelsDir: root,
+      providers: ['cpu'],
+      threads: 1,
+      warmup: true,
+      log: { info: (obj, msg) => (msg === 'model warmed up' ? logs.push(obj) : undefined), warn: () => undefined },
+      ...options,
+    });
+    try {
+      await writeTinyModel(path.join(root, 'm'), { generation: 'optimum-new', unet: 'oracle', tokenizer: 'synthetic' });
+      await pipeline.generate({
+        model: 'm', prompt: 'a cat', negativePrompt: '', width: 64, height: 64, steps: 2, guidance: 7, sampler: 'Euler', seed: 1, count: 1,
+      });
+      // The warm-up's steps are not the member's: only the real job's 2 steps are counted.
+      expect(pipeline.stats().steps).toBe(2);
+    } finally {
+      await pipeline.close();
+      await rm(root, { recursive: true, force: true });
+    }
+    return logs;
+  }
+
+  it('is skipped on the CPU provider unless asked for', async () => {
+    expect(await warmUpLogs({})).toEqual([]);
+  });
+
+  it("draws the default job's pictures in one UNet batch under guidance at the native size", async () => {
+    const logs = await warmUpLogs({ warmupOnCpu: true, warmupImages: 4, imagesPerBatch: 4 });
+    expect(logs).toHaveLength(1);
+    expect(logs[0]).toMatchObject({ model: 'm', images: 4, width: 64, height: 64, unetBatch: 8 });
+  });
+
+  it('without a picture count, warms up as many pictures as one UNet call takes', async () => {
+    const logs = await warmUpLogs({ warmupOnCpu: true });
+    expect(logs[0]).toMatchObject({ images: 1, unetBatch: 2 });
   });
 });
