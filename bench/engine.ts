@@ -7,7 +7,10 @@
 //   - the share of step time spent outside onnxruntime's session.run (goal < 2 %);
 //   - the main thread's event-loop delay p99 while pictures are drawn (goal < 50 ms);
 //   - RSS growth over the generations after a warm-up (goal: flat, < 5 %);
-//   - one-by-one versus batched UNet calls for a 4-picture job (which the pipeline should use).
+//   - one-by-one versus batched UNet calls for a 4-picture job (which the pipeline should use);
+//   - first, on a tiny-UNet proxy with SD 1.5's input shapes (4×64×64 latents, 77×768
+//     conditioning, so onnxruntime's own share is small and the engine's JS cost shows): the
+//     time per step spent outside session.run, for every sampler × fp32/fp16 export (goal ≤ 0.3 ms).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,7 +22,8 @@ import { writeTinyModel } from '../test/fixtures/tiny-models.js';
 
 const USAGE = `npm run bench:engine -- [--provider cpu|webgpu|cuda] [--generations 50] [--steps 10]
                         [--model DIR] [--threads N] [--size 512] [--sampler NAME] [--no-batch-compare]
-                        [--grid-steps 4]   (steps of the 4-picture job; 20 times a real 2×2 grid)`;
+                        [--grid-steps 4]   (steps of the 4-picture job; 20 times a real 2×2 grid)
+                        [--proxy-only | --no-proxy] [--proxy-generations 12]`;
 
 interface Args {
   provider: ExecutionProviderName;
@@ -31,6 +35,8 @@ interface Args {
   sampler: SamplerName | undefined;
   batchCompare: boolean;
   gridSteps: number;
+  proxy: 'only' | 'also' | 'skip';
+  proxyGenerations: number;
 }
 
 function fail(message: string): never {
@@ -52,6 +58,9 @@ function parse(): Args {
         sampler: { type: 'string' },
         'no-batch-compare': { type: 'boolean', default: false },
         'grid-steps': { type: 'string', default: '4' },
+        'proxy-only': { type: 'boolean', default: false },
+        'no-proxy': { type: 'boolean', default: false },
+        'proxy-generations': { type: 'string', default: '12' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -85,6 +94,8 @@ function parse(): Args {
     size,
     batchCompare: !values['no-batch-compare'],
     gridSteps: whole('grid-steps', values['grid-steps'], 1),
+    proxy: values['proxy-only'] ? 'only' : values['no-proxy'] ? 'skip' : 'also',
+    proxyGenerations: whole('proxy-generations', values['proxy-generations'], 3),
   };
 }
 
@@ -116,8 +127,93 @@ async function timeJob(engine: WorkerEngine, req: GenerateRequest, repeats: numb
   return (performance.now() - t0) / repeats;
 }
 
+const PROXY_GOAL_MS = 0.3;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * Goal 3 of issue 12: the engine's own time per step, outside onnxruntime's session.run, on a
+ * tiny UNet with SD 1.5's input shapes, for every sampler × export dtype. Each figure is the
+ * median over all steps, with the fastest step beside it (on a shared machine a busy neighbour
+ * inflates single steps; the median and minimum show what the engine itself costs).
+ */
+async function proxyTable(args: Args): Promise<void> {
+  const scratch = await mkdtemp(path.join(tmpdir(), 'bench-engine-proxy-'));
+  const dtypes = ['float32', 'float16'] as const;
+  const steps = 20;
+  try {
+    for (const dtype of dtypes) {
+      await writeTinyModel(path.join(scratch, `proxy-${dtype}`), {
+        generation: 'optimum-new',
+        unet: 'smooth',
+        dtype,
+        sampleSize: 64,
+        hiddenDim: 768,
+        vaeEncoder: false,
+      });
+    }
+    const engine = createEngine({
+      modelsDir: scratch,
+      providers: args.provider === 'cpu' ? ['cpu'] : [args.provider, 'cpu'],
+      threads: args.threads,
+      profileSessions: true,
+      imagesPerBatch: 1,
+    });
+    process.stdout.write(
+      `per step outside onnxruntime, tiny-UNet proxy (512x512 → 4x64x64 latents, 77x768 conditioning, ` +
+        `${steps} steps, CFG 7 → UNet batch 2; Turbo: no CFG, batch 1), median over the steps of ${args.proxyGenerations} generations\n`,
+    );
+    row('sampler × dtype', 'outside / step: median', 'goal', 'median/goal');
+    try {
+      for (const dtype of dtypes) {
+        for (const sampler of SAMPLERS) {
+          const req: GenerateRequest = {
+            model: `proxy-${dtype}`,
+            prompt: 'a lighthouse on a cliff at dusk, oil painting',
+            negativePrompt: 'blurry',
+            width: 512,
+            height: 512,
+            steps,
+            guidance: 7,
+            sampler,
+            seed: 1,
+            count: 1,
+          };
+          await engine.generate({ ...req, steps: 2 }); // loads the model and plans this shape
+          const outside: number[] = [];
+          const start = await engine.stats();
+          for (let g = 0; g < args.proxyGenerations; g++) {
+            const before = await engine.stats();
+            await engine.generate({ ...req, seed: g }, { onStep: () => undefined });
+            const after = await engine.stats();
+            outside.push(...(after.recentOutsideMs ?? []).slice(-(after.steps - before.steps)));
+          }
+          const ms = median(outside);
+          const min = Math.min(...outside);
+          const end = await engine.stats();
+          const ortMean = (end.ortMs - start.ortMs) / (end.steps - start.steps);
+          const waitMean = (end.noiseWaitMs - start.noiseWaitMs) / (end.steps - start.steps);
+          const label = `  ${sampler}, ${dtype === 'float32' ? 'fp32' : 'fp16 export'}`;
+          row(label, `${ms.toFixed(3)} ms (min ${min.toFixed(3)})`, `≤ ${PROXY_GOAL_MS} ms`, `${(ms / PROXY_GOAL_MS).toFixed(2)}   (session.run ${ortMean.toFixed(2)} ms${waitMean > 0 ? `; waiting for the noise thread ${waitMean.toFixed(3)} ms` : ''})`);
+        }
+      }
+    } finally {
+      await engine.close();
+    }
+    process.stdout.write('\n');
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const args = parse();
+  if (args.proxy !== 'skip') await proxyTable(args);
+  if (args.proxy === 'only') return;
   let scratch: string | undefined;
   let modelsDir: string;
   let name: string;
@@ -146,6 +242,7 @@ async function main(): Promise<void> {
       providers: args.provider === 'cpu' ? ['cpu'] : [args.provider, 'cpu'],
       threads: args.threads,
       warmup: true,
+      warmupOnCpu: true,
       profileSessions: true,
       imagesPerBatch,
       log: {

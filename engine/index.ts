@@ -1,11 +1,10 @@
 // createEngine: the Engine the bot uses. Every onnxruntime session lives in a worker thread
 // (engine/worker.ts) because session.run() blocks the thread that calls it; this side only
 // posts requests and relays progress, so the bot's event loop stays responsive.
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { PipelineStats } from './pipeline.js';
 import { scanModels } from './registry.js';
+import { startEngineThread } from './thread.js';
 import {
   EngineError,
   type Engine,
@@ -68,6 +67,8 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
     providers: options.providers,
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
     ...(options.warmup !== undefined ? { warmup: options.warmup } : {}),
+    ...(options.warmupOnCpu !== undefined ? { warmupOnCpu: options.warmupOnCpu } : {}),
+    ...(options.warmupImages !== undefined ? { warmupImages: options.warmupImages } : {}),
     ...(options.imagesPerBatch !== undefined ? { imagesPerBatch: options.imagesPerBatch } : {}),
     ...(options.profileSessions ? { profileSessions: true } : {}),
   };
@@ -76,7 +77,7 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
     const flight = current;
     current = undefined;
     flight?.reject(err);
-    for (const waiter of statsWaiters.values()) waiter({ generations: 0, steps: 0, stepMs: 0, unetMs: 0, ortMs: 0 });
+    for (const waiter of statsWaiters.values()) waiter({ generations: 0, steps: 0, stepMs: 0, unetMs: 0, ortMs: 0, noiseWaitMs: 0 });
     statsWaiters = new Map();
   }
 
@@ -232,32 +233,6 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
   };
 }
 
-/**
- * Starts engine/worker as a thread. From compiled dist/ it is plain worker.js. From TypeScript
- * sources (tsx, vitest) the thread first registers tsx's loader and then imports worker.ts:
- * Node 20 does not apply `--import tsx` from a Worker's execArgv to the worker's entry module.
- */
 function startWorkerThread(init: WorkerInit): Worker {
-  const fromSource = import.meta.url.endsWith('.ts');
-  const entry = new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url);
-  if (!fromSource) return new Worker(entry, { workerData: init });
-  const tsxApi = pathToFileURL(tsxEsmApiPath()).href;
-  const bootstrap =
-    `import(${JSON.stringify(tsxApi)})` +
-    `.then((api) => { api.register(); return import(${JSON.stringify(entry.href)}); })`;
-  // Loader flags of the parent (vitest's, tsx's) do not apply to an eval'd worker; drop them.
-  const execArgv = process.execArgv.filter((arg, i, all) => !isLoaderFlag(arg) && !isLoaderFlag(all[i - 1] ?? ''));
-  return new Worker(bootstrap, { eval: true, workerData: init, execArgv });
-}
-
-const LOADER_FLAGS = ['--import', '--loader', '--experimental-loader', '--require', '-r'];
-
-function isLoaderFlag(arg: string): boolean {
-  return LOADER_FLAGS.some((flag) => arg === flag || arg.startsWith(`${flag}=`));
-}
-
-function tsxEsmApiPath(): string {
-  const require = createRequire(import.meta.url);
-  // The package's "import" condition for tsx/esm/api; require.resolve only sees the CJS one.
-  return require.resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs');
+  return startEngineThread('worker', init);
 }

@@ -28,8 +28,19 @@ export interface LoadedModel {
   /** Token ids (77 each) → last_hidden_state [B,77,D] as float32. */
   encodeText(ids: Int32Array[]): Promise<Float32Array>;
   /** One UNet call on model-input latents [B,4,h,w] at `timestep` (a float from the sampler; cast as the model declares).
-   * `cond` is read once per array and kept converted: pass a new array, never an edited one, for new conditioning. */
-  unet(sample: Float32Array, batch: number, latentH: number, latentW: number, timestep: number, cond: Float32Array): Promise<Float32Array>;
+   * `cond` is read once per array and kept converted: pass a new array, never an edited one, for new conditioning.
+   * For float16 exports the returned array is reused by the next call: read it before calling again.
+   * `halvesAlike`: the sample's second half repeats its first (guidance's uncond and cond halves),
+   * so a float16 export converts only one half. */
+  unet(
+    sample: Float32Array,
+    batch: number,
+    latentH: number,
+    latentW: number,
+    timestep: number,
+    cond: Float32Array,
+    halvesAlike?: boolean,
+  ): Promise<Float32Array>;
   /** Diffusion latents (scaled, as the sampler produces them) → image [B,3,8h,8w], roughly in [-1,1]; divides by the scaling factor itself. */
   vaeDecode(latent: Float32Array, batch: number, latentH: number, latentW: number): Promise<Float32Array>;
   /**
@@ -93,13 +104,36 @@ function floatTensor(type: 'float32' | 'float16', data: Float32Array, dims: numb
   return new ort.Tensor('float16', float32ToFloat16Bits(data), dims);
 }
 
+/** A float16 ↔ float32 buffer pair reused across calls of the same shape (the UNet's, every step). */
+class HalfScratch {
+  private halves = new Uint16Array(0);
+  private floats = new Float32Array(0);
+  /** `data` as half bits in the reused buffer; with `halvesAlike` the first half is converted once and copied. */
+  toHalves(data: Float32Array, halvesAlike: boolean): Uint16Array {
+    if (this.halves.length !== data.length) this.halves = new Uint16Array(data.length);
+    const out = this.halves;
+    if (halvesAlike && data.length % 2 === 0) {
+      const half = data.length / 2;
+      float32ToFloat16Bits(data.subarray(0, half), out.subarray(0, half));
+      out.copyWithin(half, 0, half);
+    } else {
+      float32ToFloat16Bits(data, out);
+    }
+    return out;
+  }
+  output(length: number): Float32Array {
+    if (this.floats.length !== length) this.floats = new Float32Array(length);
+    return this.floats;
+  }
+}
+
 /** A float output as float32, whatever the export's float type. */
-function readFloat(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined, name: string): Float32Array {
+function readFloat(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined, name: string, scratch?: HalfScratch): Float32Array {
   if (!(value instanceof ort.Tensor)) throw modelError(info, `${part.rel} returned no "${name}"`);
   const data = value.data;
   if (value.type === 'float32' && data instanceof Float32Array) return data;
   if (value.type === 'float16') {
-    if (data instanceof Uint16Array) return float16BitsToFloat32(data);
+    if (data instanceof Uint16Array) return float16BitsToFloat32(data, scratch?.output(data.length));
     // Node ≥ 24 has Float16Array, and onnxruntime returns it there.
     return Float32Array.from(data as ArrayLike<number>);
   }
@@ -259,6 +293,9 @@ function assemble(
     return tensor;
   };
 
+  // Every denoising step converts the same shapes: reuse the buffers instead of allocating two per step.
+  const unetScratch = new HalfScratch();
+
   const model: LoadedModel = {
     info,
     ...base,
@@ -282,14 +319,18 @@ function assemble(
       return readFloat(info, textPart, out[hiddenOut], hiddenOut);
     },
 
-    async unet(sample, batch, latentH, latentW, timestep, cond) {
+    async unet(sample, batch, latentH, latentW, timestep, cond, halvesAlike = false) {
       live();
+      const dims = [batch, LATENT_CHANNELS, latentH, latentW];
       const out = await run(info, unetPart, {
-        sample: floatTensor(sampleType, sample, [batch, LATENT_CHANNELS, latentH, latentW]),
+        sample:
+          sampleType === 'float16'
+            ? new ort.Tensor('float16', unetScratch.toHalves(sample, halvesAlike), dims)
+            : new ort.Tensor('float32', sample, dims),
         timestep: timestepTensor(timestep, batch),
         encoder_hidden_states: condTensor(cond, batch),
       });
-      return readFloat(info, unetPart, out[unetOut], unetOut);
+      return readFloat(info, unetPart, out[unetOut], unetOut, unetScratch);
     },
 
     async vaeDecode(latent, batch, latentH, latentW) {

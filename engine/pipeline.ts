@@ -4,6 +4,7 @@
 // inside the engine's worker thread in production, in-process in tests.
 import { formatInfoText } from './infotext.js';
 import { loadModel, type LoadedModel } from './model.js';
+import { drawHere, NoiseAhead } from './noise-ahead.js';
 import { scanModels } from './registry.js';
 import { TorchCpuGenerator, slerp } from './rng.js';
 import { createSampler, type Sampler } from './schedulers.js';
@@ -27,7 +28,10 @@ export interface PipelineOptions {
   fallbackModelsDir?: string;
   providers: ExecutionProviderName[];
   threads?: number;
+  /** See EngineOptions.warmup, warmupOnCpu and warmupImages. */
   warmup?: boolean;
+  warmupOnCpu?: boolean;
+  warmupImages?: number;
   log?: EngineLog;
   /**
    * How many pictures of a job share one UNet call (each picture still has its own noise
@@ -65,7 +69,14 @@ export interface PipelineStats {
   unetMs: number;
   /** Time inside session.run during those steps; only counted when a sessionClock is set. */
   ortMs: number;
+  /** Time steps spent waiting for noise drawn ahead on the helper thread (part of stepMs). */
+  noiseWaitMs: number;
+  /** With a sessionClock: each recent step's time outside session.run, oldest first (at most
+   * RECENT_STEPS), so a benchmark can take a median or minimum instead of a mean. */
+  recentOutsideMs?: number[];
 }
+
+const RECENT_STEPS = 2000;
 
 const LATENT_CHANNELS = 4;
 /** Three 2× downsamplings in the SD UNet: latent sides must divide by 8, pixels by 64. */
@@ -108,7 +119,8 @@ interface DenoiseJob {
   /** The guidance scale, or undefined when guidance is off (UNet batch k instead of 2k). */
   guidance: number | undefined;
   previews: boolean;
-  drawNoise: () => Float32Array;
+  /** The pictures' generators, positioned after the draws made before denoising. */
+  generators: TorchCpuGenerator[];
   run: PipelineRunOptions;
   totalSteps: number;
   countStats: boolean;
@@ -122,10 +134,13 @@ export class Pipeline {
   private readonly loading = new Map<string, Promise<LoadedModel>>();
   private scan: ModelScan | undefined;
   private lastProvider: ExecutionProviderName | undefined;
-  private readonly counters: PipelineStats = { generations: 0, steps: 0, stepMs: 0, unetMs: 0, ortMs: 0 };
+  private readonly counters: PipelineStats = { generations: 0, steps: 0, stepMs: 0, unetMs: 0, ortMs: 0, noiseWaitMs: 0 };
+  private readonly noiseAhead: NoiseAhead;
+  private readonly recentOutside: number[] = [];
 
   constructor(options: PipelineOptions) {
     this.options = options;
+    this.noiseAhead = new NoiseAhead(options.log);
   }
 
   provider(): ExecutionProviderName | undefined {
@@ -133,7 +148,7 @@ export class Pipeline {
   }
 
   stats(): PipelineStats {
-    return { ...this.counters };
+    return { ...this.counters, ...(this.options.sessionClock ? { recentOutsideMs: [...this.recentOutside] } : {}) };
   }
 
   async scanModels(): Promise<ModelScan> {
@@ -146,6 +161,7 @@ export class Pipeline {
     const loaded = [...this.models.values()];
     this.models.clear();
     for (const model of loaded) await model.release();
+    await this.noiseAhead.close();
   }
 
   async generate(request: GenerateRequest, run: PipelineRunOptions = {}): Promise<GenerateResult> {
@@ -194,16 +210,22 @@ export class Pipeline {
     });
     this.lastProvider = model.provider;
     this.options.log?.info({ model: name, provider: model.provider }, 'model loaded');
-    if (this.options.warmup) await this.warmUp(model);
+    if (this.options.warmup && (model.provider !== 'cpu' || this.options.warmupOnCpu)) await this.warmUp(model);
     this.models.set(name, model);
     return model;
   }
 
-  /** One single-step picture at the native size, so the first member's job does not pay for
-   * onnxruntime's lazy kernel selection and memory planning. */
+  /** One single-step job at the shapes a default job uses (native size, the UNet batch of its
+   * pictures under guidance), so the first member's job does not pay for onnxruntime's lazy
+   * kernel selection and memory planning at shapes it has not seen. */
   private async warmUp(model: LoadedModel): Promise<void> {
     const info = model.info;
     const t0 = performance.now();
+    this.noiseAhead.start();
+    const wanted = this.options.warmupImages ?? this.imagesPerCall(model, MAX_COUNT, 0);
+    const count = Math.max(1, Math.min(MAX_COUNT, Math.trunc(wanted)));
+    const useCfg = info.defaultGuidance > 1 && info.defaultSampler !== 'Turbo';
+    const perCall = this.imagesPerCall(model, count, (info.nativeWidth / 8) * (info.nativeHeight / 8) * (useCfg ? 2 : 1));
     await this.draw(
       model,
       {
@@ -216,12 +238,22 @@ export class Pipeline {
         guidance: info.defaultGuidance,
         sampler: info.defaultSampler,
         seed: 0,
-        count: 1,
+        count,
       },
       {},
       false,
     );
-    this.options.log?.info({ model: info.name, ms: Math.round(performance.now() - t0) }, 'model warmed up');
+    this.options.log?.info(
+      {
+        model: info.name,
+        ms: Math.round(performance.now() - t0),
+        images: count,
+        width: info.nativeWidth,
+        height: info.nativeHeight,
+        unetBatch: Math.min(perCall, count) * (useCfg ? 2 : 1),
+      },
+      'model warmed up',
+    );
   }
 
   private async draw(
@@ -284,14 +316,6 @@ export class Pipeline {
         seeds.push(seed);
         generators.push(generator);
       }
-      // Fresh unit noise in batch order, each image drawing from its own stream: used by the VAE
-      // encoder's posterior sample and by ancestral sampler steps.
-      const drawNoise = (): Float32Array => {
-        if (k === 1) return generators[0]!.randn(latentSize);
-        const out = new Float32Array(k * latentSize);
-        for (let j = 0; j < k; j++) out.set(generators[j]!.randn(latentSize), j * latentSize);
-        return out;
-      };
 
       const sampler = chunk === 0 ? probe : this.sampler(model, req, strength);
       let x: Float32Array;
@@ -303,7 +327,9 @@ export class Pipeline {
         // validateForModel refused this already; the check narrows the type.
         if (!model.vaeEncode) throw new EngineError('model', NO_VAE_ENCODER);
         const pixels = repeat(initImage, k);
-        const initLatent = await model.vaeEncode(pixels, k, req.height, req.width, drawNoise);
+        // Fresh unit noise in batch order, each image drawing from its own stream.
+        const posterior = drawHere(generators, latentSize);
+        const initLatent = await model.vaeEncode(pixels, k, req.height, req.width, () => posterior.next());
         x = sampler.addNoise(initLatent, start);
       } else {
         x = start;
@@ -323,7 +349,7 @@ export class Pipeline {
         lw,
         guidance: useCfg ? req.guidance : undefined,
         previews: req.previews === true,
-        drawNoise,
+        generators,
         run,
         totalSteps,
         countStats,
@@ -375,7 +401,7 @@ export class Pipeline {
 
   private imagesPerCall(model: LoadedModel, count: number, latentAreaPerImage: number): number {
     const wanted = this.options.imagesPerBatch ?? (model.provider === 'cpu' ? 1 : DEFAULT_GPU_BATCH);
-    const byArea = Math.floor(MAX_LATENT_AREA_PER_CALL / latentAreaPerImage);
+    const byArea = latentAreaPerImage > 0 ? Math.floor(MAX_LATENT_AREA_PER_CALL / latentAreaPerImage) : wanted;
     return Math.max(1, Math.min(wanted, count, byArea));
   }
 
@@ -386,57 +412,82 @@ export class Pipeline {
   /** The denoising loop for one UNet batch. Buffers are allocated once; per step the JS work is
    * two linear passes (input scaling, guidance) plus the sampler update. */
   private async denoise(job: DenoiseJob): Promise<Float32Array> {
-    const { model, sampler, cond, k, lh, lw, guidance, run, totalSteps } = job;
+    const { sampler, k, guidance } = job;
     let x = job.latents;
     const n = x.length;
     const useCfg = guidance !== undefined;
-    const unetBatch = useCfg ? 2 * k : k;
-    const input = new Float32Array(unetBatch * (n / k));
-    const guided = useCfg ? new Float32Array(n) : undefined;
-    const steps = sampler.timesteps.length;
-
-    for (let i = 0; i < steps; i++) {
-      throwIfCancelled(run.signal);
-      const t0 = performance.now();
-      scaleInto(x, sampler.inputScale(i), input, useCfg);
-
-      const clock = this.options.sessionClock;
-      const o0 = clock ? clock() : 0;
-      const u0 = performance.now();
-      const out = await model.unet(input, unetBatch, lh, lw, sampler.timesteps[i]!, cond);
-      const unetMs = performance.now() - u0;
-      const ortMs = clock ? clock() - o0 : 0;
-
-      let modelOutput = out;
-      if (guided && guidance !== undefined) {
-        applyGuidance(out, guidance, guided);
-        modelOutput = guided;
-      }
-      x = sampler.step(i, x, modelOutput, job.drawNoise);
-
-      const stepMs = performance.now() - t0;
-      if (job.countStats) {
-        this.counters.steps++;
-        this.counters.stepMs += stepMs;
-        this.counters.unetMs += unetMs;
-        this.counters.ortMs += ortMs;
-      }
-      const done = job.stepFinished(stepMs);
-      if (run.onStep) {
-        const progress: StepProgress = {
-          step: done,
-          total: totalSteps,
-          batch: { step: i + 1, steps, first: job.first, size: k, count: job.count },
-        };
-        if (job.previews && i < steps - 1 && (i + 1) % PREVIEW_EVERY === 0) {
-          const denoised = sampler.lastDenoised() ?? x;
-          progress.preview = { rgb: latentPreview(denoised, lh, lw), width: lw, height: lh };
-        }
-        run.onStep(progress);
-      }
+    const buffers: StepBuffers = {
+      input: new Float32Array((useCfg ? 2 : 1) * n),
+      guided: useCfg ? new Float32Array(n) : undefined,
+    };
+    // Ancestral steps' noise is drawn ahead on another thread while the UNet runs.
+    const noise = this.noiseAhead.stream(job.generators, n / k, sampler.noiseDraws());
+    const drawNoise = (): Float32Array => noise.next();
+    try {
+      for (let i = 0; i < sampler.timesteps.length; i++) x = await this.step(job, i, x, buffers, drawNoise);
+    } finally {
+      noise.close();
+      if (job.countStats) this.counters.noiseWaitMs += noise.waitedMs;
     }
     return x;
   }
+
+  /** Denoising step i of a UNet batch: the returned latent may be one of the sampler's buffers. */
+  private async step(job: DenoiseJob, i: number, x: Float32Array, buffers: StepBuffers, drawNoise: () => Float32Array): Promise<Float32Array> {
+    const { model, sampler, cond, k, lh, lw, guidance, run, totalSteps } = job;
+    const { input, guided } = buffers;
+    const useCfg = guidance !== undefined;
+    const steps = sampler.timesteps.length;
+    throwIfCancelled(run.signal);
+    const t0 = performance.now();
+    scaleInto(x, sampler.inputScale(i), input, useCfg);
+
+    const clock = this.options.sessionClock;
+    const o0 = clock ? clock() : 0;
+    const u0 = performance.now();
+    const out = await model.unet(input, useCfg ? 2 * k : k, lh, lw, sampler.timesteps[i]!, cond, useCfg);
+    const unetMs = performance.now() - u0;
+    const ortMs = clock ? clock() - o0 : 0;
+
+    let modelOutput = out;
+    if (guided && guidance !== undefined) {
+      applyGuidance(out, guidance, guided);
+      modelOutput = guided;
+    }
+    const next = sampler.step(i, x, modelOutput, drawNoise);
+
+    const stepMs = performance.now() - t0;
+    if (job.countStats) {
+      this.counters.steps++;
+      this.counters.stepMs += stepMs;
+      this.counters.unetMs += unetMs;
+      this.counters.ortMs += ortMs;
+      if (clock) {
+        if (this.recentOutside.length === RECENT_STEPS) this.recentOutside.shift();
+        this.recentOutside.push(stepMs - ortMs);
+      }
+    }
+    const done = job.stepFinished(stepMs);
+    if (run.onStep) {
+      const progress: StepProgress = {
+        step: done,
+        total: totalSteps,
+        batch: { step: i + 1, steps, first: job.first, size: k, count: job.count },
+      };
+      if (job.previews && i < steps - 1 && (i + 1) % PREVIEW_EVERY === 0) {
+        const denoised = sampler.lastDenoised() ?? next;
+        progress.preview = { rgb: latentPreview(denoised, lh, lw), width: lw, height: lh };
+      }
+      run.onStep(progress);
+    }
+    return next;
+  }
+}
+
+/** Per-batch buffers every step writes into: the UNet input and the guided model output. */
+interface StepBuffers {
+  input: Float32Array;
+  guided: Float32Array | undefined;
 }
 
 function throwIfCancelled(signal: AbortSignal | undefined): void {

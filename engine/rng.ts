@@ -20,6 +20,13 @@ const FLOAT_PATH_MIN = 16;
 
 const f32 = Math.fround;
 
+/** A generator's state as plain data (structured-clone safe). */
+export interface TorchGeneratorState {
+  state: Uint32Array;
+  index: number;
+  cachedNormal: number | undefined;
+}
+
 /** torch.Generator('cpu').manual_seed(seed): an MT19937 stream plus torch's normal sampling. */
 export class TorchCpuGenerator {
   private readonly state = new Uint32Array(MT_N);
@@ -41,14 +48,31 @@ export class TorchCpuGenerator {
     this.index = MT_N;
   }
 
+  /** The generator's whole state, to continue the same stream elsewhere (another thread). */
+  snapshot(): TorchGeneratorState {
+    return { state: this.state.slice(), index: this.index, cachedNormal: this.cachedNormal };
+  }
+
+  /** A generator that continues exactly where `snapshot()` left its source. */
+  static fromSnapshot(s: TorchGeneratorState): TorchCpuGenerator {
+    if (s.state.length !== MT_N || !Number.isInteger(s.index) || s.index < 0 || s.index > MT_N) {
+      throw new RangeError('not a TorchCpuGenerator snapshot');
+    }
+    const g = new TorchCpuGenerator(0);
+    g.state.set(s.state);
+    g.index = s.index;
+    g.cachedNormal = s.cachedNormal;
+    return g;
+  }
+
   private twist(): void {
     const st = this.state;
-    for (let k = 0; k < MT_N; k++) {
-      const y = (st[k]! & UPPER_MASK) | (st[(k + 1) % MT_N]! & LOWER_MASK);
-      let v = st[(k + MT_M) % MT_N]! ^ (y >>> 1);
-      if (y & 1) v ^= MATRIX_A;
-      st[k] = v >>> 0;
-    }
+    // The textbook loop with indices taken mod N, split where the wrap-arounds fall: the same
+    // recurrence without a division per word (this runs once per 624 values of every noise draw).
+    let k = 0;
+    for (; k < MT_N - MT_M; k++) st[k] = twistWord(st[k]!, st[k + 1]!, st[k + MT_M]!);
+    for (; k < MT_N - 1; k++) st[k] = twistWord(st[k]!, st[k + 1]!, st[k + MT_M - MT_N]!);
+    st[MT_N - 1] = twistWord(st[MT_N - 1]!, st[0]!, st[MT_M - 1]!);
     this.index = 0;
   }
 
@@ -107,6 +131,12 @@ export class TorchCpuGenerator {
     }
     return d;
   }
+}
+
+function twistWord(current: number, next: number, far: number): number {
+  const y = (current & UPPER_MASK) | (next & LOWER_MASK);
+  const v = far ^ (y >>> 1);
+  return (y & 1 ? v ^ MATRIX_A : v) >>> 0;
 }
 
 /** torch's normal_fill_16 in float arithmetic (each intermediate rounded to float32 as C++ does). */

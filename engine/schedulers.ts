@@ -177,6 +177,8 @@ export interface Sampler {
   addNoise(init: Float32Array, noise: Float32Array): Float32Array;
   /** The x0 prediction of the last step() (for cheap previews). */
   lastDenoised(): Float32Array | undefined;
+  /** How many times step() will call `noise()` over the whole run (so it can be drawn ahead). */
+  noiseDraws(): number;
 }
 
 /** A Sampler plus its schedule, for logs, tests and previews. */
@@ -307,11 +309,8 @@ class EulerSampler implements ScheduledSampler {
     const a = this.v ? 1 / (sigma * sigma + 1) : 1;
     const b = this.v ? -sigma / Math.sqrt(sigma * sigma + 1) : -sigma;
     let target = sigmaNext;
-    let sigmaUp = 0;
-    if (this.ancestral) {
-      sigmaUp = Math.sqrt((sigmaNext * sigmaNext * (sigma * sigma - sigmaNext * sigmaNext)) / (sigma * sigma));
-      target = Math.sqrt(Math.max(sigmaNext * sigmaNext - sigmaUp * sigmaUp, 0));
-    }
+    const sigmaUp = this.ancestral ? ancestralSigmaUp(sigma, sigmaNext) : 0;
+    if (this.ancestral) target = Math.sqrt(Math.max(sigmaNext * sigmaNext - sigmaUp * sigmaUp, 0));
     // x' = x + d·(target − σ) with the derivative d = (x − x0)/σ.
     const dtOverSigma = (target - sigma) / sigma;
     if (!this.x0 || this.x0.length !== x.length) this.x0 = new Float32Array(x.length);
@@ -345,6 +344,18 @@ class EulerSampler implements ScheduledSampler {
   lastDenoised(): Float32Array | undefined {
     return this.stepped ? this.x0 : undefined;
   }
+
+  noiseDraws(): number {
+    if (!this.ancestral) return 0;
+    let draws = 0;
+    for (let i = 0; i < this.timesteps.length; i++) if (ancestralSigmaUp(this.sigmas[i]!, this.sigmas[i + 1]!) > 0) draws++;
+    return draws;
+  }
+}
+
+/** Euler a's noise level added back after the step from σ to σ_next (k-diffusion's get_ancestral_step, η = 1). */
+function ancestralSigmaUp(sigma: number, sigmaNext: number): number {
+  return Math.sqrt((sigmaNext * sigmaNext * (sigma * sigma - sigmaNext * sigmaNext)) / (sigma * sigma));
 }
 
 /** numpy-faithful diffusers `_sigma_to_t`: interpolation in log σ over the training table. */
@@ -466,6 +477,31 @@ class DpmPp2mKarrasSampler implements ScheduledSampler {
   lastDenoised(): Float32Array | undefined {
     return this.done > 0 ? this.x0 : undefined;
   }
+
+  noiseDraws(): number {
+    return 0;
+  }
+}
+
+// DDIM's update as two loops without a branch inside (one per parameterisation): per value
+// x0 = predicted clean latent, ε = predicted noise, x' = √ᾱ_prev·x0 + √(1−ᾱ_prev)·ε.
+function ddimStepEps(x: Float32Array, m: Float32Array, sa: number, sb: number, saPrev: number, sbPrev: number, x0: Float32Array, out: Float32Array): void {
+  for (let k = 0; k < x.length; k++) {
+    const eps = m[k]!;
+    const pred0 = (x[k]! - sb * eps) / sa;
+    x0[k] = pred0;
+    out[k] = saPrev * pred0 + sbPrev * eps;
+  }
+}
+
+function ddimStepV(x: Float32Array, m: Float32Array, sa: number, sb: number, saPrev: number, sbPrev: number, x0: Float32Array, out: Float32Array): void {
+  for (let k = 0; k < x.length; k++) {
+    const xk = x[k]!;
+    const v = m[k]!;
+    const pred0 = sa * xk - sb * v;
+    x0[k] = pred0;
+    out[k] = saPrev * pred0 + sbPrev * (sa * v + sb * xk);
+  }
 }
 
 /** DDIM with η = 0 (deterministic), in VP space. */
@@ -518,21 +554,8 @@ class DdimSampler implements ScheduledSampler {
     if (!this.x0 || this.x0.length !== x.length) this.x0 = new Float32Array(x.length);
     const x0 = this.x0;
     const out = this.buffers.out(x.length, x);
-    for (let k = 0; k < x.length; k++) {
-      const xk = x[k]!;
-      const m = modelOutput[k]!;
-      let pred0: number;
-      let eps: number;
-      if (this.v) {
-        pred0 = sa * xk - sb * m;
-        eps = sa * m + sb * xk;
-      } else {
-        pred0 = (xk - sb * m) / sa;
-        eps = m;
-      }
-      x0[k] = pred0;
-      out[k] = saPrev * pred0 + sbPrev * eps;
-    }
+    if (this.v) ddimStepV(x, modelOutput, sa, sb, saPrev, sbPrev, x0, out);
+    else ddimStepEps(x, modelOutput, sa, sb, saPrev, sbPrev, x0, out);
     return out;
   }
 
@@ -548,6 +571,10 @@ class DdimSampler implements ScheduledSampler {
 
   lastDenoised(): Float32Array | undefined {
     return this.x0;
+  }
+
+  noiseDraws(): number {
+    return 0;
   }
 }
 

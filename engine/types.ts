@@ -143,8 +143,18 @@ export interface EngineOptions {
   providers: ExecutionProviderName[];
   /** onnxruntime intra-op threads for the CPU provider; 0 lets onnxruntime decide. */
   threads?: number;
-  /** Run one tiny generation when a model is first loaded. */
+  /**
+   * Draw one 1-step job when a model is first loaded, at the shapes jobs will use (the native
+   * size, `warmupImages` pictures under guidance), so the first member's job does not pay for
+   * kernel selection and memory planning at new shapes. GPU providers only unless `warmupOnCpu`:
+   * on the CPU provider it only costs time.
+   */
   warmup?: boolean;
+  /** Also warm up on the CPU provider (default false). */
+  warmupOnCpu?: boolean;
+  /** Pictures of the warm-up job: the default job's count (default: as many as one UNet call
+   * takes on the provider, i.e. 4 on GPU providers). */
+  warmupImages?: number;
   /** Where warnings and info go (the bot passes a pino logger's methods). */
   log?: EngineLog;
 }

@@ -5,8 +5,8 @@
 // The message types below are the whole protocol between this file and engine/index.ts
 // (which imports them as types only, so importing them never starts a worker).
 import { parentPort, workerData } from 'node:worker_threads';
-import * as ort from 'onnxruntime-node';
 import { Pipeline, type PipelineStats } from './pipeline.js';
+import { timeSessionRuns } from './session-clock.js';
 import {
   EngineError,
   type EngineErrorCode,
@@ -22,6 +22,8 @@ export interface WorkerInit {
   providers: ExecutionProviderName[];
   threads?: number;
   warmup?: boolean;
+  warmupOnCpu?: boolean;
+  warmupImages?: number;
   imagesPerBatch?: number;
   profileSessions?: boolean;
 }
@@ -56,6 +58,8 @@ function startWorker(): void {
     providers: init.providers,
     ...(init.threads !== undefined ? { threads: init.threads } : {}),
     ...(init.warmup !== undefined ? { warmup: init.warmup } : {}),
+    ...(init.warmupOnCpu !== undefined ? { warmupOnCpu: init.warmupOnCpu } : {}),
+    ...(init.warmupImages !== undefined ? { warmupImages: init.warmupImages } : {}),
     ...(init.imagesPerBatch !== undefined ? { imagesPerBatch: init.imagesPerBatch } : {}),
     ...(sessionClock ? { sessionClock } : {}),
     log: {
@@ -130,26 +134,6 @@ function startWorker(): void {
         break;
     }
   });
-}
-
-/**
- * Benchmark only: wraps InferenceSession.run in this thread so the pipeline can tell the time
- * onnxruntime spends from the JS work around it. Returns the cumulative milliseconds.
- */
-function timeSessionRuns(): () => number {
-  let total = 0;
-  // The typings export a factory interface; at run time it is a class whose prototype every session shares.
-  const proto = (ort.InferenceSession as unknown as { prototype: ort.InferenceSession }).prototype;
-  const original = proto.run;
-  proto.run = async function timedRun(this: ort.InferenceSession, ...args: Parameters<typeof original>) {
-    const t0 = performance.now();
-    try {
-      return await original.apply(this, args);
-    } finally {
-      total += performance.now() - t0;
-    }
-  } as typeof original;
-  return () => total;
 }
 
 /** An image's own ArrayBuffer, so it can be transferred instead of copied. */

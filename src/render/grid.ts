@@ -1,10 +1,10 @@
 // Several pictures of one job side by side in one PNG (Midjourney-style 2×2 for four).
 import sharp from 'sharp';
 import { insertTextChunk, readTextChunks } from '../../engine/png.js';
+import { PNG_COMPRESSION } from './png.js';
 
 /** Background of empty cells (a 3-picture grid leaves one): dark, so it reads as "nothing". */
 const EMPTY_CELL = { r: 24, g: 24, b: 24, alpha: 1 } as const;
-const PNG_COMPRESSION = 6;
 
 export interface GridLayout {
   columns: number;
