@@ -35,6 +35,8 @@ export function createConfiguredEngine(config: Config, log: Logger): Engine {
     providers: [...config.engine.providers],
     threads: config.engine.threads,
     warmup: config.engine.warmup,
+    // Warm the shapes the default job uses (its picture count), not a single picture.
+    warmupImages: config.defaults.images,
     log: { info: (o, m) => log.info(o, m), warn: (o, m) => log.warn(o, m) },
   });
 }
