@@ -6,6 +6,7 @@ import { startDiscord } from '../src/adapters/discord/index.js';
 import { startTelegram } from '../src/adapters/telegram/index.js';
 import type { AdapterHandle } from '../src/adapters/types.js';
 import { startFakeDiscord, type FakeDiscord } from './fakes/discord/index.js';
+import { FOLLOW_UP } from './helpers/discord-bot.js';
 import { FakeBotApi } from './fakes/telegram/server.js';
 import { redOverGreen, rgbOf } from './helpers/demo-model.js';
 import { createHarness, type Harness } from './helpers/harness.js';
@@ -41,7 +42,8 @@ describe('demo model in the chats (fresh clone, no models/)', () => {
 
     const i = fake.slashCommand('imagine', { prompt: 'green apple', seed: 100 });
     const result = await fake.waitForRequest(
-      (r) => r.route === 'PATCH /webhooks/:app/:token/messages/:message' && r.params.token === i.token && r.files.length > 0,
+      // Results come as a new follow-up message that mentions the member.
+      (r) => r.route === FOLLOW_UP && r.params.token === i.token && r.files.length > 0,
       JOB_MS,
       'the result grid',
     );
