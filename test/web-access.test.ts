@@ -14,7 +14,7 @@ import { sweepUploads } from '../src/adapters/web/uploads.js';
 import { deliveryFailureReason } from '../src/adapters/web/metrics.js';
 import type { Config } from '../src/config/schema.js';
 import type { ReplyTarget, Requester } from '../src/jobs/types.js';
-import { createHarness, type Harness } from './helpers/harness.js';
+import { createHarness, waitForJobEvent, type Harness } from './helpers/harness.js';
 
 const PASSWORD = 'correct horse battery staple';
 const SECRET = 'a-test-signing-secret-of-at-least-32-characters';
@@ -301,14 +301,7 @@ describe('web studio access', () => {
         const reply = await runCommand({ command: 'imagine', via: 'text', text: `${prompt} --steps 2 --n 1`, requester, target }, h.commands);
         expect(reply.ok, reply.text).toBe(true);
         const jobId = reply.queued!.job.id;
-        await new Promise<void>((resolve) => {
-          const off = h.jobs.on((e) => {
-            if (e.job.id === jobId && (e.type === 'done' || e.type === 'failed')) {
-              off();
-              resolve();
-            }
-          });
-        });
+        await waitForJobEvent(h, jobId, 'done');
         // As the chat adapter would once the platform accepted the upload.
         await h.jobs.markDelivered(jobId);
         return { jobId, requester, target };
@@ -351,14 +344,7 @@ describe('web studio access', () => {
     const reply = await runCommand({ command: 'imagine', via: 'text', text: 'a fox --steps 2 --n 1', requester, target }, h.commands);
     expect(reply.ok, reply.text).toBe(true);
     const jobId = reply.queued!.job.id;
-    await new Promise<void>((resolve) => {
-      const off = h.jobs.on((e) => {
-        if (e.job.id === jobId && (e.type === 'done' || e.type === 'failed')) {
-          off();
-          resolve();
-        }
-      });
-    });
+    await waitForJobEvent(h, jobId, 'done');
     await h.jobs.markUndeliverable(jobId, 'telegram: Forbidden: bot was blocked by the user');
     const answer = await call(web.url, '/metrics');
     expect(answer.body).toContain('# TYPE imagine_delivery_failures_total counter');
