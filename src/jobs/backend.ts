@@ -91,10 +91,11 @@ export async function createRedisJobService(deps: BackendDeps): Promise<RedisJob
     wasDown = true;
   }
 
-  const dispatcher = new RedisDispatcher({ prefix: r.prefix, resultTtlHours: r.resultTtlHours, producer, events, log });
   let service: RedisJobService | undefined;
   const directory = new WorkerDirectory(producer, r.prefix, log, (count) => service?.runner.setSlots(count));
+  const dispatcher = new RedisDispatcher({ prefix: r.prefix, resultTtlHours: r.resultTtlHours, producer, events, log, workers: () => directory.workers() });
   const drawer: Drawer = {
+    choose: (candidates) => dispatcher.choose(candidates),
     draw: (job, request, options) => dispatcher.draw(job, request, options),
     release: (job) => dispatcher.release(job),
     available: () => dispatcher.available(),
