@@ -7,8 +7,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createRedisJobService, type RedisJobService } from '../src/jobs/backend.js';
-import type { JobEvent, SubmitInput } from '../src/jobs/types.js';
+import { runCommand } from '../commands/index.js';
+import type { CommandContext } from '../commands/types.js';
+import { createRedisJobService, MODEL_GONE_MS, type RedisJobService } from '../src/jobs/backend.js';
+import type { JobEvent, Requester, SubmitInput } from '../src/jobs/types.js';
 import { createStore } from '../src/store/index.js';
 import { durabilityInput, ScriptedEngine } from './fixtures/durability-engine.js';
 import { clusterBotConfig, prepareWorkerHost, spawnWorker, startInProcessWorker, type WorkerProcess } from './helpers/cluster.js';
@@ -36,7 +38,19 @@ function job(prompt: string, member: string, model: string, steps = 3): SubmitIn
   return { ...input, spec: { ...input.spec, model, steps, count: 1 } };
 }
 
-async function bot(prefix: string): Promise<{ jobs: RedisJobService; events: JobEvent[]; root: string; url: string }> {
+interface Bot {
+  jobs: RedisJobService;
+  events: JobEvent[];
+  root: string;
+  url: string;
+  ask: (member: string) => Promise<string>;
+}
+
+/** The bot's clock runs this far ahead of the real one (a jump past MODEL_GONE_MS without waiting). */
+let clockAhead = 0;
+
+async function bot(prefix: string): Promise<Bot> {
+  clockAhead = 0;
   const redis = await startRedis();
   cleanups.push(() => redis.stop());
   const root = await mkdtemp(path.join(tmpdir(), 'cluster-route-'));
@@ -44,18 +58,23 @@ async function bot(prefix: string): Promise<{ jobs: RedisJobService; events: Job
   const config = clusterBotConfig(root, redis.url, prefix);
   const store = await createStore(config);
   cleanups.push(() => store.close());
-  const jobs = await createRedisJobService({ config, store, engine: new ScriptedEngine(), log: silent });
+  const jobs = await createRedisJobService({ config, store, engine: new ScriptedEngine(), log: silent, now: () => Date.now() + clockAhead });
   cleanups.push(() => jobs.stop(0));
   const events: JobEvent[] = [];
   jobs.on((e) => events.push(e));
-  return { jobs, events, root, url: redis.url };
+  const ctx: CommandContext = { config, jobs, settings: store.settings, models: () => [], log: silent };
+  const ask = async (member: string) => {
+    const requester: Requester = { platform: 'telegram', userId: member, name: member, roles: [] };
+    return (await runCommand({ command: 'queue', requester, target: { platform: 'telegram', chatId: `chat-${member}`, handle: {} }, via: 'slash' }, ctx)).text;
+  };
+  return { jobs, events, root, url: redis.url, ask };
 }
 
 const ended = (events: JobEvent[], id: string) => events.some((e) => (e.type === 'done' || e.type === 'failed') && e.job.id === id);
 
 describe.skipIf(!HAVE_REDIS)('cluster: model routing', () => {
-  it('sends each job only to a worker with its model; a job no worker can run waits until one joins', async () => {
-    const { jobs, events, root, url } = await bot('models');
+  it('sends each job only to a worker with its model; a job no worker can run waits until one joins, a model long gone is refused', async () => {
+    const { jobs, events, root, url, ask } = await bot('models');
     const config = clusterBotConfig(root, url, 'models');
     const alphaEngine = new ScriptedEngine({ stepMs: 5 });
     const betaEngine = new ScriptedEngine({ stepMs: 5 });
@@ -79,6 +98,16 @@ describe.skipIf(!HAVE_REDIS)('cluster: model routing', () => {
     // Nobody has gamma: the job waits in the queue rather than failing.
     expect((await jobs.get(waiting.job.id))?.status).toBe('queued');
     expect(jobs.position(waiting.job.id)?.position).toBe(1);
+    expect(await ask('m9')).toMatch(/^#1 “gamma job” · m9 · .* · waiting for a worker that has model gamma ← yours$/m);
+    // No worker has offered delta since the bot started, MODEL_GONE_MS ago: refused, and the member hears why.
+    clockAhead = MODEL_GONE_MS;
+    const refused = await jobs.submit(job('delta job', 'm5', 'delta'));
+    expect(refused).toEqual({
+      ok: false,
+      reason: 'No drawing machine has the model “delta” (none for 10 minutes). Pick another model with --model, or ask an admin to start a worker that has it.',
+    });
+    const again = await jobs.submit(job('alpha again', 'm5', 'alpha'));
+    if (!again.ok) throw new Error(again.reason);
 
     const gammaEngine = new ScriptedEngine({ stepMs: 5 });
     cleanups.push(await startInProcessWorker(config, gammaEngine, 'w-gamma', ['gamma']));
@@ -86,6 +115,8 @@ describe.skipIf(!HAVE_REDIS)('cluster: model routing', () => {
     await until(() => ended(events, waiting.job.id), 'the gamma job once a gamma worker joined');
     expect((await jobs.get(waiting.job.id))?.status).toBe('done');
     expect(gammaEngine.calls.map((c) => c.model)).toEqual(['gamma']);
+    await until(() => ended(events, again.job.id), 'the second alpha job');
+    expect(alphaEngine.calls.map((c) => c.prompt)).toContain('alpha again');
   }, 60_000);
 
   it('lets a free worker take the job whose model it has loaded over the head of the queue, within the window', async () => {
