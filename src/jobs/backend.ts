@@ -32,6 +32,8 @@ export interface BackendDeps {
   engine: Engine;
   log: Logger;
   now?: () => number;
+  /** Model routing's preference window (routing.ts); bench:cluster sets 0 for its baseline. */
+  preferWithin?: number;
 }
 
 export class RedisSettingsError extends Error {}
@@ -112,7 +114,7 @@ export async function createRedisJobService(deps: BackendDeps): Promise<RedisJob
 
   let service: RedisJobService | undefined;
   const directory = new WorkerDirectory(producer, r.prefix, log, (count) => service?.runner.setSlots(count), deps.now);
-  const dispatcher = new RedisDispatcher({ prefix: r.prefix, resultTtlHours: r.resultTtlHours, producer, events, log, workers: () => directory.workers() });
+  const dispatcher = new RedisDispatcher({ prefix: r.prefix, resultTtlHours: r.resultTtlHours, producer, events, log, workers: () => directory.workers(), ...(deps.preferWithin !== undefined ? { preferWithin: deps.preferWithin } : {}) });
   const drawer: Drawer = {
     choose: (candidates) => dispatcher.choose(candidates),
     draw: (job, request, options) => dispatcher.draw(job, request, options),

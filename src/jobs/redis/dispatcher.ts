@@ -57,6 +57,8 @@ export interface DispatcherOptions {
   log: Logger;
   /** The live engine workers (heartbeats). */
   workers: () => WorkerBeat[];
+  /** See routing.ts PREFER_WITHIN; 0 turns the loaded-model preference off (bench:cluster's baseline). */
+  preferWithin?: number;
 }
 
 interface ModelQueue {
@@ -128,6 +130,12 @@ export class RedisDispatcher implements Drawer {
   /** Job id → the worker choose() reserved for it, until the job ends here. */
   private readonly reserved = new Map<string, string>();
   readonly routing: RoutingCounts = { loaded: 0, switched: 0 };
+  /**
+   * Worker → the model of the job last routed to it. Heartbeats say `loaded` up to two seconds
+   * late (a beat a second, read a second); what the bot routed is newer, and the routed worker
+   * is the one that takes the job (others leave it to it).
+   */
+  private readonly routedModel = new Map<string, string>();
 
   constructor(private readonly opts: DispatcherOptions) {
     this.keys = keys(opts.prefix);
@@ -167,10 +175,17 @@ export class RedisDispatcher implements Drawer {
   /** The Drawer's routing: the waiting job a free worker with its model can start now. */
   choose<J extends Job>(candidates: J[]): J | undefined {
     const busy = new Set(this.reserved.values());
-    const free = this.opts.workers().filter((w) => !busy.has(w.id));
-    const picked = route(candidates, free);
+    const free = this.opts
+      .workers()
+      .filter((w) => !busy.has(w.id))
+      .map((w) => {
+        const routed = this.routedModel.get(w.id);
+        return routed && w.models.includes(routed) ? { ...w, loaded: routed } : w;
+      });
+    const picked = route(candidates, free, this.opts.preferWithin);
     if (!picked) return undefined;
     this.reserved.set(picked.job.id, picked.worker.id);
+    this.routedModel.set(picked.worker.id, picked.job.spec.model);
     if (picked.loaded) this.routing.loaded += 1;
     else this.routing.switched += 1;
     this.opts.log.debug({ jobId: picked.job.id, worker: picked.worker.id, model: picked.job.spec.model, loaded: picked.loaded }, 'job routed');

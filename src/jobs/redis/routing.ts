@@ -28,9 +28,9 @@ export interface Route<J extends RoutedJob> {
 }
 
 /** The first job in `candidates` (fair order) a free worker can run, and that worker. */
-export function route<J extends RoutedJob>(candidates: readonly J[], free: readonly WorkerBeat[]): Route<J> | undefined {
+export function route<J extends RoutedJob>(candidates: readonly J[], free: readonly WorkerBeat[], preferWithin = PREFER_WITHIN): Route<J> | undefined {
   if (free.length === 0) return undefined;
-  for (const job of candidates.slice(0, PREFER_WITHIN)) {
+  for (const job of candidates.slice(0, preferWithin)) {
     const worker = free.find((w) => w.loaded === job.spec.model && w.models.includes(job.spec.model));
     if (worker) return { job, worker, loaded: true };
   }
@@ -38,7 +38,7 @@ export function route<J extends RoutedJob>(candidates: readonly J[], free: reado
     const able = free.filter((w) => w.models.includes(job.spec.model));
     if (able.length === 0) continue;
     const worker = able.find((w) => w.loaded === undefined) ?? able[0]!;
-    return { job, worker, loaded: false };
+    return { job, worker, loaded: worker.loaded === job.spec.model };
   }
   return undefined;
 }
