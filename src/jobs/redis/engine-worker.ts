@@ -160,6 +160,8 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
   const listeners = new Map<string, Worker<DrawPayload, { bytes: number }>>();
   let busy = false;
   const leftUntil = new Map<string, number>();
+  /** BullMQ id → when this worker first left the job to the worker it was routed to. */
+  const firstSeen = new Map<string, number>();
   /** Reads a model's queue only while idle and not leaving its job to another worker. */
   const listen = (model: string, on: boolean) => {
     const listener = listeners.get(model);
@@ -173,7 +175,14 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
   };
 
   const take = async (model: string, job: BullJob<DrawPayload>, token?: string): Promise<{ bytes: number }> => {
-    const routedElsewhere = job.data.worker !== undefined && job.data.worker !== id && Date.now() - job.timestamp < ROUTED_FOR_MS;
+    const bullId = job.id ?? '';
+    // Timed from when this worker first saw the job, not from its timestamp: the bot's clock is not ours.
+    const now = Date.now();
+    const seen = firstSeen.get(bullId) ?? now;
+    const routedElsewhere = job.data.worker !== undefined && job.data.worker !== id && now - seen < ROUTED_FOR_MS;
+    if (routedElsewhere) firstSeen.set(bullId, seen);
+    else firstSeen.delete(bullId);
+    for (const [other, at] of firstSeen) if (now - at > 10 * ROUTED_FOR_MS) firstSeen.delete(other); // taken by their worker long ago
     if (busy || routedElsewhere) {
       await job.moveToWait(token);
       if (!busy) {
