@@ -9,7 +9,12 @@
 //   2. the Redis path's added latency per job: handed to BullMQ → a worker started it, and the
 //      worker finished → the bot recorded it done (pictures fetched, decoded, saved);
 //   3. Redis memory per queued job: a BullMQ draw job as the bot hands it over, and a job record
-//      in the keyv store when storage.url is the same Redis.
+//      in the keyv store when storage.url is the same Redis;
+//   4. model routing in a mixed-model run: jobs for two models (alternating, from the members) on
+//      3 workers that have both, so each has one or the other loaded; how many jobs started on a
+//      worker that had their model loaded, and how many model switches the workers made (from
+//      their own logs).
+// `-- --mixed-only` runs part 4 alone.
 import { cpus } from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -146,6 +151,52 @@ async function remote(workers: number): Promise<RunResult> {
   return { perMinute, toStart, toDone };
 }
 
+const MIXED_WORKERS = 3;
+const MIXED_MODELS = ['alpha', 'beta'];
+
+/** Switches a worker made: consecutive jobs of different models in its own "drawing" log lines. */
+function switchesOf(lines: string[]): { jobs: number; switches: number } {
+  const models = lines.filter((l) => l.includes('"msg":"drawing"')).map((l) => (JSON.parse(l) as { model: string }).model);
+  let switches = 0;
+  for (let i = 1; i < models.length; i++) if (models[i] !== models[i - 1]) switches += 1;
+  return { jobs: models.length, switches };
+}
+
+async function mixed(preferWithin?: number): Promise<{ jobs: number; loaded: number; switched: number; workerSwitches: number }> {
+  const prefix = `mixed${preferWithin ?? ''}`;
+  const host = await prepareWorkerHost(path.join(root, prefix), { url: redis.url, prefix, lockSeconds: 60, stalledCheckSeconds: 30, models: MIXED_MODELS });
+  const procs: WorkerProcess[] = [];
+  for (let i = 0; i < MIXED_WORKERS; i++) procs.push(spawnWorker(host));
+  await Promise.all(procs.map((p) => p.ready));
+  const config = defaultConfig({ ...botConfig('redis', prefix), queue: { perMemberPending: 100, globalPending: 1000, backend: 'redis', redis: { url: redis.url, prefix } } });
+  const store = await createStore(config);
+  const engine = createEngine({ modelsDir: path.join(root, prefix, 'models'), providers: ['cpu'] });
+  const jobs = await createRedisJobService({ config, store, engine, log: silent, ...(preferWithin !== undefined ? { preferWithin } : {}) });
+  await jobs.refreshWorkers();
+  await jobs.start();
+  let ended = 0;
+  const all = new Promise<void>((resolve) => {
+    jobs.on((e) => {
+      if (e.type === 'failed') process.stderr.write(`job failed: ${e.reason}\n`);
+      if ((e.type === 'done' || e.type === 'failed') && ++ended === JOBS) resolve();
+    });
+  });
+  for (let i = 0; i < JOBS; i++) {
+    const s = spec(i);
+    // Each round of the fair order alternates models, and each member changes model every round.
+    const out = await jobs.submit({ ...s, spec: { ...s.spec, model: MIXED_MODELS[(i + Math.floor(i / MEMBERS)) % 2]! } });
+    if (!out.ok) throw new Error(out.reason);
+  }
+  await all;
+  const { loaded, switched } = jobs.dispatcher.routing;
+  await jobs.stop(0);
+  await Promise.all(procs.map((p) => p.kill('SIGTERM')));
+  await store.close();
+  await engine.close();
+  const workerSwitches = procs.map((p) => switchesOf(p.lines)).reduce((sum, w) => sum + w.switches, 0);
+  return { jobs: JOBS, loaded, switched, workerSwitches };
+}
+
 async function usedMemory(conn: ReturnType<typeof openQueueConnection>): Promise<number> {
   const info = await conn.info('memory');
   return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? NaN);
@@ -184,7 +235,17 @@ const pct = (xs: number[], p: number) => {
 };
 const ms = (x: number) => `${x.toFixed(1)} ms`;
 
+const MIXED_ONLY = process.argv.includes('--mixed-only');
+
 try {
+  if (MIXED_ONLY) await printMixed();
+  else await everything();
+} finally {
+  await redis.stop();
+  await rm(root, { recursive: true, force: true });
+}
+
+async function everything(): Promise<void> {
   console.log(`bench:cluster — ${JOBS} jobs of ${STEPS} steps, 64×64, 1 picture, from ${MEMBERS} members; CPU, 1 onnxruntime thread per engine; ${cpus().length} cores here`);
   const base = await local();
   console.log(`local backend: ${base.toFixed(1)} pictures/min`);
@@ -199,7 +260,17 @@ try {
   console.log(`Redis path, worker finished → bot recorded done:    p50 ${ms(pct(latencies.toDone, 50))}, p95 ${ms(pct(latencies.toDone, 95))}`);
   const mem = await memoryPerJob();
   console.log(`Redis memory per queued job: ${Math.round(mem.bull)} B as a BullMQ draw job; ${Math.round(mem.record)} B as a job record when storage.url is Redis`);
-} finally {
-  await redis.stop();
-  await rm(root, { recursive: true, force: true });
+  await printMixed();
+}
+
+async function printMixed(): Promise<void> {
+  for (const [label, preferWithin] of [['preferring the loaded model', undefined], ['baseline, fair head to any free worker', 0]] as const) {
+    const m = await mixed(preferWithin);
+    const pctOf = (x: number) => `${Math.round((100 * x) / m.jobs)} %`;
+    console.log(
+      `model routing (${label}), ${m.jobs} jobs alternating ${MIXED_MODELS.join('/')} on ${MIXED_WORKERS} workers with both: ` +
+        `${m.loaded} routed to a worker with their model loaded (${pctOf(m.loaded)}); ` +
+        `model switches in the workers' logs: ${m.workerSwitches} (first loads not counted)`,
+    );
+  }
 }

@@ -18,7 +18,10 @@ const PROMPT_CHARS = 60;
 export async function queue(req: CommandRequest, ctx: CommandContext): Promise<CommandReply> {
   const { running, alsoRunning, waiting } = ctx.jobs.snapshot();
   const admin = isAdmin(ctx.config, req.requester);
-  const workers = admin ? workerLines(ctx.jobs.workers?.()) : [];
+  const engineWorkers = ctx.jobs.workers?.();
+  const workers = admin ? workerLines(engineWorkers) : [];
+  // Redis backend: a job whose model no live worker has waits for one, and says so.
+  const noWorker = (j: Job) => (engineWorkers && !engineWorkers.some((w) => w.models.includes(j.spec.model)) ? ` · waiting for a worker that has model ${j.spec.model}` : '');
   if (!running && waiting.length === 0 && workers.length === 0) {
     return { ok: true, visibility: 'private', text: 'The queue is empty: your next /imagine starts right away.' };
   }
@@ -37,7 +40,7 @@ export async function queue(req: CommandRequest, ctx: CommandContext): Promise<C
   if (waiting.length) {
     lines.push(`Waiting (${waiting.length}):`);
     for (const w of waiting.slice(0, SHOWN)) {
-      lines.push(`#${w.position} ${describe(w.job, ' · ')} · ${formatEta(w.etaSeconds, w.approximate)}${mine(w.job) ? ' ← yours' : ''}`);
+      lines.push(`#${w.position} ${describe(w.job, ' · ')} · ${formatEta(w.etaSeconds, w.approximate)}${noWorker(w.job)}${mine(w.job) ? ' ← yours' : ''}`);
     }
     if (waiting.length > SHOWN) lines.push(`…and ${waiting.length - SHOWN} more.`);
   }

@@ -73,7 +73,7 @@ describe.skipIf(!HAVE_REDIS)('/queue with engine workers', () => {
     for (const line of workerLines) {
       const id = /drawing job (\w+)/.exec(line)?.[1];
       expect(id && drawing.has(id)).toBe(true);
-      expect(line).toMatch(/no job yet · 0 done · models: none found/);
+      expect(line).toMatch(/no job yet · 0 done · models: tiny/);
     }
 
     // An admin's cancel reaches the worker drawing the job and stops it within a step.

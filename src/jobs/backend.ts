@@ -11,10 +11,20 @@ import type { Drawer } from './drawer.js';
 import { RedisDispatcher } from './redis/dispatcher.js';
 import { WorkerDirectory } from './redis/directory.js';
 import { ComposedJobService, createJobService } from './service.js';
-import type { Store, WorkerStatus } from './types.js';
+import type { Store, SubmitInput, SubmitOutcome, WorkerStatus } from './types.js';
 
 /** How long start-up waits for Redis before going on without it (it recovers by itself). */
 const CONNECT_WAIT_MS = 5_000;
+/**
+ * A job for a model no live worker has waits for one (a worker restarting, a host rebooting);
+ * after this long without any worker offering it, new requests for it are refused.
+ */
+export const MODEL_GONE_MS = 10 * 60_000;
+
+export function modelGoneMessage(model: string, goneMs: number): string {
+  const span = goneMs >= 60_000 ? `${Math.round(goneMs / 60_000)} minutes` : `${Math.round(goneMs / 1000)} seconds`;
+  return `No drawing machine has the model “${model}” (none for ${span}). Pick another model with --model, or ask an admin to start a worker that has it.`;
+}
 
 export interface BackendDeps {
   config: Config;
@@ -22,6 +32,8 @@ export interface BackendDeps {
   engine: Engine;
   log: Logger;
   now?: () => number;
+  /** Model routing's preference window (routing.ts); bench:cluster sets 0 for its baseline. */
+  preferWithin?: number;
 }
 
 export class RedisSettingsError extends Error {}
@@ -34,6 +46,15 @@ export class RedisJobService extends ComposedJobService {
     readonly dispatcher: RedisDispatcher,
   ) {
     super(deps);
+  }
+
+  /** A model no worker has had for MODEL_GONE_MS is refused; one missing for less waits for a worker. */
+  override async submit(input: SubmitInput): Promise<SubmitOutcome> {
+    const missing = this.directory.modelMissingFor(input.spec.model);
+    if (missing !== undefined && missing >= MODEL_GONE_MS) {
+      return { ok: false, reason: modelGoneMessage(input.spec.model, MODEL_GONE_MS) };
+    }
+    return super.submit(input);
   }
 
   workers(): WorkerStatus[] {
@@ -91,10 +112,11 @@ export async function createRedisJobService(deps: BackendDeps): Promise<RedisJob
     wasDown = true;
   }
 
-  const dispatcher = new RedisDispatcher({ prefix: r.prefix, resultTtlHours: r.resultTtlHours, producer, events, log });
   let service: RedisJobService | undefined;
-  const directory = new WorkerDirectory(producer, r.prefix, log, (count) => service?.runner.setSlots(count));
+  const directory = new WorkerDirectory(producer, r.prefix, log, (count) => service?.runner.setSlots(count), deps.now);
+  const dispatcher = new RedisDispatcher({ prefix: r.prefix, resultTtlHours: r.resultTtlHours, producer, events, log, workers: () => directory.workers(), ...(deps.preferWithin !== undefined ? { preferWithin: deps.preferWithin } : {}) });
   const drawer: Drawer = {
+    choose: (candidates) => dispatcher.choose(candidates),
     draw: (job, request, options) => dispatcher.draw(job, request, options),
     release: (job) => dispatcher.release(job),
     available: () => dispatcher.available(),

@@ -20,6 +20,11 @@ export interface Drawer {
   release?(job: Job): Promise<void>;
   /** False while jobs cannot be handed over (Redis unreachable); intake then says so. */
   available?(): boolean;
+  /**
+   * Which of the waiting jobs (fair order, head first) to start now; undefined: none yet. Absent:
+   * always the head. The Redis backend routes by the engine workers' models.
+   */
+  choose?(candidates: Job[]): Job | undefined;
   /** After the runner stopped: closes connections. */
   close?(): Promise<void>;
 }

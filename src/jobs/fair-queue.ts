@@ -142,8 +142,21 @@ export class FairQueue {
 
   /** Hands out the job that runs next and removes it from the queue. */
   next(): FairEntry | undefined {
-    const slot = this.ordered.shift();
-    if (!slot) return undefined;
+    const slot = this.ordered[0];
+    return slot ? this.serve(slot) : undefined;
+  }
+
+  /**
+   * Hands out a particular waiting job as if it were next (a job the head's engine workers
+   * cannot run yet is skipped for one they can); its member's turn is used up as with next().
+   */
+  take(jobId: string): FairEntry | undefined {
+    const slot = this.byId.get(jobId);
+    return slot ? this.serve(slot) : undefined;
+  }
+
+  private serve(slot: Slot): FairEntry {
+    this.removeOrdered(slot);
     this.byId.delete(slot.jobId);
     this.virtualTime = Math.max(this.virtualTime, slot.start);
     const member = this.members.get(slot.memberKey);

@@ -42,6 +42,8 @@ const CANCEL_WAIT_MS = 5_000;
 const PACE_EVERY_STEPS = 4;
 /** While the drawing service is away, a job is tried again after this pause. */
 const BACKEND_RETRY_MS = 2_000;
+/** While no free engine worker has the model of any waiting job, the run loop looks again after this pause. */
+const CHOOSE_RETRY_MS = 250;
 /** Preview images are shrunk to this long side before PNG encoding (chat thumbnails). */
 const PREVIEW_SIDE = 256;
 
@@ -125,8 +127,14 @@ export class Runner {
   /** One p-queue task: runs whatever job the fair queue says is next. */
   private async runNext(): Promise<void> {
     if (this.stopping) return;
-    const job = this.ctx.schedule.takeNext();
-    if (!job) return;
+    const { schedule } = this.ctx;
+    const choose = this.drawer.choose?.bind(this.drawer);
+    const job = schedule.takeNext(choose);
+    if (!job) {
+      // Jobs wait that no free engine worker can run now: this turn comes back when one may.
+      if (choose && schedule.fair.size > 0) setTimeout(() => this.kick(), CHOOSE_RETRY_MS).unref();
+      return;
+    }
     await this.execute(job);
   }
 

@@ -12,6 +12,8 @@ import type { Job, PictureRange, QueuePosition, QueueSnapshot, Requester } from 
 
 /** Queue movements within this window are announced together (see scheduleMoves). */
 const MOVES_COALESCE_MS = 20;
+/** How far down the fair order a job may be chosen over the head (see takeNext). */
+const CHOICE_WINDOW = 64;
 
 export interface MemberProgress {
   step: number;
@@ -68,10 +70,24 @@ export class Schedule {
     this.fair.add({ jobId: job.id, memberKey: memberKeyOf(job.requester), weight: this.weightOf(job.tier), seq: job.seq });
   }
 
-  /** The next job in fair order, taken off the waiting list (still live). */
-  takeNext(): Job | undefined {
-    const entry = this.fair.next();
-    return entry ? this.live.get(entry.jobId) : undefined;
+  /**
+   * The next job in fair order, taken off the waiting list (still live). With `choose` (engine
+   * workers with different models), the first `window` waiting jobs in fair order are offered and
+   * the chosen one is taken; none chosen leaves the queue as it was.
+   */
+  takeNext(choose?: (candidates: Job[]) => Job | undefined, window = CHOICE_WINDOW): Job | undefined {
+    if (!choose) {
+      const entry = this.fair.next();
+      return entry ? this.live.get(entry.jobId) : undefined;
+    }
+    const candidates: Job[] = [];
+    this.fair.forEach((entry) => {
+      const job = this.live.get(entry.jobId);
+      if (job) candidates.push(job);
+    }, window);
+    const chosen = candidates.length > 0 ? choose(candidates) : undefined;
+    if (!chosen || !this.fair.take(chosen.id)) return undefined;
+    return chosen;
   }
 
   /** A job that will not run again here (finished, failed, cancelled) leaves the working copy. */

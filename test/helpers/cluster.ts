@@ -1,7 +1,7 @@
 // Engine worker processes for the cluster tests: the real `src/worker.ts` (what `npm run worker`
 // runs) on tiny models, configured through BOT_CONFIG like a worker on a second machine.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { cp, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pino from 'pino';
 import type { Engine } from '../../engine/types.js';
@@ -19,24 +19,28 @@ export interface ClusterQueueSettings {
   lockSeconds?: number;
   stalledCheckSeconds?: number;
   maxStalls?: number;
+  /** Model folder names this host has (the same tiny model under each name); ['tiny'] unless told. */
+  models?: string[];
 }
 
 /** A tiny model folder and a worker config file under root; returns the config file's path. */
 export async function prepareWorkerHost(root: string, queue: ClusterQueueSettings): Promise<string> {
   const models = path.join(root, 'models');
   await mkdir(models, { recursive: true });
+  const names = queue.models ?? ['tiny'];
   // A heavier tiny UNet: about 12 ms a step on one CPU thread, so a kill lands mid-job.
-  await writeTinyModel(path.join(models, 'tiny'), {
+  await writeTinyModel(path.join(models, names[0]!), {
     generation: 'optimum-new',
     unet: 'smooth',
     unetBody: { channels: 128, layers: 6, attention: true },
     vaeEncoder: false,
   });
+  for (const name of names.slice(1)) await cp(path.join(models, names[0]!), path.join(models, name), { recursive: true });
   const file = path.join(root, 'worker.jsonc');
   const config = {
     dataDir: path.join(root, 'worker-data'),
     logLevel: 'info',
-    models: { dir: models, default: 'tiny' },
+    models: { dir: models, default: names[0] },
     engine: { providers: ['cpu'], threads: 1, warmup: false, previews: false },
     queue: {
       backend: 'redis',
@@ -119,11 +123,42 @@ export function clusterBotConfig(dir: string, url: string, prefix: string): Conf
   });
 }
 
-/** An engine worker in this process (a scripted engine), with its own two connections; returns its stop. */
-export async function startInProcessWorker(config: Config, engine: Engine, id: string): Promise<() => Promise<void>> {
+/** A scripted engine that reports these model folders, as a real engine's scan would. */
+export function withModels(engine: Engine, models: string[]): Engine {
+  const scan: Engine['scanModels'] = async () => ({
+    models: models.map((name) => ({
+      name,
+      dir: `/models/${name}`,
+      family: 'sd1',
+      predictionType: 'epsilon',
+      nativeWidth: 512,
+      nativeHeight: 512,
+      defaultSampler: 'Euler',
+      defaultSteps: 20,
+      defaultGuidance: 7,
+      hasVaeEncoder: true,
+      generation: 'optimum-new',
+      dtype: 'float32',
+    })),
+    problems: [],
+  });
+  return new Proxy(engine, {
+    get(target, prop, receiver) {
+      if (prop === 'scanModels') return scan;
+      const value: unknown = Reflect.get(target, prop, receiver);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+/**
+ * An engine worker in this process (a scripted engine that has `models`, 'tiny' unless told),
+ * with its own two connections; returns its stop.
+ */
+export async function startInProcessWorker(config: Config, engine: Engine, id: string, models = ['tiny']): Promise<() => Promise<void>> {
   const connection = openQueueConnection(config.queue.redis.url, 'worker');
   const subscriber = openQueueConnection(config.queue.redis.url, 'subscriber');
-  const worker = await startEngineWorker({ config, engine, log: pino({ level: 'silent' }), connection, subscriber, id });
+  const worker = await startEngineWorker({ config, engine: withModels(engine, models), log: pino({ level: 'silent' }), connection, subscriber, id });
   return async () => {
     await worker.close();
     connection.disconnect();

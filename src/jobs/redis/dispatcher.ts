@@ -2,6 +2,10 @@
  * The bot's side of the Redis backend: a Drawer that hands one job at a time to BullMQ and waits
  * for a remote engine worker to draw it.
  *
+ * Routing: choose() picks, for the free workers, the waiting job to start (see routing.ts) and
+ * reserves the chosen worker until the job ends; the job goes to its model's BullMQ queue, which
+ * only workers with that model read.
+ *
  * Fairness stays in the bot: the schedule's FairQueue picks the next job exactly as with the
  * local engine, and the runner only dispatches as many jobs as there are live workers (its slots
  * follow the heartbeats, see WorkerDirectory). So BullMQ never holds a backlog whose order could
@@ -28,13 +32,16 @@ import {
   fromBase64,
   keys,
   QUEUE_NAME,
+  queueNameFor,
   toBase64,
   type DrawPayload,
   type WireFailure,
   type WireProgress,
   type WireRequest,
   type WireResult,
+  type WorkerBeat,
 } from './protocol.js';
+import { route } from './routing.js';
 
 /** Queue events kept in Redis's stream; enough for a bot restart, small enough to stay cheap. */
 const EVENTS_MAX_LEN = 2_000;
@@ -48,6 +55,23 @@ export interface DispatcherOptions {
   /** QueueEvents' blocking reads. */
   events: Redis;
   log: Logger;
+  /** The live engine workers (heartbeats). */
+  workers: () => WorkerBeat[];
+  /** See routing.ts PREFER_WITHIN; 0 turns the loaded-model preference off (bench:cluster's baseline). */
+  preferWithin?: number;
+}
+
+interface ModelQueue {
+  queue: Queue<DrawPayload>;
+  events: QueueEvents;
+  /** The events' own connection (blocking reads cannot share one). */
+  reader: Redis;
+}
+
+/** How often a job started on a worker that had its model loaded (bench:cluster's figure). */
+export interface RoutingCounts {
+  loaded: number;
+  switched: number;
 }
 
 function toWire(request: GenerateRequest): WireRequest {
@@ -98,33 +122,74 @@ async function decodeResult(wire: WireResult): Promise<GenerateResult> {
 }
 
 export class RedisDispatcher implements Drawer {
-  private readonly queue: Queue<DrawPayload>;
-  private readonly queueEvents: QueueEvents;
+  private readonly queues = new Map<string, ModelQueue>();
   private readonly keys: ReturnType<typeof keys>;
   private readonly onProgress = new Map<string, (p: StepProgress) => void>();
   /** Per BullMQ id: when the job was handed over and when a worker started it (bench figures). */
   readonly timings = new Map<string, { added: number; started?: number; finished?: number }>();
+  /** Job id → the worker choose() reserved for it, until the job ends here. */
+  private readonly reserved = new Map<string, string>();
+  readonly routing: RoutingCounts = { loaded: 0, switched: 0 };
+  /**
+   * Worker → the model of the job last routed to it. Heartbeats say `loaded` up to two seconds
+   * late (a beat a second, read a second); what the bot routed is newer, and the routed worker
+   * is the one that takes the job (others leave it to it).
+   */
+  private readonly routedModel = new Map<string, string>();
 
   constructor(private readonly opts: DispatcherOptions) {
     this.keys = keys(opts.prefix);
+  }
+
+  /** The model's BullMQ queue and its events (a blocking reader of its own), made on first use. */
+  private queueFor(model: string): ModelQueue {
+    const known = this.queues.get(model);
+    if (known) return known;
+    const { opts } = this;
+    const name = queueNameFor(model);
     const age = opts.resultTtlHours * 3600;
-    this.queue = new Queue<DrawPayload>(QUEUE_NAME, {
+    const queue = new Queue<DrawPayload>(name, {
       connection: opts.producer,
       prefix: opts.prefix,
       streams: { events: { maxLen: EVENTS_MAX_LEN } },
       defaultJobOptions: { attempts: 1, removeOnComplete: { age }, removeOnFail: { age } },
     });
-    this.queueEvents = new QueueEvents(QUEUE_NAME, { connection: opts.events, prefix: opts.prefix });
-    this.queue.on('error', (err) => opts.log.warn({ err: err.message }, 'queue connection error'));
-    this.queueEvents.on('error', (err) => opts.log.warn({ err: err.message }, 'queue events connection error'));
-    this.queueEvents.on('progress', ({ jobId, data }) => {
+    const reader = opts.events.duplicate();
+    reader.on('error', (err: Error) => opts.log.debug({ err: err.message }, 'queue Redis connection error'));
+    const events = new QueueEvents(name, { connection: reader, prefix: opts.prefix });
+    queue.on('error', (err) => opts.log.warn({ err: err.message, model }, 'queue connection error'));
+    events.on('error', (err) => opts.log.warn({ err: err.message, model }, 'queue events connection error'));
+    events.on('progress', ({ jobId, data }) => {
       const listener = this.onProgress.get(jobId);
       if (listener && data && typeof data === 'object') listener(fromWireProgress(data as unknown as WireProgress));
     });
-    this.queueEvents.on('active', ({ jobId }) => {
+    events.on('active', ({ jobId }) => {
       const t = this.timings.get(jobId);
       if (t && t.started === undefined) t.started = performance.now();
     });
+    const made = { queue, events, reader };
+    this.queues.set(model, made);
+    return made;
+  }
+
+  /** The Drawer's routing: the waiting job a free worker with its model can start now. */
+  choose<J extends Job>(candidates: J[]): J | undefined {
+    const busy = new Set(this.reserved.values());
+    const free = this.opts
+      .workers()
+      .filter((w) => !busy.has(w.id))
+      .map((w) => {
+        const routed = this.routedModel.get(w.id);
+        return routed && w.models.includes(routed) ? { ...w, loaded: routed } : w;
+      });
+    const picked = route(candidates, free, this.opts.preferWithin);
+    if (!picked) return undefined;
+    this.reserved.set(picked.job.id, picked.worker.id);
+    this.routedModel.set(picked.worker.id, picked.job.spec.model);
+    if (picked.loaded) this.routing.loaded += 1;
+    else this.routing.switched += 1;
+    this.opts.log.debug({ jobId: picked.job.id, worker: picked.worker.id, model: picked.job.spec.model, loaded: picked.loaded }, 'job routed');
+    return picked.job;
   }
 
   available(): boolean {
@@ -132,18 +197,35 @@ export class RedisDispatcher implements Drawer {
   }
 
   async ready(): Promise<void> {
-    await this.queue.waitUntilReady();
-    await this.queueEvents.waitUntilReady();
+    for (const { queue, events } of this.queues.values()) {
+      await queue.waitUntilReady();
+      await events.waitUntilReady();
+    }
   }
 
   async draw(job: Job, request: GenerateRequest, options: GenerateOptions): Promise<GenerateResult> {
+    try {
+      return await this.drawRouted(job, request, options);
+    } finally {
+      this.reserved.delete(job.id);
+    }
+  }
+
+  private async drawRouted(job: Job, request: GenerateRequest, options: GenerateOptions): Promise<GenerateResult> {
     const bullId = bullIdOf(job);
     if (!this.available()) throw new BackendUnavailableError('Redis is not connected');
+    const { queue, events } = this.queueFor(request.model);
+    try {
+      await events.waitUntilReady();
+    } catch (err) {
+      throw new BackendUnavailableError(`could not listen to the workers: ${err instanceof Error ? err.message : String(err)}`);
+    }
     let bullJob: BullJob<DrawPayload>;
     try {
       // The same id after a bot restart finds the attempt already handed over (or finished) and
       // waits for it again instead of drawing it twice.
-      bullJob = await this.queue.add(QUEUE_NAME, { jobId: job.id, request: toWire(request) }, { jobId: bullId });
+      const worker = this.reserved.get(job.id);
+      bullJob = await queue.add(QUEUE_NAME, { jobId: job.id, request: toWire(request), ...(worker ? { worker } : {}) }, { jobId: bullId });
     } catch (err) {
       throw new BackendUnavailableError(`could not hand the job to Redis: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -171,7 +253,7 @@ export class RedisDispatcher implements Drawer {
     try {
       let done: unknown;
       try {
-        done = await Promise.race([bullJob.waitUntilFinished(this.queueEvents), detached]);
+        done = await Promise.race([bullJob.waitUntilFinished(events), detached]);
       } catch (err) {
         if (err instanceof EngineError) throw err;
         throw failureOf(err instanceof Error ? err.message : String(err));
@@ -208,11 +290,14 @@ export class RedisDispatcher implements Drawer {
     const bullId = bullIdOf(job);
     this.timings.delete(bullId);
     await this.opts.producer.del(this.keys.result(bullId));
-    await this.queue.remove(bullId).catch(() => 0);
+    await this.queueFor(job.spec.model).queue.remove(bullId).catch(() => 0);
   }
 
   async close(): Promise<void> {
-    await this.queueEvents.close().catch(() => undefined);
-    await this.queue.close().catch(() => undefined);
+    for (const { queue, events, reader } of this.queues.values()) {
+      await events.close().catch(() => undefined);
+      await queue.close().catch(() => undefined);
+      reader.disconnect();
+    }
   }
 }

@@ -9,10 +9,17 @@
  * the engine runs in a worker thread (onnxruntime's run() blocks its thread), so a long GPU job
  * never starves the renewal and is never taken for stalled. A killed worker stops renewing; after
  * the lock runs out, the stalled check moves its job back to waiting and another worker draws it.
+ *
+ * Models: the worker reads one BullMQ queue per model it has (queueNameFor), so it is only ever
+ * handed jobs it can draw, and a job lost with a dead worker goes back to its model's queue for
+ * another worker with that model. It draws one job at a time: while busy, its other queues are
+ * paused, and a job that reaches it anyway (a race with the pause) goes straight back to waiting.
+ * A job the bot routed to another worker (the one with the model loaded) is left to that worker
+ * for ROUTED_FOR_MS; after that (say that worker died) any worker with the model may take it.
  */
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { Worker, type Job as BullJob } from 'bullmq';
+import { WaitingError, Worker, type Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import sharp from 'sharp';
@@ -21,7 +28,8 @@ import type { Config } from '../../config/schema.js';
 import {
   fromBase64,
   keys,
-  QUEUE_NAME,
+  queueNameFor,
+  ROUTED_FOR_MS,
   toBase64,
   type DrawPayload,
   type WireFailure,
@@ -37,6 +45,8 @@ const BEAT_TTL_S = 6;
 const PROGRESS_MS = 250;
 /** Speed is averaged over this many recent jobs. */
 const SPEED_WINDOW = 10;
+/** A queue whose job was left to the worker it was routed to is not read again for this long. */
+const LEAVE_MS = 100;
 
 export interface EngineWorkerOptions {
   config: Config;
@@ -147,15 +157,66 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
     }
   };
 
-  const worker = new Worker<DrawPayload, { bytes: number }>(QUEUE_NAME, drawOne, {
-    connection: opts.connection,
-    prefix: r.prefix,
-    concurrency: 1,
-    lockDuration: r.lockSeconds * 1000,
-    stalledInterval: r.stalledCheckSeconds * 1000,
-    maxStalledCount: r.maxStalls,
-  });
-  worker.on('error', (err) => log.warn({ err: err.message }, 'worker connection error'));
+  const listeners = new Map<string, Worker<DrawPayload, { bytes: number }>>();
+  let busy = false;
+  const leftUntil = new Map<string, number>();
+  /** BullMQ id → when this worker first left the job to the worker it was routed to. */
+  const firstSeen = new Map<string, number>();
+  /** Reads a model's queue only while idle and not leaving its job to another worker. */
+  const listen = (model: string, on: boolean) => {
+    const listener = listeners.get(model);
+    if (!listener || listener.closing) return;
+    const move = on ? listener.resume() : listener.pause(true);
+    Promise.resolve(move).catch((err: unknown) => log.debug({ err, model }, 'could not pause or resume a queue'));
+  };
+  const listenIdle = () => {
+    const now = Date.now();
+    for (const model of listeners.keys()) if ((leftUntil.get(model) ?? 0) <= now) listen(model, true);
+  };
+
+  const take = async (model: string, job: BullJob<DrawPayload>, token?: string): Promise<{ bytes: number }> => {
+    const bullId = job.id ?? '';
+    // Timed from when this worker first saw the job, not from its timestamp: the bot's clock is not ours.
+    const now = Date.now();
+    const seen = firstSeen.get(bullId) ?? now;
+    const routedElsewhere = job.data.worker !== undefined && job.data.worker !== id && now - seen < ROUTED_FOR_MS;
+    if (routedElsewhere) firstSeen.set(bullId, seen);
+    else firstSeen.delete(bullId);
+    for (const [other, at] of firstSeen) if (now - at > 10 * ROUTED_FOR_MS) firstSeen.delete(other); // taken by their worker long ago
+    if (busy || routedElsewhere) {
+      await job.moveToWait(token);
+      if (!busy) {
+        leftUntil.set(model, Date.now() + LEAVE_MS);
+        listen(model, false);
+        setTimeout(() => {
+          if (!busy) listen(model, true);
+        }, LEAVE_MS).unref();
+      }
+      throw new WaitingError();
+    }
+    busy = true;
+    for (const other of listeners.keys()) if (other !== model) listen(other, false);
+    try {
+      return await drawOne(job);
+    } finally {
+      busy = false;
+      listenIdle();
+    }
+  };
+
+  for (const model of models) {
+    const listener = new Worker<DrawPayload, { bytes: number }>(queueNameFor(model), (job, token) => take(model, job, token), {
+      connection: opts.connection,
+      prefix: r.prefix,
+      concurrency: 1,
+      lockDuration: r.lockSeconds * 1000,
+      stalledInterval: r.stalledCheckSeconds * 1000,
+      maxStalledCount: r.maxStalls,
+    });
+    listener.on('error', (err) => log.warn({ err: err.message, model }, 'worker connection error'));
+    listeners.set(model, listener);
+  }
+  if (models.length === 0) log.warn('this worker found no models under models.dir: it will get no jobs');
 
   const sendBeat = async () => {
     beat.at = Date.now();
@@ -172,7 +233,7 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
     id,
     close: async () => {
       clearInterval(timer);
-      await worker.close();
+      await Promise.all([...listeners.values()].map((listener) => listener.close()));
       await opts.connection.del(k.worker(id)).catch(() => 0);
       await opts.subscriber.unsubscribe(k.cancelChannel).catch(() => undefined);
     },

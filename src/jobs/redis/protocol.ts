@@ -3,7 +3,8 @@
  * pixels travel as base64 (PNG for results, raw RGB for the small previews and init pictures).
  *
  * Keys, all under the configured prefix:
- * - BullMQ queue `<prefix>:draw:*` — one BullMQ job per drawing attempt, id `<jobId>.<attempts>`.
+ * - BullMQ queues `<prefix>:draw@<model>:*` — one per model (see queueNameFor); one BullMQ job per
+ *   drawing attempt, id `<jobId>.<attempts>`.
  * - `<prefix>:result:<bullId>` — the result pictures, written by the worker before it completes
  *   the BullMQ job, with a TTL (queue.redis.resultTtlHours); deleted by the bot once saved.
  * - `<prefix>:cancelled:<bullId>` — a member's cancel, for a worker that picks the job up later.
@@ -14,6 +15,15 @@ import type { EngineErrorCode, GenerateRequest, StepProgress } from '../../../en
 import type { WorkerStatus } from '../types.js';
 
 export const QUEUE_NAME = 'draw';
+
+/**
+ * One BullMQ queue per model: only workers that have the model listen on it, so a job can only be
+ * drawn by such a worker, and when one dies mid-job the others' stalled check puts the job back
+ * in the same queue for another worker with the model.
+ */
+export function queueNameFor(model: string): string {
+  return `${QUEUE_NAME}@${encodeURIComponent(model)}`;
+}
 
 export function keys(prefix: string) {
   return {
@@ -37,7 +47,12 @@ export interface WireRequest extends Omit<GenerateRequest, 'init'> {
 export interface DrawPayload {
   jobId: string;
   request: WireRequest;
+  /** The worker the bot routed this job to (it has the model loaded, or is the free one that has it). */
+  worker?: string;
 }
+
+/** How long other workers leave a routed job to its worker before any of them may take it. */
+export const ROUTED_FOR_MS = 2_000;
 
 export interface WireProgress extends Omit<StepProgress, 'preview'> {
   preview?: { rgb: string; width: number; height: number };
