@@ -191,7 +191,7 @@ export class GraphBuilder {
       g.string(2, this.name);
       for (const init of this.initializers) {
         g.message(5, (t) => {
-          t.packed(1, init.dims);
+          t.packedInts(1, init.dims);
           t.int(2, ElemType[init.type]);
           t.string(8, init.name);
           writeData(init, t);
@@ -231,7 +231,7 @@ function writeAttr(w: ProtoWriter, name: string, v: AttrValue): void {
     for (const f of v.floats) w.float(7, f);
     w.int(20, 6);
   } else {
-    w.packed(8, v.ints).int(20, 7);
+    w.packedInts(8, v.ints).int(20, 7);
   }
 }
 

@@ -19,13 +19,14 @@ export class ProtoWriter {
   }
 
   /** Base-128 varint; negative numbers as 64-bit two's complement (ten bytes), as int64 fields want. */
-  private varint(value: number | bigint): void {
+  varint(value: number | bigint): this {
     let v = BigInt.asUintN(64, BigInt(value));
     do {
       const low = Number(v & 0x7fn);
       v >>= 7n;
       this.pending.push(v === 0n ? low : low | 0x80);
     } while (v !== 0n);
+    return this;
   }
 
   private tag(field: number, wire: number): void {
@@ -67,10 +68,18 @@ export class ProtoWriter {
   }
 
   /** Packed repeated varints (e.g. int64 dims, ints attributes). */
-  packed(field: number, values: ReadonlyArray<number | bigint>): this {
+  packedInts(field: number, values: ReadonlyArray<number | bigint>): this {
     const child = new ProtoWriter();
     for (const v of values) child.varint(v);
     return this.bytes(field, child.finish());
+  }
+
+  /** Packed repeated float32s (e.g. floats attributes). */
+  packedFloats(field: number, values: ArrayLike<number>): this {
+    const b = new Uint8Array(values.length * 4);
+    const view = new DataView(b.buffer);
+    for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i] ?? 0, true);
+    return this.bytes(field, b);
   }
 
   finish(): Uint8Array {
