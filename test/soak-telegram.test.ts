@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeBotApi, type JsonObject, type RecordedCall, type TgMessage } from './fakes/telegram/server.js';
+import { seededUniform } from './fixtures/onnx/reference.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CHILD = path.join(here, 'fixtures', 'telegram-soak-child.ts');
@@ -24,18 +25,6 @@ const REQUEST_GAP_MS: [number, number] = [30, 300];
 const SETTLE_TIMEOUT_MS = 15_000;
 /** Telegram's round trip, spent after it has acted (so a kill meanwhile loses only the answer). */
 const LATENCY_MS = 120;
-
-/** mulberry32: small, seeded, good enough to place kills and requests reproducibly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Life {
   child: ChildProcess;
@@ -102,7 +91,7 @@ describe(`Telegram kill-and-restart soak (${PLAN.requests} requests, ${PLAN.memb
       await fake.close();
       await rm(root, { recursive: true, force: true });
     };
-    const random = prng(PLAN.seed);
+    const random = seededUniform(PLAN.seed);
     const between = ([lo, hi]: [number, number]) => Math.round(lo + random() * (hi - lo));
 
     const members = Array.from({ length: PLAN.members }, (_, i) => fake.user(5000 + i, `Member${i}`, `member${i}`));
