@@ -5,14 +5,16 @@
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeAction } from '../commands/codec.js';
-import { DONE_NOTE, HANDOVER_NOTE } from '../src/adapters/discord/follow.js';
+import { DONE_NOTE, HANDOVER_NOTE, POSTING_NOTE } from '../src/adapters/discord/follow.js';
 import { NOT_STARTED_NOTE } from '../src/adapters/discord/interactions.js';
 import { PERM } from './fakes/discord/index.js';
 import {
   boot,
   button,
   CALLBACK,
+  CHANNEL_DELETE,
   CHANNEL_POST,
+  deliveredAs,
   DELETE_ORIGINAL,
   EDIT_ORIGINAL,
   eventually,
@@ -21,6 +23,7 @@ import {
   isResult,
   parametersOf,
   resultMessageId,
+  restart,
   resultPost,
   stopBooted,
   withFile,
@@ -200,5 +203,48 @@ describe('discord reliability', () => {
     fake.gateway.loseSession();
     fake.gateway.restore();
     await eventually(async () => (h.logLines.some((l) => l.includes('started a new session')) ? true : undefined), 'the lost-session warning');
+  });
+
+  it('a result posted while the done note could not be written: the next start writes it, and posts nothing twice', async () => {
+    const bot = await boot();
+    const { fake } = bot;
+    const i = fake.slashCommand('imagine', { prompt: 'a lighthouse at dusk', seed: 12 });
+    await resultPost(fake, i);
+    // From the moment Discord took the picture, every edit of the reply fails (an outage, or a
+    // kill: either way the bot never writes the done note in this life).
+    fake.fail({ route: EDIT_ORIGINAL, status: 500, pathIncludes: i.token, times: 1_000 });
+    await deliveredAs(bot.h, fake.ids.channelId, resultMessageId(fake, i));
+    await eventually(async () => (fake.requests.some((r) => r.route === EDIT_ORIGINAL && r.status === 500) ? true : undefined), 'the failed done note');
+    expect(fake.originalMessage(i.id)?.content).toBe(POSTING_NOTE);
+
+    fake.clearFaults();
+    await restart(bot);
+    await eventually(async () => (fake.originalMessage(i.id)?.content === DONE_NOTE ? true : undefined), 'the done note after the restart');
+    const results = fake.requests.filter((r) => r.route === FOLLOW_UP && forToken(i.token)(r) && isResult(r));
+    expect(results).toHaveLength(1);
+  });
+
+  it('a 🔁 reroll interrupted by a restart keeps its one status message: reused, then removed when the result is out', async () => {
+    const bot = await boot();
+    const { fake } = bot;
+    const first = fake.slashCommand('imagine', { prompt: 'a stone bridge', seed: 9 });
+    await resultPost(fake, first);
+    const messageId = resultMessageId(fake, first);
+    let restarted: Promise<unknown> | undefined;
+    const off = bot.h.jobs.on((e) => {
+      if (e.type === 'started' && e.job.requester.userId === reactor.id) {
+        off();
+        restarted = fake.waitForRequest((r) => r.route === CHANNEL_POST && r.status === 200 && !withFile(r)).then(() => restart(bot));
+      }
+    });
+    fake.reactionAdd(messageId, '🔁', { user: reactor });
+    const result = await fake.waitForRequest((r) => r.route === CHANNEL_POST && withFile(r) && r.status === 200, 60_000);
+    await restarted;
+    const statuses = fake.requests.filter((r) => r.route === CHANNEL_POST && r.status === 200 && !withFile(r));
+    expect(statuses).toHaveLength(1);
+    const statusId = (statuses[0]!.response as { id: string }).id;
+    await eventually(async () => (fake.messages.get(statusId)?.deleted ? true : undefined), 'the status removed');
+    expect(fake.requests.some((r) => r.route === CHANNEL_DELETE && r.params.message === statusId)).toBe(true);
+    expect(result.body?.content).toContain(reactor.id);
   });
 });

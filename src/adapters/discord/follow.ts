@@ -22,6 +22,7 @@ import {
 } from './errors.js';
 import type { MessageRef, Outbox, OutgoingFile, OutgoingMessage } from './outbox.js';
 import { readHandle, TOKEN_LIFETIME_MS, TOKEN_SAFE_AGE_MS, type DiscordHandle } from './target.js';
+import type { StatusNotes } from './status-notes.js';
 import { EditThrottle } from './throttle.js';
 import { clip } from '../text.js';
 
@@ -57,6 +58,8 @@ export interface FollowerDeps {
   ready: Promise<void>;
   /** Per-file upload limit of the bot's own channel messages in a guild (its boost tier). */
   uploadLimit: (guildId: string | undefined) => number;
+  /** Status message ids and unfinished "posting" notes, kept across restarts. */
+  notes: StatusNotes;
   now?: () => number;
 }
 
@@ -103,6 +106,8 @@ class JobTracker {
   #handedOver = false;
   #handoverTimer: NodeJS.Timeout | undefined;
   #statusMessageId: string | undefined;
+  /** The remembered status message id was looked up (once per life). */
+  #recalled = false;
   #statusGone = false;
   /** The status message shows something (not "thinking…"): follow-ups no longer replace it. */
   #shown = false;
@@ -275,9 +280,13 @@ class JobTracker {
         await this.#deps.ready;
         // The status names the member without pinging: the result message is the one that pings.
         const content = withMention(h.userId, state.text);
+        await this.#recallStatusMessage();
         if (!this.#statusMessageId) {
           const ref = await this.#deps.outbox.send(this.#job.target.chatId, { ...msg, content, mentionUsers: [] });
           this.#statusMessageId = ref.messageId;
+          await this.#deps.notes
+            .rememberStatusMessage(this.jobId, ref.messageId)
+            .catch((err: unknown) => this.#log.warn({ err }, 'could not note the status message id'));
         } else {
           marker = `/messages/${this.#statusMessageId}`;
           this.#deps.droppableEdits.add(marker);
@@ -324,6 +333,22 @@ class JobTracker {
     }
   }
 
+  /** A channel status message sent before a restart is this job's status message still. */
+  async #recallStatusMessage(): Promise<void> {
+    if (this.#statusMessageId || this.#recalled) return;
+    this.#recalled = true;
+    try {
+      this.#statusMessageId ??= await this.#deps.notes.statusMessage(this.jobId);
+    } catch (err) {
+      this.#log.warn({ err }, 'could not read the status message id');
+    }
+  }
+
+  /** The status says the job is over; its notes go (the job's record says the rest). */
+  async #forgetNotes(): Promise<void> {
+    await this.#deps.notes.settled(this.jobId).catch((err: unknown) => this.#log.warn({ err }, 'could not clear the status notes'));
+  }
+
   /**
    * The status message gets its last word and loses its buttons: `done` removes a channel status
    * message (the result below says it all) or turns the interaction reply into a done note;
@@ -334,6 +359,7 @@ class JobTracker {
       if (this.#statusGone) return false;
       return this.#editOriginal({ content: text, components: [], clearAttachments: true });
     }
+    await this.#recallStatusMessage();
     const messageId = this.#statusMessageId;
     if (!messageId || this.#statusGone) return false;
     const channelId = this.#job.target.chatId;
@@ -358,21 +384,23 @@ class JobTracker {
 
   /** A failure or cancellation: shown in the status message, else posted with a mention. */
   async #deliverText(text: string): Promise<void> {
-    if (await this.#settleStatus(text, 'final')) return;
-    try {
-      await this.#deps.outbox.send(this.#job.target.chatId, {
-        content: withMention(this.#handle.userId, text),
-        mentionUsers: [this.#handle.userId],
-      });
-    } catch (err) {
-      this.#log.warn({ failure: describeFailure(err) }, 'could not post the final status');
+    if (!(await this.#settleStatus(text, 'final'))) {
+      try {
+        await this.#deps.outbox.send(this.#job.target.chatId, {
+          content: withMention(this.#handle.userId, text),
+          mentionUsers: [this.#handle.userId],
+        });
+      } catch (err) {
+        this.#log.warn({ failure: describeFailure(err) }, 'could not post the final status');
+      }
     }
+    await this.#forgetNotes();
   }
 
   async #deliverResult(): Promise<void> {
     const { jobs, config } = this.#deps;
     const job = (await jobs.get(this.jobId)) ?? this.#job;
-    if (job.status === 'delivered') return;
+    if (job.status === 'delivered') return this.#finishPosted();
     if (job.status !== 'done' || !job.result) {
       this.#log.warn({ status: job.status }, 'asked to deliver a job that has no result');
       return;
@@ -382,6 +410,7 @@ class JobTracker {
     // before anything else once Discord has the picture, so a kill right after that would
     // otherwise leave "Drawing… [Cancel]" behind. It also stops a reply that still shows
     // "thinking…" from being replaced by the follow-up (and the result then by the done note).
+    await this.#deps.notes.markPosting(job.id).catch((err: unknown) => this.#log.warn({ err }, 'could not note the posting'));
     await this.#settleStatus(POSTING_NOTE, 'final');
     let viaInteraction = this.#tokenFresh() && this.#shown;
     let limit = this.#limit(viaInteraction);
@@ -442,20 +471,35 @@ class JobTracker {
       if (await this.#recordDelivery(job.id, ref)) {
         this.#log.info({ messageId: ref.messageId, bytes: picture.data.length }, 'result delivered');
       }
-      await this.#settleStatus(DONE_NOTE, 'done');
-      return;
+      return this.#finishPosted();
     }
+  }
+
+  /**
+   * The result is out: the status becomes the done note. A status that could not take it (the
+   * edit failed for a passing reason) stays noted, and the next start tries again.
+   */
+  async #finishPosted(): Promise<void> {
+    const settled = await this.#settleStatus(DONE_NOTE, 'done');
+    if (settled || this.#statusGone || !this.#canStillSettle()) await this.#forgetNotes();
+  }
+
+  /** Whether a later start could still reach the status message. */
+  #canStillSettle(): boolean {
+    return this.#handle.kind === 'interaction' ? this.#tokenUsable() : this.#statusMessageId !== undefined;
   }
 
   /** The member hears why the picture did not come, and the status loses its live buttons. */
   async #tellUndeliverable(f: DiscordFailure): Promise<void> {
     const text = undeliverableText(f, this.#job.target.chatId);
-    if (await this.#settleStatus(text, 'final')) return;
-    try {
-      await this.#deps.outbox.dm(this.#handle.userId, { content: text });
-    } catch (err) {
-      this.#log.warn({ failure: describeFailure(err) }, 'could not tell the member why the result was not posted');
+    if (!(await this.#settleStatus(text, 'final'))) {
+      try {
+        await this.#deps.outbox.dm(this.#handle.userId, { content: text });
+      } catch (err) {
+        this.#log.warn({ failure: describeFailure(err) }, 'could not tell the member why the result was not posted');
+      }
     }
+    await this.#forgetNotes();
   }
 
   #limit(viaInteraction: boolean): number {
@@ -573,11 +617,35 @@ export class JobFollower {
 
   /** Jobs that finished while the bot was away (or whose upload failed): deliver them now. */
   async deliverPending(): Promise<void> {
+    await this.#settlePosted();
     const pending = await this.#deps.jobs.pendingDeliveries('discord');
     for (const job of pending) {
       if (this.#closed) return;
       const tracker = this.#tracker(job);
       if (!tracker) continue;
+      const done = tracker.deliverPending();
+      this.#retire(tracker);
+      await done;
+    }
+  }
+
+  /**
+   * Results that went out just before a kill, whose status still says "posting the result…":
+   * it gets the done note now. Jobs not yet delivered are left to pendingDeliveries.
+   */
+  async #settlePosted(): Promise<void> {
+    const { jobs, notes, log } = this.#deps;
+    for (const jobId of await notes.posting()) {
+      if (this.#closed) return;
+      const job = await jobs.get(jobId);
+      if (!job) {
+        await notes.settled(jobId);
+        continue;
+      }
+      if (job.status !== 'delivered') continue;
+      const tracker = this.#tracker(job);
+      if (!tracker) continue;
+      log.info({ jobId }, 'finishing the status of a result posted before a restart');
       const done = tracker.deliverPending();
       this.#retire(tracker);
       await done;

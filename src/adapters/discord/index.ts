@@ -1,6 +1,7 @@
 // The Discord adapter: a discord.js client whose events become command requests, and a job
 // follower that draws job events as message edits. No business rules live here.
 import { Client, Events, GatewayIntentBits, Partials, type RateLimitData } from 'discord.js';
+import { openAdapterState } from '../../store/adapter-state.js';
 import type { AdapterDeps, AdapterHandle } from '../types.js';
 import { describeFailure, scrubTokens } from './errors.js';
 import { JobFollower } from './follow.js';
@@ -8,6 +9,7 @@ import { InteractionHandler } from './interactions.js';
 import { Outbox } from './outbox.js';
 import { guildUploadLimit } from './target.js';
 import { ReactionHandler } from './reactions.js';
+import { StatusNotes } from './status-notes.js';
 
 /** How long stop() lets deliveries in flight finish before the client goes. */
 const STOP_GRACE_MS = 10_000;
@@ -37,7 +39,9 @@ export async function startDiscord(deps: AdapterDeps): Promise<AdapterHandle> {
   const ready = new Promise<void>((resolve) => (signalReady = resolve));
   const outbox = new Outbox(client.rest);
   const uploadLimit = (guildId: string | undefined) => guildUploadLimit(guildId ? client.guilds.cache.get(guildId)?.premiumTier : undefined);
-  const follower = new JobFollower({ config, jobs, outbox, log, droppableEdits, ready, uploadLimit });
+  const state = await openAdapterState<never>(config, 'discord', (err) => log.error({ err }, 'discord: notes store error'));
+  const notes = new StatusNotes(state);
+  const follower = new JobFollower({ config, jobs, outbox, log, droppableEdits, ready, uploadLimit, notes });
   const interactions = new InteractionHandler({ config, commands, follower, outbox, log });
   const reactions = new ReactionHandler({ config, jobs, commands, follower, outbox, log, botUserId: () => client.user?.id });
 
@@ -71,6 +75,7 @@ export async function startDiscord(deps: AdapterDeps): Promise<AdapterHandle> {
   } catch (err) {
     unsubscribe();
     await client.destroy().catch(() => undefined);
+    await state.close().catch(() => undefined);
     const f = describeFailure(err);
     throw new Error(`Discord login failed: ${f.message}`);
   }
@@ -94,6 +99,7 @@ export async function startDiscord(deps: AdapterDeps): Promise<AdapterHandle> {
       await follower.close(STOP_GRACE_MS);
       await pending;
       await client.destroy();
+      await state.close().catch((err: unknown) => log.warn({ err }, 'discord: notes store did not close cleanly'));
       log.info('discord adapter stopped');
     },
   };

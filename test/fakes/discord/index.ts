@@ -210,6 +210,11 @@ export class FakeDiscord {
     this.#faults.push({ ...rule, left: rule.times ?? 1 });
   }
 
+  /** Discord is well again: faults not yet used up are dropped. */
+  clearFaults(): void {
+    this.#faults.length = 0;
+  }
+
   /** Every later webhook call with this token answers 401 / 50027, as Discord does after 15 minutes. */
   expireToken(token: string): void {
     this.expiredTokens.add(token);
