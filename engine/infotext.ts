@@ -18,8 +18,14 @@ export interface InfoTextParams {
   width: number;
   height: number;
   model: string;
+  /** sha256 (hex) of the model's checkpoint file; A1111 writes its first 10 hex as "Model hash". */
+  modelSha256?: string;
   variation?: { seed: number; strength: number };
   denoisingStrength?: number;
+  /** LoRA name → short hash (A1111: first 12 hex), as `Lora hashes: "name: hash, …"`. */
+  loraHashes?: Readonly<Record<string, string>>;
+  /** Embedding name → short hash (first 12 hex of the file's sha256), as `TI hashes`. */
+  tiHashes?: Readonly<Record<string, string>>;
 }
 
 export interface ParsedInfoText {
@@ -47,17 +53,29 @@ export function formatInfoText(p: InfoTextParams): string {
     ['CFG scale', num(p.guidance)],
     ['Seed', num(p.seed)],
     ['Size', `${p.width}x${p.height}`],
+    ...(p.modelSha256 ? [['Model hash', p.modelSha256.slice(0, 10)] as [string, string]] : []),
     ['Model', p.model],
   ];
   if (p.variation) {
     fields.push(['Variation seed', num(p.variation.seed)], ['Variation seed strength', num(p.variation.strength)]);
   }
   if (p.denoisingStrength !== undefined) fields.push(['Denoising strength', num(p.denoisingStrength)]);
+  const loras = hashList(p.loraHashes);
+  if (loras) fields.push(['Lora hashes', loras]);
+  const embeddings = hashList(p.tiHashes);
+  if (embeddings) fields.push(['TI hashes', embeddings]);
   // Our noise is torch-CPU compatible, which A1111 records as "RNG: CPU" (its default GPU is omitted).
   fields.push(['RNG', 'CPU']);
   const paramLine = fields.map(([k, v]) => `${k}: ${quote(v)}`).join(', ');
   const negative = p.negativePrompt.trim() ? `\n${NEGATIVE_PREFIX} ${p.negativePrompt}` : '';
   return `${p.prompt}${negative}\n${paramLine}`.trim();
+}
+
+/** A1111's "name: hash, name: hash" list; it drops ":" and "," from names so the list stays readable. */
+function hashList(hashes: Readonly<Record<string, string>> | undefined): string | undefined {
+  const entries = Object.entries(hashes ?? {}).filter(([, h]) => h);
+  if (entries.length === 0) return undefined;
+  return entries.map(([name, hash]) => `${name.replace(/[:,]/g, '')}: ${hash}`).join(', ');
 }
 
 /** Keys of which at least one must appear for a line to count as A1111 parameters. */

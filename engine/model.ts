@@ -25,8 +25,14 @@ export interface LoadedModel {
   /** vae_decoder/config.json scaling_factor, or 0.18215. */
   vaeScalingFactor: number;
   hiddenDim: number;
-  /** Token ids (77 each) → last_hidden_state [B,77,D] as float32. */
-  encodeText(ids: Int32Array[]): Promise<Float32Array>;
+  /** Sequence length the UNet's `encoder_hidden_states` is fixed to, when the export fixes it
+   * (undefined: any length, so prompts longer than 75 tokens are encoded in several chunks). */
+  fixedConditioningTokens?: number;
+  /** The text encoder has the `embedding_override`/`override_mask` inputs (graphs this engine builds). */
+  acceptsEmbeddings: boolean;
+  /** Token ids (77 each) → last_hidden_state [B,77,D] as float32; `overrides` replace token
+   * embeddings where their mask is 1 (only when `acceptsEmbeddings`). */
+  encodeText(ids: Int32Array[], overrides?: { vectors: Float32Array; mask: Float32Array }): Promise<Float32Array>;
   /** One UNet call on model-input latents [B,4,h,w] at `timestep` (a float from the sampler; cast as the model declares).
    * `cond` is read once per array and kept converted: pass a new array, never an edited one, for new conditioning.
    * For float16 exports the returned array is reused by the next call: read it before calling again.
@@ -235,6 +241,10 @@ function assemble(
     throw modelError(info, `text_encoder/model.onnx input_ids is ${idsMeta.type}; expected int32 or int64`);
   }
   const hiddenOut = pickOutput(info, textPart, ['last_hidden_state']);
+  const overrideMeta = textPart.inputs.get('embedding_override');
+  const maskMeta = textPart.inputs.get('override_mask');
+  const overrideType = overrideMeta ? checkFloat(info, textPart, overrideMeta) : undefined;
+  const maskType = maskMeta ? checkFloat(info, textPart, maskMeta) : undefined;
 
   const sampleMeta = requireInput(info, unetPart, 'sample');
   const timestepMeta = requireInput(info, unetPart, 'timestep');
@@ -247,6 +257,7 @@ function assemble(
   }
   const unetOut = pickOutput(info, unetPart, ['out_sample']);
   const declaredDim = condMeta.shape[condMeta.shape.length - 1];
+  const declaredTokens = condMeta.shape.length === 3 ? condMeta.shape[1] : undefined;
   const hiddenDim = typeof declaredDim === 'number' && declaredDim > 0 ? declaredDim : info.family === 'sd1' ? 768 : 1024;
 
   const latentMeta = requireInput(info, decoderPart, 'latent_sample');
@@ -300,8 +311,10 @@ function assemble(
     info,
     ...base,
     hiddenDim,
+    acceptsEmbeddings: overrideType !== undefined && maskType !== undefined,
+    ...(typeof declaredTokens === 'number' && declaredTokens > 0 ? { fixedConditioningTokens: declaredTokens } : {}),
 
-    async encodeText(ids) {
+    async encodeText(ids, overrides) {
       live();
       const batch = ids.length;
       const seq = ids[0]?.length ?? 0;
@@ -315,7 +328,15 @@ function assemble(
         ids.forEach((row, b) => data.set(row, b * seq));
         tensor = new ort.Tensor('int32', data, [batch, seq]);
       }
-      const out = await run(info, textPart, { input_ids: tensor });
+      const feeds: Record<string, ort.Tensor> = { input_ids: tensor };
+      if (overrideType && maskType) {
+        // Graphs built with the override inputs always need them: zeros (mask 0) change nothing.
+        feeds['embedding_override'] = floatTensor(overrideType, overrides?.vectors ?? new Float32Array(batch * seq * hiddenDim), [batch, seq, hiddenDim]);
+        feeds['override_mask'] = floatTensor(maskType, overrides?.mask ?? new Float32Array(batch * seq), [batch, seq, 1]);
+      } else if (overrides) {
+        throw new EngineError('internal', `model "${info.name}": its text encoder has no embedding inputs`);
+      }
+      const out = await run(info, textPart, feeds);
       return readFloat(info, textPart, out[hiddenOut], hiddenOut);
     },
 

@@ -2,10 +2,15 @@
 // something. It owns the loaded models (sessions are created once per model and kept, because
 // onnxruntime-node grows memory on every create/release) and runs wherever it is constructed:
 // inside the engine's worker thread in production, in-process in tests.
-import { formatInfoText } from './infotext.js';
+import path from 'node:path';
+import { DEFAULT_MAX_PROMPT_CHUNKS, encodePrompts, type PromptEncoder } from './conditioning.js';
+import { EmbeddingLibrary, embeddingFamily } from './embedding-library.js';
+import { formatInfoText, type InfoTextParams } from './infotext.js';
+import { jobLoras } from './job-loras.js';
 import { loadModel, type LoadedModel } from './model.js';
 import { drawHere, NoiseAhead } from './noise-ahead.js';
 import { scanModels } from './registry.js';
+import { CHUNK_LENGTH } from './prompt/chunks.js';
 import { TorchCpuGenerator, slerp } from './rng.js';
 import { createSampler, type Sampler } from './schedulers.js';
 import {
@@ -18,7 +23,6 @@ import {
   type GenerateResult,
   type ModelInfo,
   type ModelScan,
-  type PromptTruncation,
   type StepProgress,
 } from './types.js';
 
@@ -50,6 +54,9 @@ export interface PipelineOptions {
    * own share and the boundary work around it (tensor creation, fp16 conversion).
    */
   sessionClock?: () => number;
+  /** Prompt chunks of 75 tokens read before the rest is cut and reported (default
+   * DEFAULT_MAX_PROMPT_CHUNKS; see there). */
+  maxPromptChunks?: number;
 }
 
 export interface PipelineRunOptions {
@@ -137,10 +144,12 @@ export class Pipeline {
   private readonly counters: PipelineStats = { generations: 0, steps: 0, stepMs: 0, unetMs: 0, ortMs: 0, noiseWaitMs: 0 };
   private readonly noiseAhead: NoiseAhead;
   private readonly recentOutside: number[] = [];
+  private readonly embeddings: EmbeddingLibrary;
 
   constructor(options: PipelineOptions) {
     this.options = options;
     this.noiseAhead = new NoiseAhead(options.log);
+    this.embeddings = new EmbeddingLibrary(path.join(options.modelsDir, 'embeddings'), options.log);
   }
 
   provider(): ExecutionProviderName | undefined {
@@ -167,11 +176,18 @@ export class Pipeline {
   async generate(request: GenerateRequest, run: PipelineRunOptions = {}): Promise<GenerateResult> {
     const started = performance.now();
     validateShape(request);
+    // The prompt's <lora:…> tags join request.loras before the model is chosen: a job with LoRAs
+    // draws with that model's LoRA variant.
+    const { request: job, infoPrompt } = jobLoras(request);
     throwIfCancelled(run.signal);
-    const model = await this.model(request.model);
-    validateForModel(request, model.info);
+    const model = await this.model(job.model);
+    validateForModel(job, model.info);
     throwIfCancelled(run.signal);
-    const result = await this.draw(model, request, run);
+    const { result, info } = await this.draw(model, job, run);
+    // Formatted last, so everything the result learned (the LoRAs' hashes) is in it.
+    result.images.forEach((image, i) => {
+      image.infoText = formatInfoText({ ...info[i]!, prompt: infoPrompt, ...(result.loraHashes ? { loraHashes: result.loraHashes } : {}) });
+    });
     this.counters.generations++;
     result.timing.totalMs = performance.now() - started;
     return result;
@@ -256,23 +272,39 @@ export class Pipeline {
     );
   }
 
+  /** The pictures, and each one's info-text parameters (formatted by generate()). */
   private async draw(
     model: LoadedModel,
     req: GenerateRequest,
     run: PipelineRunOptions,
     countStats = true,
-  ): Promise<GenerateResult> {
+  ): Promise<{ result: GenerateResult; info: InfoTextParams[] }> {
     const lh = req.height / 8;
     const lw = req.width / 8;
     const latentSize = LATENT_CHANNELS * lh * lw;
     const useCfg = req.guidance > 1 && req.sampler !== 'Turbo';
     const variation = req.variation && req.variation.strength > 0 ? req.variation : undefined;
 
-    const cond = model.tokenizer.encode(req.prompt);
-    const uncond = model.tokenizer.encode(req.negativePrompt);
-    // One text-encoder call per job: [uncond, cond] under guidance, [cond] without.
-    const text = await model.encodeText(useCfg ? [uncond.ids, cond.ids] : [cond.ids]);
+    // [uncond, cond] under guidance, [cond] without; 77 positions per 75-token chunk.
+    const family = embeddingFamily(model.info.family);
+    const embeddings = await this.embeddings.forModel(family, family === 'sdxl' ? undefined : model.hiddenDim);
+    const fixed = model.fixedConditioningTokens;
+    const prompts = await encodePrompts(req.prompt, req.negativePrompt, {
+      tokenizer: model.tokenizer,
+      encoder: textEncoderOf(model),
+      guidance: useCfg,
+      maxChunks: this.options.maxPromptChunks ?? DEFAULT_MAX_PROMPT_CHUNKS,
+      ...(fixed !== undefined ? { fixedChunks: Math.max(1, Math.floor(fixed / CHUNK_LENGTH)) } : {}),
+      embeddings: embeddings.usable,
+      refusedEmbeddings: embeddings.refused,
+      modelName: model.info.name,
+    });
+    const text = prompts.hidden;
     const tokenWidth = text.length / (useCfg ? 2 : 1);
+    const tiHashes = Object.fromEntries(prompts.embeddingsUsed.flatMap((name) => {
+      const hash = embeddings.hashes.get(name);
+      return hash ? [[name, hash]] : [];
+    }));
 
     const perBatch = this.imagesPerCall(model, req.count, lh * lw * (useCfg ? 2 : 1));
     const chunks = Math.ceil(req.count / perBatch);
@@ -285,6 +317,7 @@ export class Pipeline {
     const totalSteps = stepsRun * chunks;
 
     const images: EngineImage[] = [];
+    const info: InfoTextParams[] = [];
     let denoiseMs = 0;
     let stepDone = 0;
     const conditioning = new Map<number, Float32Array>();
@@ -369,33 +402,36 @@ export class Pipeline {
           width: req.width,
           height: req.height,
           seed: seeds[j]!,
-          infoText: formatInfoText({
-            prompt: req.prompt,
-            negativePrompt: req.negativePrompt,
-            steps: req.steps,
-            sampler: req.sampler,
-            // Turbo runs guidance off whatever was asked: say what was drawn, so the info text reproduces it.
-            guidance: req.sampler === 'Turbo' ? Math.min(req.guidance, 1) : req.guidance,
-            seed: seeds[j]!,
-            width: req.width,
-            height: req.height,
-            model: model.info.name,
-            ...(variation ? { variation: { seed: (variation.seed + i) >>> 0, strength: variation.strength } } : {}),
-            ...(strength !== undefined ? { denoisingStrength: strength } : {}),
-          }),
+          infoText: '',
+        });
+        info.push({
+          prompt: req.prompt,
+          negativePrompt: req.negativePrompt,
+          steps: req.steps,
+          sampler: req.sampler,
+          // Turbo runs guidance off whatever was asked: say what was drawn, so the info text reproduces it.
+          guidance: req.sampler === 'Turbo' ? Math.min(req.guidance, 1) : req.guidance,
+          seed: seeds[j]!,
+          width: req.width,
+          height: req.height,
+          model: model.info.name,
+          ...(model.info.sha256 ? { modelSha256: model.info.sha256 } : {}),
+          ...(variation ? { variation: { seed: (variation.seed + i) >>> 0, strength: variation.strength } } : {}),
+          ...(strength !== undefined ? { denoisingStrength: strength } : {}),
+          ...(Object.keys(tiHashes).length > 0 ? { tiHashes } : {}),
         });
       }
     }
 
-    const truncation: { prompt?: PromptTruncation; negativePrompt?: PromptTruncation } = {};
-    if (cond.truncation) truncation.prompt = cond.truncation;
-    if (uncond.truncation) truncation.negativePrompt = uncond.truncation;
     return {
-      images,
-      model: model.info.name,
-      provider: model.provider,
-      truncation,
-      timing: { totalMs: 0, denoiseMs, stepsRun },
+      result: {
+        images,
+        model: model.info.name,
+        provider: model.provider,
+        truncation: prompts.truncation,
+        timing: { totalMs: 0, denoiseMs, stepsRun },
+      },
+      info,
     };
   }
 
@@ -554,7 +590,17 @@ function validateForModel(req: GenerateRequest, info: ModelInfo): void {
   if (req.init && !info.hasVaeEncoder) throw new EngineError('model', NO_VAE_ENCODER);
 }
 
-/** [B,77,D] text states → the UNet's conditioning batch for k pictures: [u×k, c×k] or [c×k]. */
+/** The model's text encoder as the conditioning module drives it. */
+function textEncoderOf(model: LoadedModel): PromptEncoder {
+  return {
+    slot: 'text',
+    width: model.hiddenDim,
+    acceptsEmbeddings: model.acceptsEmbeddings,
+    encode: (ids, overrides) => model.encodeText(ids, overrides),
+  };
+}
+
+/** [B,tokens,D] text states → the UNet's conditioning batch for k pictures: [u×k, c×k] or [c×k]. */
 function repeatConditioning(text: Float32Array, tokenWidth: number, useCfg: boolean, k: number): Float32Array {
   const parts = useCfg ? 2 : 1;
   if (k === 1) return text;

@@ -28,6 +28,8 @@ export interface ModelInfo {
   hasVaeEncoder: boolean;
   generation: ExportGeneration;
   dtype: 'float32' | 'float16';
+  /** sha256 (hex) of the checkpoint file the model was built from; A1111's "Model hash" is its first 10 hex. */
+  sha256?: string;
 }
 
 /** A folder that looked like a model but cannot be used, with a reason that names the file. */
@@ -72,14 +74,24 @@ export interface GenerateRequest {
   init?: InitImage;
   /** Ask for cheap preview images in step progress. */
   previews?: boolean;
+  /**
+   * LoRAs to apply. The engine adds the prompt's `<lora:…>` tags to these before loading the model
+   * (the tags stay in the prompt text, which is what the info text shows).
+   */
+  loras?: LoraRequest[];
 }
 
 export interface PromptTruncation {
-  /** The text that reached the model. */
-  kept: string;
-  /** The words that were cut off (beyond 75 tokens). */
+  /** The text that reached the model (only where it can be told word for word). */
+  kept?: string;
+  /** The words that were cut off, from the word where the cut starts. */
   dropped: string;
+  /** Prompt tokens the model read (75 per chunk); absent in reports from before chunking. */
+  tokenLimit?: number;
 }
+
+/** One LoRA a job asks for: `<lora:name:te:unet>` in the prompt or `--lora name:weight`. */
+export interface LoraRequest { name: string; textEncoderWeight: number; unetWeight: number }
 
 export interface EngineImage {
   rgb: Uint8Array;
@@ -95,6 +107,8 @@ export interface GenerateResult {
   model: string;
   provider: ExecutionProviderName;
   truncation: { prompt?: PromptTruncation; negativePrompt?: PromptTruncation };
+  /** LoRA name → A1111's short hash (first 12 hex of its hash), for the info text's `Lora hashes`. */
+  loraHashes?: Record<string, string>;
   timing: {
     totalMs: number;
     /** Wall time spent in the denoising loop, summed over steps. */

@@ -13,7 +13,7 @@ import { openWeightsFile } from '../engine/checkpoint/pickle-guard.js';
 import { memoizedSha256, prepareCheckpoint, sha256File } from '../engine/checkpoint/prepare.js';
 import { bytesOf, writeSafetensors } from '../engine/checkpoint/safetensors-write.js';
 import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
-import { expectMatchesReference, idsTensor, writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
+import { expectMatchesReference, textEncoderFeeds, writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
 import { generateTiny, tinyE2EReference as reference, tinyFolderPlan } from './fixtures/reference/tiny-generation.js';
 import openclipSd2 from './fixtures/reference/openclip_text_sd2_tiny.json' with { type: 'json' };
 import unetSd2 from './fixtures/reference/unet_sd2_tiny.json' with { type: 'json' };
@@ -106,7 +106,7 @@ describe('SD 2.x model folder', () => {
     }
     const open = (part: string) => ort.InferenceSession.create(path.join(out, part, 'model.onnx'));
     const text = await open('text_encoder');
-    const condition = (await text.run({ input_ids: idsTensor(openclipSd2.input_ids) }))['last_hidden_state']!;
+    const condition = (await text.run(textEncoderFeeds(text, openclipSd2.input_ids)))['last_hidden_state']!;
     expectMatchesReference(condition, openclipSd2.sd2_condition, 1e-4);
     await text.release();
 

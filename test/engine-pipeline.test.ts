@@ -385,10 +385,23 @@ describe('bad requests', () => {
     }
   });
 
-  it('a too-long prompt is cut and the dropped words reported', async () => {
-    const words = Array.from({ length: 90 }, (_, i) => `word${i}`).join(' ');
-    const result = await pipeline.generate(request({ prompt: words, steps: 1 }));
-    expect(result.truncation.prompt?.dropped).toMatch(/word89/);
-    expect(result.truncation.negativePrompt).toBeUndefined();
+  it('a prompt over 75 tokens is read whole; only words beyond the chunk limit are cut and reported', async () => {
+    const words = (n: number) => Array.from({ length: n }, (_, i) => `word${i}`).join(' ');
+    const long = await pipeline.generate(request({ prompt: words(90), steps: 1 }));
+    expect(long.truncation).toEqual({});
+    const limited = new Pipeline({ modelsDir: root, providers: ['cpu'], threads: 1, maxPromptChunks: 2 });
+    try {
+      const cut = await limited.generate(request({ prompt: words(200), steps: 1 }));
+      expect(cut.truncation.negativePrompt).toBeUndefined();
+      expect(cut.truncation.prompt?.tokenLimit).toBe(150);
+      // The report starts at the first word whose tokens do not all fit in 150 ("word53" is three).
+      const tok = await ClipTokenizer.load(path.join(root, 'new', 'tokenizer'));
+      let firstCut = 0;
+      while (tok.tokenize(words(firstCut + 1)).length <= 150) firstCut++;
+      expect(firstCut).toBeGreaterThan(40);
+      expect(cut.truncation.prompt?.dropped).toBe(words(200).slice(words(firstCut).length + 1));
+    } finally {
+      await limited.close();
+    }
   });
 });

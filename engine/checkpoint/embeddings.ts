@@ -26,8 +26,16 @@ const WIDTH: Record<Family, string> = { sd1: '768', sd2: '1024', sdxl: '768 + 12
 
 export const embeddingName = (path: string): string => basename(path, extname(path));
 
+export interface LoadEmbeddingOptions {
+  /**
+   * The width of the model's text encoder (SD 1.x/2.x). Vectors must have exactly this width; one
+   * that matches no family's standard width is then accepted too (reduced-width test models).
+   */
+  width?: number;
+}
+
 /** Reads an embedding file for a model of `modelFamily`; refuses, naming the embedding, what does not fit. */
-export async function loadEmbedding(path: string, modelFamily: Family): Promise<TextualInversion> {
+export async function loadEmbedding(path: string, modelFamily: Family, options: LoadEmbeddingOptions = {}): Promise<TextualInversion> {
   const name = embeddingName(path);
   const file = await openWeightsFile(path).catch((err: unknown) => {
     throw err instanceof CheckpointError ? new CheckpointError(err.reason, `Embedding "${name}": ${err.message}`) : err;
@@ -36,8 +44,16 @@ export async function loadEmbedding(path: string, modelFamily: Family): Promise<
     const tensors = file.header.tensors;
     const info = detectWeights(tensors);
     if (info.kind !== 'embedding') throw new CheckpointError('not-weights', `Embedding "${name}" is not a textual-inversion embedding file.`);
-    if (!info.supported) throw new CheckpointError('unsupported-family', `Embedding "${name}" cannot be used: ${info.reason ?? 'unsupported'}.`);
-    if (info.family !== modelFamily) {
+    const vectorsName = tensors.has('emb_params') ? 'emb_params' : [...tensors.keys()].find((k) => k.startsWith('string_to_param.'));
+    const width = vectorsName === undefined ? undefined : tensors.get(vectorsName)!.shape.at(-1);
+    // With the model's width known, the width decides (the family a width suggests does not matter).
+    if (info.layout === 'a1111' && options.width !== undefined && modelFamily !== 'sdxl') {
+      if (width !== options.width) {
+        const what = info.family === 'unknown' ? `${String(width)}-wide vectors` : `${WIDTH[info.family]}-wide vectors (${FAMILY_NAME[info.family]})`;
+        throw new CheckpointError('unsupported-family', `Embedding "${name}" has ${what}; this model's text encoder takes ${options.width} (${FAMILY_NAME[modelFamily]}).`);
+      }
+    } else if (!info.supported) throw new CheckpointError('unsupported-family', `Embedding "${name}" cannot be used: ${info.reason ?? 'unsupported'}.`);
+    else if (info.family !== modelFamily) {
       const what = info.family === 'unknown' ? 'vectors of no known width' : `${WIDTH[info.family]}-wide vectors (${FAMILY_NAME[info.family]})`;
       throw new CheckpointError(
         'unsupported-family',
@@ -53,9 +69,9 @@ export async function loadEmbedding(path: string, modelFamily: Family): Promise<
       parts.clip_l = await read('clip_l');
       parts.clip_g = await read('clip_g');
     } else {
-      parts.text = await read(tensors.has('emb_params') ? 'emb_params' : [...tensors.keys()].find((k) => k.startsWith('string_to_param.'))!);
+      parts.text = await read(vectorsName!);
     }
-    return { name, family: info.family, vectors: info.vectors, parts };
+    return { name, family: info.family === 'unknown' ? modelFamily : info.family, vectors: info.vectors, parts };
   } finally {
     await file.close();
   }

@@ -68,15 +68,18 @@ export async function writeModelFolder(
     });
   };
 
+  // The embedding override inputs let textual-inversion vectors in (engine/conditioning.ts); with
+  // a zero mask the outputs are the plain graph's, bit for bit.
+  const TEXT_GRAPH = { embeddingOverride: true } as const;
   await part('text_encoder', () => {
     if (plan.family === 'sd1') {
       const source = clipLTextEncoderWeights(weights);
-      return buildClipTextGraph(source, clipTextConfig(source, plan.textHeads === undefined ? {} : { heads: plan.textHeads }));
+      return buildClipTextGraph(source, clipTextConfig(source, plan.textHeads === undefined ? {} : { heads: plan.textHeads }), TEXT_GRAPH);
     }
     // SD 2.x conditions on ln_final(penultimate layer): build the tower one layer short.
     const source = openClipTextEncoderWeights(weights, 'sd2');
     const full = clipTextConfig(source, { activation: 'gelu', ...(plan.textHeads === undefined ? {} : { heads: plan.textHeads }) });
-    return buildClipTextGraph(source, { ...full, layers: full.layers - 1 });
+    return buildClipTextGraph(source, { ...full, layers: full.layers - 1 }, TEXT_GRAPH);
   });
   await part('unet', () => buildUnetGraph(unetWeights(weights), plan.unet ?? UNET_HEADS[plan.family]));
   await part('vae_decoder', () => buildVaeDecoderGraph(vaeWeights(weights), plan.vae ?? SD_VAE));

@@ -12,8 +12,9 @@ import { inspectWeightsFile } from './inspect.js';
 import { writeModelFolder, type FolderProgress } from './model-folder.js';
 import { openWeightsFile } from './pickle-guard.js';
 
-/** Bump when a graph builder's output changes, so cached folders are rebuilt. */
-export const GRAPH_VERSION = 1;
+/** Bump when a graph builder's output changes, so cached folders are rebuilt.
+ * 2: text encoders take the embedding override inputs. */
+export const GRAPH_VERSION = 2;
 
 export type PrepareProgress = { stage: 'hashing'; bytesDone: number; bytesTotal: number } | ({ stage: 'building' } & FolderProgress);
 

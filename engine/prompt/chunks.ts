@@ -74,6 +74,8 @@ interface Slot {
   /** Set on the first placeholder of an embedding. */
   embedding?: PromptEmbedding;
   piece: number;
+  /** Index of the slot's token among its piece's tokens (for naming where a cut starts). */
+  at: number;
 }
 
 interface TriggerEntry {
@@ -139,13 +141,15 @@ export function chunkPrompt(pieces: readonly AttentionPiece[], tokenizer: Prompt
 
       const trigger = triggerAt(triggers, tokens, position);
       if (!trigger) {
-        chunk.push({ id: token, weight: piece.weight, piece: pieceIndex });
+        chunk.push({ id: token, weight: piece.weight, piece: pieceIndex, at: position });
         position++;
         continue;
       }
       const n = trigger.embedding.vectors;
       if (chunk.length + n > CHUNK_TOKENS) nextChunk();
-      for (let k = 0; k < n; k++) chunk.push({ id: 0, weight: piece.weight, piece: pieceIndex, ...(k === 0 ? { embedding: trigger.embedding } : {}) });
+      for (let k = 0; k < n; k++) {
+        chunk.push({ id: 0, weight: piece.weight, piece: pieceIndex, at: position, ...(k === 0 ? { embedding: trigger.embedding } : {}) });
+      }
       position += trigger.ids.length;
     }
   });
@@ -164,7 +168,9 @@ export function chunkPrompt(pieces: readonly AttentionPiece[], tokenizer: Prompt
       truncation = {
         keptChunks: kept.length,
         droppedTokens,
-        droppedFrom: pieces.slice(firstCut.piece).map((p) => (p.break ? ' BREAK ' : p.text)).join('').trim(),
+        droppedFrom: [cutWithin(pieces[firstCut.piece]!.text, firstCut.at, tokenizer), ...pieces.slice(firstCut.piece + 1).map((p) => (p.break ? ' BREAK ' : p.text))]
+          .join('')
+          .trim(),
       };
     }
   }
@@ -172,6 +178,23 @@ export function chunkPrompt(pieces: readonly AttentionPiece[], tokenizer: Prompt
   const embeddingsUsed: string[] = [];
   const chunks = kept.map((slots) => toChunk(slots, tokenizer, embeddingsUsed));
   return truncation ? { chunks, tokenCount, embeddingsUsed, truncation } : { chunks, tokenCount, embeddingsUsed };
+}
+
+/**
+ * The text of a piece from the whitespace-separated word that holds its token `at` on: the longest
+ * word prefix with at most `at` tokens is kept (token counts only grow with more words, so a
+ * binary search finds it). A word cut in half is reported whole, as the member typed it.
+ */
+function cutWithin(text: string, at: number, tokenizer: PromptTokenizer): string {
+  const starts = [...text.matchAll(/\S+/g)].map((m) => m.index);
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (tokenizer.tokenize(text.slice(0, starts[mid])).length <= at) lo = mid;
+    else hi = mid - 1;
+  }
+  return starts.length === 0 ? text : text.slice(starts[lo]);
 }
 
 function toChunk(slots: readonly Slot[], tokenizer: PromptTokenizer, used: string[]): PromptChunk {

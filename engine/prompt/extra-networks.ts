@@ -2,13 +2,9 @@
 // (A1111 removes them all, known or not); `<lora:name[:te weight[:unet weight]]>` with named
 // `te=`/`unet=` also accepted. Weights default to 1 and the UNet weight to the text-encoder one.
 
-export interface LoraRequest {
-  name: string;
-  /** Multiplier for the text-encoder part. */
-  textEncoderWeight: number;
-  /** Multiplier for the UNet part. */
-  unetWeight: number;
-}
+import type { LoraRequest } from '../types.js';
+
+export type { LoraRequest };
 
 export interface ExtraNetworks {
   /** The prompt with every tag removed. */

@@ -1,0 +1,162 @@
+// Prompt and negative prompt → the UNet's `encoder_hidden_states`, the way AUTOMATIC1111 builds
+// them: the prompt language (emphasis, BREAK, embedding trigger words, `<lora:…>` tags removed) is
+// parsed, every 75-token chunk is encoded on its own, weighted ("Original" emphasis) and the chunks
+// are concatenated; the shorter of prompt and negative is padded with the empty prompt's chunk so
+// both share one UNet batch. Nothing is cut until `maxChunks`; only then is a truncation reported.
+//
+// The text encoder is reached through `PromptEncoder`, so a model with a second encoder (SDXL)
+// runs the same chunks through each and joins the results along the width.
+import type { EncoderSlot, TextualInversion } from './checkpoint/embeddings.js';
+import { embeddingOverride } from './checkpoint/embeddings.js';
+import { CHUNK_LENGTH, encodeChunks, padToLength, parsePrompt, type ParsedPrompt, type PromptChunk, type PromptTokenizer } from './prompt/index.js';
+import { EngineError, type PromptTruncation } from './types.js';
+
+/**
+ * Chunks a prompt may use before the rest is cut (75 tokens each). A1111 sets no limit; ours guards
+ * the bot against a pasted essay while leaving every real prompt whole: the longest prompt and
+ * negative-prompt boilerplate in common use (quality tags, negative lists, several embeddings)
+ * stay within 300 tokens, and each chunk costs one more text-encoder row and widens the UNet's
+ * cross-attention by 77 keys. At 8 chunks (616 keys) the cross-attention at SD 1.5's 64×64 level
+ * stays far below its self-attention over 4096 positions.
+ */
+export const DEFAULT_MAX_PROMPT_CHUNKS = 8;
+
+/** The text encoder's embedding override inputs for a batch of rows. */
+export interface EncoderOverrides {
+  /** [rows × 77 × width]: embedding vectors where `mask` is 1, zeros elsewhere. */
+  vectors: Float32Array;
+  /** [rows × 77]: 1 where the vector replaces the token embedding. */
+  mask: Float32Array;
+}
+
+/** One text encoder as the conditioning needs it. */
+export interface PromptEncoder {
+  /** Which vector set of an embedding this encoder takes ('text' for SD 1.x/2.x). */
+  slot: EncoderSlot;
+  /** Width of its hidden states (and of the embedding vectors it takes). */
+  width: number;
+  /** False for exports without the override inputs: a prompt naming an embedding is refused. */
+  acceptsEmbeddings: boolean;
+  /** Rows of 77 ids → hidden states [rows × 77 × width]. */
+  encode(ids: Int32Array[], overrides?: EncoderOverrides): Promise<Float32Array>;
+}
+
+export interface ConditioningOptions {
+  tokenizer: PromptTokenizer;
+  encoder: PromptEncoder;
+  /** Under guidance the negative prompt is encoded too, as the batch's first half. */
+  guidance: boolean;
+  maxChunks: number;
+  /** The UNet takes exactly this many chunks (an export with a fixed sequence length): fewer
+   * are padded with the empty prompt's chunk, more are cut and reported. */
+  fixedChunks?: number;
+  /** Usable embeddings by trigger word. */
+  embeddings?: ReadonlyMap<string, TextualInversion>;
+  /** Embeddings that could not be loaded for this model, by trigger word → why. */
+  refusedEmbeddings?: ReadonlyMap<string, string>;
+  /** The model's name, for the one-line refusals. */
+  modelName: string;
+}
+
+export interface PromptConditioning {
+  /** [negative, prompt] under guidance, [prompt] without; each `tokens × width`. */
+  hidden: Float32Array;
+  tokens: number;
+  width: number;
+  truncation: { prompt?: PromptTruncation; negativePrompt?: PromptTruncation };
+  /** Embeddings the prompt or negative used, in order of first use. */
+  embeddingsUsed: string[];
+}
+
+/**
+ * Encodes the prompt (and, under guidance, the negative prompt) for the UNet. All chunks go
+ * through the text encoder in one call, so a plain prompt of up to 75 tokens runs exactly the
+ * [negative, prompt] batch of two rows it always did and draws the same bits.
+ */
+export async function encodePrompts(prompt: string, negativePrompt: string, options: ConditioningOptions): Promise<PromptConditioning> {
+  const { tokenizer, encoder } = options;
+  const embeddings = options.embeddings ?? new Map<string, TextualInversion>();
+  const chunkOptions = {
+    embeddings: [...embeddings.values()].map((e) => ({ name: e.name, vectors: e.vectors })),
+    maxChunks: options.fixedChunks ?? options.maxChunks,
+  };
+  const cond = parsePrompt(prompt, tokenizer, chunkOptions);
+  const uncond = options.guidance ? parsePrompt(negativePrompt, tokenizer, chunkOptions) : undefined;
+  const parsed = uncond ? [uncond, cond] : [cond];
+  refuseUnusable(parsed, [prompt, ...(options.guidance ? [negativePrompt] : [])], options);
+
+  const tokens = (options.fixedChunks ?? Math.max(...parsed.map((p) => p.chunks.length))) * CHUNK_LENGTH;
+  const needsPadding = parsed.some((p) => p.chunks.length * CHUNK_LENGTH < tokens);
+  const empty = needsPadding ? parsePrompt('', tokenizer).chunks[0]! : undefined;
+
+  // One encoder call over every chunk of both prompts (and the empty chunk when padding needs it).
+  const rows: PromptChunk[] = [...parsed.flatMap((p) => p.chunks), ...(empty ? [empty] : [])];
+  const width = encoder.width;
+  const overrides = rows.some((r) => r.embeddings.length > 0) ? rowOverrides(rows, embeddings, encoder) : undefined;
+  const states = await encoder.encode(
+    rows.map((r) => r.ids),
+    overrides,
+  );
+  const rowSize = CHUNK_LENGTH * width;
+  if (states.length !== rows.length * rowSize) {
+    throw new EngineError('model', `model "${options.modelName}": the text encoder returned ${states.length} values for ${rows.length} chunks of ${CHUNK_LENGTH}×${width}`);
+  }
+  const slices = new Map<PromptChunk, Float32Array>(rows.map((r, i) => [r, states.subarray(i * rowSize, (i + 1) * rowSize)]));
+  const emptyChunk = empty ? slices.get(empty)! : undefined;
+
+  const hidden = new Float32Array(parsed.length * tokens * width);
+  for (const [i, p] of parsed.entries()) {
+    let c = await encodeChunks(p.chunks, width, (chunk) => Promise.resolve(slices.get(chunk)!));
+    if (emptyChunk) c = padToLength(c, tokens, emptyChunk);
+    hidden.set(c.hidden, i * tokens * width);
+  }
+
+  const truncation: PromptConditioning['truncation'] = {};
+  if (cond.truncation) truncation.prompt = toTruncation(cond);
+  if (uncond?.truncation) truncation.negativePrompt = toTruncation(uncond);
+  const embeddingsUsed = [...new Set(parsed.flatMap((p) => p.embeddingsUsed))];
+  return { hidden, tokens, width, truncation, embeddingsUsed };
+}
+
+/** A member's one-line answer for trigger words this model cannot honour. */
+function refuseUnusable(parsed: ParsedPrompt[], texts: string[], options: ConditioningOptions): void {
+  const used = [...new Set(parsed.flatMap((p) => p.embeddingsUsed))];
+  if (used.length > 0 && !options.encoder.acceptsEmbeddings) {
+    throw new EngineError(
+      'bad_request',
+      `model "${options.modelName}" is an ONNX export whose text encoder cannot take embeddings, so ${quoteList(used)} cannot be used with it; remove the word or pick a model made from a checkpoint`,
+    );
+  }
+  for (const [name, reason] of options.refusedEmbeddings ?? []) {
+    if (texts.some((t) => mentions(t, name))) throw new EngineError('bad_request', reason);
+  }
+}
+
+/** Whether `text` holds `word` as a whole word, case-insensitively (CLIP lowercases everything). */
+export function mentions(text: string, word: string): boolean {
+  const escaped = word.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`(^|[^\\p{L}\\p{N}_])${escaped}($|[^\\p{L}\\p{N}_])`, 'iu').test(text);
+}
+
+function quoteList(names: readonly string[]): string {
+  return names.map((n) => `"${n}"`).join(', ');
+}
+
+/** The encoder's override inputs for every row: vectors where a row's chunk placed an embedding. */
+function rowOverrides(rows: readonly PromptChunk[], embeddings: ReadonlyMap<string, TextualInversion>, encoder: PromptEncoder): EncoderOverrides {
+  const width = encoder.width;
+  const vectors = new Float32Array(rows.length * CHUNK_LENGTH * width);
+  const mask = new Float32Array(rows.length * CHUNK_LENGTH);
+  rows.forEach((row, i) => {
+    if (row.embeddings.length === 0) return;
+    const one = embeddingOverride(row, embeddings, encoder.slot, width);
+    vectors.set(one.override, i * CHUNK_LENGTH * width);
+    mask.set(one.mask, i * CHUNK_LENGTH);
+  });
+  return { vectors, mask };
+}
+
+function toTruncation(p: ParsedPrompt): PromptTruncation {
+  const t = p.truncation!;
+  return { kept: '', dropped: t.droppedFrom, tokenLimit: t.keptChunks * (CHUNK_LENGTH - 2) };
+}
