@@ -1,4 +1,5 @@
 // /help: how to use the bot with this club's actual models, samplers and limits.
+import { modelSummary } from '../engine/checkpoint-models.js';
 import { SAMPLERS } from '../engine/types.js';
 import type { CommandContext, CommandReply, CommandRequest } from './types.js';
 
@@ -7,9 +8,10 @@ export async function help(req: CommandRequest, ctx: CommandContext): Promise<Co
   const models = ctx.models();
   const defaultModel = ctx.config.models.default || models[0]?.name;
   const modelLines = models.length
-    ? models.map((m) => {
-        const marks = [m.name === defaultModel ? 'default' : '', `${m.nativeWidth}x${m.nativeHeight}`, m.hasVaeEncoder ? '' : 'no upscale'];
-        return `• ${m.name} (${marks.filter(Boolean).join(', ')})`;
+    ? models.flatMap((m) => {
+        const marks = [m.name === defaultModel ? 'default' : '', modelSummary(m), m.hasVaeEncoder ? '' : 'no upscale'];
+        const addons = [m.loras?.length ? `LoRAs: ${m.loras.join(', ')}` : '', m.embeddings?.length ? `embeddings: ${m.embeddings.join(', ')}` : ''].filter(Boolean);
+        return [`• ${m.name} (${marks.filter(Boolean).join(', ')})`, ...(addons.length ? [`  ${addons.join(' · ')}`] : [])];
       })
     : ['• none installed yet: ask an admin'];
   const notice = ctx.modelNotice?.();

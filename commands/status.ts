@@ -17,6 +17,13 @@ export function progressText(step: number, total: number, pictures?: PictureRang
   return `step ${step}/${total}${where}`;
 }
 
+/** "Preparing model X (first use only)… 42%", "Loading model X…". */
+export function stageText(stage: 'preparing' | 'loading', model: string, loras?: readonly string[], fraction?: number): string {
+  if (stage === 'loading') return `Loading model ${model}…`;
+  const what = loras && loras.length > 0 ? `model ${model} with LoRA ${loras.join(', ')}` : `model ${model}`;
+  return `Preparing ${what} (first use only)…${fraction === undefined ? '' : ` ${Math.round(fraction * 100)}%`}`;
+}
+
 export function statusText(event: JobEvent): string {
   switch (event.type) {
     case 'queued':
@@ -29,6 +36,8 @@ export function statusText(event: JobEvent): string {
         : `Back in the queue after a restart: ${place(event.position, event.etaSeconds, event.approximate)}`;
     case 'started':
       return 'Drawing…';
+    case 'stage':
+      return stageText(event.stage, event.model, event.loras, event.fraction);
     case 'progress':
       return `Drawing… ${progressText(event.step, event.total, event.pictures)}`;
     case 'done': {

@@ -6,7 +6,10 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+import { checkpointName, WEIGHTS_FILE } from './checkpoint-models.js';
+import { scanCatalogue } from './checkpoint/catalogue.js';
 import { createEngine } from './index.js';
+import { formatCatalogue, progressBar } from './models-cli.js';
 import { DEMO_MODELS_DIR } from './registry.js';
 import { insertTextChunk } from './png.js';
 import {
@@ -21,9 +24,15 @@ import {
 
 const USAGE = `Usage: npm run imagine -- [--model <folder or name>] "a prompt" [options]
 
-  --model, -m <dir|name>     a model folder, or a folder name under --models-dir (default: the first
+  --model, -m <dir|name>     a model folder or .safetensors checkpoint, or a model name under
+                             --models-dir (default: the first
                              model there; with none installed, the bundled demo model)
-  --models-dir <dir>         where model folders live (default: ./models)
+  --models-dir <dir>         where model folders and checkpoint files live (default: ./models)
+  --list                     list the installed models (family, size, dtype, source), the LoRAs and
+                             embeddings that fit each, and the files that cannot be used
+  --cache-dir <dir>          where checkpoints are prepared on first use (default: ./data/model-cache)
+  --tokenizer <dir>          a CLIP tokenizer folder for checkpoints (default: <models-dir>/tokenizer,
+                             else an installed ONNX model's)
   --negative <text>          negative prompt
   --seed <n>                 0..4294967295 (default: random; printed)
   --steps <n>                denoising steps (default: the model's)
@@ -42,6 +51,9 @@ const USAGE = `Usage: npm run imagine -- [--model <folder or name>] "a prompt" [
   --help, -h                 this text
 `;
 
+/** Progress lines are padded to this width so a shorter one overwrites a longer one. */
+const STAGE_LINE_WIDTH = 80;
+
 /** Input the user can fix: reported as one line, exit code 2. */
 class UsageError extends Error {}
 
@@ -51,6 +63,9 @@ let midLine = false;
 const OPTIONS = {
   model: { type: 'string', short: 'm' },
   'models-dir': { type: 'string' },
+  list: { type: 'boolean' },
+  'cache-dir': { type: 'string' },
+  tokenizer: { type: 'string' },
   negative: { type: 'string' },
   seed: { type: 'string' },
   steps: { type: 'string' },
@@ -113,6 +128,7 @@ function parseCli(argv: string[]): CliArgs | 'help' {
     throw new UsageError(first || 'bad arguments');
   }
   if (parsed.values.help) return 'help';
+  if (parsed.values.list) return { values: parsed.values, prompt: '' };
   if (parsed.positionals.length === 0) throw new UsageError('no prompt given (put it in quotes after the options)');
   return { values: parsed.values, prompt: parsed.positionals.join(' ') };
 }
@@ -175,6 +191,9 @@ function locateModel(model: string, modelsDir: string | undefined): { modelsDir:
   const asPath = path.resolve(model);
   if (existsSync(asPath) && statSync(asPath).isDirectory() && existsSync(path.join(asPath, 'model_index.json'))) {
     return { modelsDir: path.dirname(asPath), name: path.basename(asPath) };
+  }
+  if (existsSync(asPath) && statSync(asPath).isFile() && WEIGHTS_FILE.test(asPath)) {
+    return { modelsDir: path.dirname(asPath), name: checkpointName(asPath) };
   }
   const dir = path.resolve(modelsDir ?? 'models');
   if (model.includes('/') || model.includes(path.sep)) {
@@ -247,6 +266,12 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const v = args.values;
+  if (v.list) {
+    const modelsDir = path.resolve(v['models-dir'] ?? 'models');
+    if (!existsSync(modelsDir)) throw new UsageError(`the models directory ${modelsDir} does not exist`);
+    process.stdout.write(`${formatCatalogue(await scanCatalogue(modelsDir))}\n`);
+    return 0;
+  }
   const size = sizeOf(v.size);
   const seed = integer('seed', v.seed, 0, 0xffffffff) ?? Math.floor(Math.random() * 0x100000000);
   const steps = integer('steps', v.steps, 1, 500);
@@ -273,6 +298,8 @@ async function main(argv: string[]): Promise<number> {
     fallbackModelsDir: DEMO_MODELS_DIR,
     providers,
     ...(threads !== undefined ? { threads } : {}),
+    modelCacheDir: path.resolve(v['cache-dir'] ?? path.join('data', 'model-cache')),
+    ...(v.tokenizer !== undefined ? { tokenizerDir: path.resolve(v.tokenizer) } : {}),
     log: {
       info: () => undefined,
       warn: (_obj, msg) => process.stderr.write(`warning: ${msg}\n`),
@@ -323,13 +350,20 @@ async function main(argv: string[]): Promise<number> {
         ? {}
         : {
             onStep: ({ step, total }) => {
+              process.stderr.write(`\rstep ${step}/${total}`.padEnd(STAGE_LINE_WIDTH));
               midLine = true;
-              process.stderr.write(`\rstep ${step}/${total}`);
+            },
+            onStage: (s) => {
+              const what = s.loras?.length ? `${s.model} with LoRA ${s.loras.join(', ')}` : s.model;
+              const line =
+                s.stage === 'loading' ? `loading model ${what}…` : `preparing model ${what} (first use only) ${progressBar(s.fraction ?? 0)}`;
+              process.stderr.write(`\r${line}`.padEnd(STAGE_LINE_WIDTH));
+              midLine = true;
             },
           }),
     });
     midLine = false;
-    if (!quiet) process.stderr.write(`\rdone in ${(result.timing.totalMs / 1000).toFixed(1)} s on ${result.provider}\n`);
+    if (!quiet) process.stderr.write(`${`\rdone in ${(result.timing.totalMs / 1000).toFixed(1)} s on ${result.provider}`.padEnd(STAGE_LINE_WIDTH)}\n`);
     for (const t of [result.truncation.prompt, result.truncation.negativePrompt]) {
       if (t) process.stderr.write(`warning: the prompt is too long; dropped: ${t.dropped}\n`);
     }

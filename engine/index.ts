@@ -14,6 +14,7 @@ import {
   type GenerateRequest,
   type GenerateResult,
   type ModelScan,
+  type ModelStage,
   type StepProgress,
 } from './types.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker.js';
@@ -43,6 +44,7 @@ interface InFlight {
   resolve: (result: GenerateResult) => void;
   reject: (err: Error) => void;
   onStep: ((progress: StepProgress) => void) | undefined;
+  onStage: ((stage: ModelStage) => void) | undefined;
 }
 
 // A CPU UNet step of a real model can take several seconds, and terminating a worker inside a
@@ -64,6 +66,9 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
   const init: WorkerInit = {
     modelsDir: options.modelsDir,
     ...(options.fallbackModelsDir !== undefined ? { fallbackModelsDir: options.fallbackModelsDir } : {}),
+    ...(options.modelCacheDir !== undefined ? { modelCacheDir: options.modelCacheDir } : {}),
+    ...(options.tokenizerDir !== undefined ? { tokenizerDir: options.tokenizerDir } : {}),
+    ...(options.loraCacheMB !== undefined ? { loraCacheMB: options.loraCacheMB } : {}),
     providers: options.providers,
     ...(options.threads !== undefined ? { threads: options.threads } : {}),
     ...(options.warmup !== undefined ? { warmup: options.warmup } : {}),
@@ -99,17 +104,22 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
     return w;
   }
 
+  /** A faulty progress listener must not break the job; report it and carry on. */
+  function listen(call: () => void, what: string): void {
+    try {
+      call();
+    } catch (err) {
+      options.log?.warn({ err: String(err) }, `engine ${what} listener threw`);
+    }
+  }
+
   function onMessage(message: FromWorker): void {
     switch (message.type) {
       case 'step':
-        if (current?.id === message.id) {
-          try {
-            current.onStep?.(message.progress);
-          } catch (err) {
-            // A faulty progress listener must not break the job; report it and carry on.
-            options.log?.warn({ err: String(err) }, 'engine progress listener threw');
-          }
-        }
+        if (current?.id === message.id) listen(() => current?.onStep?.(message.progress), 'progress');
+        break;
+      case 'stage':
+        if (current?.id === message.id) listen(() => current?.onStage?.(message.stage), 'stage');
         break;
       case 'result':
         if (current?.id === message.id) {
@@ -167,10 +177,11 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
           reject(err);
         },
         onStep: opts.onStep,
+        onStage: opts.onStage,
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       try {
-        post({ type: 'generate', id, request, wantsSteps: opts.onStep !== undefined });
+        post({ type: 'generate', id, request, wantsSteps: opts.onStep !== undefined, wantsStages: opts.onStage !== undefined });
       } catch (err) {
         // A request that cannot be cloned (a function, a detached buffer) never reaches the worker.
         current = undefined;

@@ -52,9 +52,14 @@ const PART_LABEL: Record<string, string> = { text_encoder: 'text encoder', unet:
 /** A one-line progress bar, redrawn in place on a terminal and printed once per stage otherwise. */
 export function progressLine(p: PrepareProgress, width = 30): string {
   const [done, total, label] = p.stage === 'hashing' ? [p.bytesDone, p.bytesTotal, 'hashing'] : [p.tensorsDone, p.tensorsTotal, PART_LABEL[p.part] ?? p.part];
-  const fraction = total === 0 ? 1 : Math.min(1, done / total);
-  const filled = Math.round(fraction * width);
-  return `${label.padEnd(12)} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}%`;
+  return `${label.padEnd(12)} ${progressBar(total === 0 ? 1 : done / total, width)}`;
+}
+
+/** `[#######-------]  50%` */
+export function progressBar(fraction: number, width = 30): string {
+  const f = Math.min(1, Math.max(0, fraction));
+  const filled = Math.round(f * width);
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(Math.round(f * 100)).padStart(3)}%`;
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -8,6 +8,7 @@ import { EmbeddingLibrary, embeddingFamily } from './embedding-library.js';
 import { formatInfoText, type InfoTextParams } from './infotext.js';
 import { jobLoras } from './job-loras.js';
 import { loadModel, type LoadedModel } from './model.js';
+import { DEFAULT_LORA_CACHE_MB, ModelResolver, type ResolvedModel } from './model-resolve.js';
 import { drawHere, NoiseAhead } from './noise-ahead.js';
 import { scanModels } from './registry.js';
 import { CHUNK_LENGTH } from './prompt/chunks.js';
@@ -23,6 +24,7 @@ import {
   type GenerateResult,
   type ModelInfo,
   type ModelScan,
+  type ModelStage,
   type StepProgress,
 } from './types.js';
 
@@ -30,6 +32,10 @@ export interface PipelineOptions {
   modelsDir: string;
   /** Scanned when `modelsDir` holds no usable model (see scanModels). */
   fallbackModelsDir?: string;
+  /** See EngineOptions.modelCacheDir, tokenizerDir and loraCacheMB. */
+  modelCacheDir?: string;
+  tokenizerDir?: string;
+  loraCacheMB?: number;
   providers: ExecutionProviderName[];
   threads?: number;
   /** See EngineOptions.warmup, warmupOnCpu and warmupImages. */
@@ -62,6 +68,8 @@ export interface PipelineOptions {
 export interface PipelineRunOptions {
   signal?: AbortSignal;
   onStep?: (progress: StepProgress) => void;
+  /** Preparing a checkpoint on first use, creating a model's sessions. */
+  onStage?: (stage: ModelStage) => void;
   /** Test and bench hook: the final diffusion latents of each UNet batch, before VAE decoding. */
   onLatents?: (latents: Float32Array, firstImage: number, images: number) => void;
 }
@@ -145,11 +153,18 @@ export class Pipeline {
   private readonly noiseAhead: NoiseAhead;
   private readonly recentOutside: number[] = [];
   private readonly embeddings: EmbeddingLibrary;
+  private readonly resolver: ModelResolver;
 
   constructor(options: PipelineOptions) {
     this.options = options;
     this.noiseAhead = new NoiseAhead(options.log);
     this.embeddings = new EmbeddingLibrary(path.join(options.modelsDir, 'embeddings'), options.log);
+    this.resolver = new ModelResolver({
+      modelsDir: options.modelsDir,
+      cacheDir: options.modelCacheDir ?? 'data/model-cache',
+      ...(options.tokenizerDir !== undefined ? { tokenizerDir: options.tokenizerDir } : {}),
+      loraCacheBytes: (options.loraCacheMB ?? DEFAULT_LORA_CACHE_MB) * 1e6,
+    });
   }
 
   provider(): ExecutionProviderName | undefined {
@@ -180,10 +195,11 @@ export class Pipeline {
     // draws with that model's LoRA variant.
     const { request: job, infoPrompt } = jobLoras(request);
     throwIfCancelled(run.signal);
-    const model = await this.model(job.model);
+    const { model, loraHashes } = await this.model(job, run);
     validateForModel(job, model.info);
     throwIfCancelled(run.signal);
     const { result, info } = await this.draw(model, job, run);
+    if (loraHashes) result.loraHashes = loraHashes;
     // Formatted last, so everything the result learned (the LoRAs' hashes) is in it.
     result.images.forEach((image, i) => {
       image.infoText = formatInfoText({ ...info[i]!, prompt: infoPrompt, ...(result.loraHashes ? { loraHashes: result.loraHashes } : {}) });
@@ -193,18 +209,29 @@ export class Pipeline {
     return result;
   }
 
-  /** The loaded model for a name, loading (and warming up) on first use. */
-  private async model(name: string): Promise<LoadedModel> {
-    const ready = this.models.get(name);
-    if (ready) return ready;
-    const pending = this.loading.get(name);
-    if (pending) return pending;
-    const promise = this.load(name).finally(() => this.loading.delete(name));
-    this.loading.set(name, promise);
-    return promise;
+  /**
+   * The loaded model a request draws with, loading (and warming up) on first use. Models are kept
+   * by folder: a checkpoint's built folder, or its LoRA variant's (see ./model-resolve.ts).
+   */
+  private async model(request: GenerateRequest, run: PipelineRunOptions): Promise<{ model: LoadedModel; loraHashes?: Record<string, string> }> {
+    const info = await this.info(request.model);
+    const resolved = await this.resolver.resolve(info, request.loras, {
+      ...(run.onStage ? { onStage: run.onStage } : {}),
+      ...(run.signal ? { signal: run.signal } : {}),
+      installed: this.scan?.models ?? [],
+    });
+    const loraHashes = resolved.loraHashes ? { loraHashes: resolved.loraHashes } : {};
+    const ready = this.models.get(resolved.key);
+    if (ready) return { model: ready, ...loraHashes };
+    const pending = this.loading.get(resolved.key);
+    if (pending) return { model: await pending, ...loraHashes };
+    const promise = this.load(resolved, info.name, run.onStage).finally(() => this.loading.delete(resolved.key));
+    this.loading.set(resolved.key, promise);
+    return { model: await promise, ...loraHashes };
   }
 
-  private async load(name: string): Promise<LoadedModel> {
+  /** The listed model of a name, scanning again when it is not (yet) known. */
+  private async info(name: string): Promise<ModelInfo> {
     let info = this.scan?.models.find((m) => m.name === name);
     // A folder may have been added (or repaired) since the last scan: look again before refusing.
     if (!info) info = (await this.scanModels()).models.find((m) => m.name === name);
@@ -219,6 +246,12 @@ export class Pipeline {
           : `unknown model "${name}"; no usable models were found in ${this.options.modelsDir}`,
       );
     }
+    return info;
+  }
+
+  private async load(resolved: ResolvedModel, name: string, onStage: PipelineRunOptions['onStage']): Promise<LoadedModel> {
+    const info = await resolved.describe();
+    onStage?.({ stage: 'loading', model: name });
     const model = await loadModel(info, {
       providers: this.options.providers,
       ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
@@ -227,7 +260,7 @@ export class Pipeline {
     this.lastProvider = model.provider;
     this.options.log?.info({ model: name, provider: model.provider }, 'model loaded');
     if (this.options.warmup && (model.provider !== 'cpu' || this.options.warmupOnCpu)) await this.warmUp(model);
-    this.models.set(name, model);
+    this.models.set(resolved.key, model);
     return model;
   }
 

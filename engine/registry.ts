@@ -1,4 +1,5 @@
-// The model registry: finds Stable Diffusion ONNX folders under the models directory and
+// The model registry: finds Stable Diffusion ONNX folders (and, through ./checkpoint-models.ts,
+// single-file checkpoints in models/ and models/checkpoints/) under the models directory and
 // describes each one (family, export generation, dtype, native size, suggested defaults) — or
 // says exactly which file is wrong. It never creates a session and never throws for a bad
 // folder.
@@ -13,6 +14,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { attachAddons, CHECKPOINT_SUBFOLDERS, diffusersFolderProblem, inspectCheckpointFile, WEIGHTS_FILE } from './checkpoint-models.js';
 import { OnnxElemType, readOnnxSignature, type OnnxSignature, type OnnxValueDecl } from './onnx-header.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import type { ExportGeneration, ModelFamily, ModelInfo, ModelProblem, ModelScan, SamplerName } from './types.js';
@@ -272,13 +274,15 @@ function isProblem(x: ModelInfo | ModelProblem): x is ModelProblem {
 }
 
 /**
- * Scans `modelsDir` for model folders (subfolders holding model_index.json); when none is usable
+ * Scans `modelsDir` for model folders (subfolders holding model_index.json) and checkpoint files
+ * (there and in checkpoints/); when none is usable
  * and a fallback folder is given, its models are offered instead, with `notice` saying so. The
  * problems found in `modelsDir` are kept either way, so an admin still learns what is wrong there.
  * Never throws.
  */
 export async function scanModels(modelsDir: string, options: ScanOptions = {}): Promise<ModelScan> {
   const scan = await scanFolder(modelsDir);
+  if (scan.models.length > 0) await attachAddons(scan.models, modelsDir);
   if (scan.models.length > 0 || options.fallbackDir === undefined) return scan;
   const fallback = await scanFolder(options.fallbackDir);
   if (fallback.models.length === 0) return scan;
@@ -302,9 +306,15 @@ async function scanFolder(modelsDir: string): Promise<ModelScan> {
     return scan;
   }
   const results = await Promise.all(
-    entries.map(async (entry): Promise<ModelInfo | ModelProblem | undefined> => {
+    entries.map(async (entry): Promise<ModelInfo | ModelProblem | undefined | (ModelInfo | ModelProblem | undefined)[]> => {
       const dir = path.join(modelsDir, entry);
-      if (entry.startsWith('.') || !(await isDirectory(dir))) return undefined;
+      if (entry.startsWith('.')) return undefined;
+      if (!(await isDirectory(dir))) return WEIGHTS_FILE.test(entry) ? inspectCheckpointFile(dir) : undefined;
+      if (CHECKPOINT_SUBFOLDERS.includes(entry)) return scanCheckpointFolder(dir);
+      if (!(await isReadable(path.join(dir, 'unet', 'model.onnx')))) {
+        const diffusers = await diffusersFolderProblem(dir, entry);
+        if (diffusers) return diffusers;
+      }
       if (!(await isReadable(path.join(dir, 'model_index.json')))) {
         // Only folders that look like a model export deserve a complaint; others are ignored.
         const looksLikeModel = (await isDirectory(path.join(dir, 'unet'))) || (await isDirectory(path.join(dir, 'text_encoder')));
@@ -313,10 +323,28 @@ async function scanFolder(modelsDir: string): Promise<ModelScan> {
       return inspectModelFolder(dir, entry);
     }),
   );
-  for (const r of results) {
+  const byName = new Map<string, ModelInfo>();
+  for (const r of results.flat()) {
     if (r === undefined) continue;
-    if (isProblem(r)) scan.problems.push(r);
-    else scan.models.push(r);
+    const clash = isProblem(r) ? undefined : byName.get(r.name);
+    if (clash) {
+      scan.problems.push({ name: r.name, dir: r.dir, reason: `another model is already called "${r.name}" (${clash.dir}); rename one of them` });
+    } else if (isProblem(r)) scan.problems.push(r);
+    else {
+      byName.set(r.name, r);
+      scan.models.push(r);
+    }
   }
   return scan;
+}
+
+/** Checkpoint files in models/checkpoints/ (one level; folders there are not searched). */
+async function scanCheckpointFolder(dir: string): Promise<(ModelInfo | ModelProblem | undefined)[]> {
+  let entries: string[];
+  try {
+    entries = (await readdir(dir)).sort();
+  } catch (err) {
+    return [{ name: path.basename(dir), dir, reason: `${dir} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` }];
+  }
+  return Promise.all(entries.filter((e) => !e.startsWith('.') && WEIGHTS_FILE.test(e)).map((e) => inspectCheckpointFile(path.join(dir, e))));
 }

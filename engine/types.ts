@@ -30,7 +30,20 @@ export interface ModelInfo {
   dtype: 'float32' | 'float16';
   /** sha256 (hex) of the checkpoint file the model was built from; A1111's "Model hash" is its first 10 hex. */
   sha256?: string;
+  /**
+   * Where the model comes from: an ONNX export folder (absent means 'onnx'), a single-file
+   * checkpoint (`dir` is then the .safetensors file; its folder is built on first use) or a
+   * diffusers folder.
+   */
+  source?: ModelSource;
+  /** How a checkpoint stores its weights (fp32, fp16, bf16, mixed), for listing. */
+  storedDtype?: string;
+  /** Installed LoRAs and textual-inversion embeddings made for this model's family (names). */
+  loras?: string[];
+  embeddings?: string[];
 }
+
+export type ModelSource = 'onnx' | 'checkpoint' | 'diffusers';
 
 /** A folder that looked like a model but cannot be used, with a reason that names the file. */
 export interface ModelProblem {
@@ -81,6 +94,9 @@ export interface GenerateRequest {
   loras?: LoraRequest[];
 }
 
+/** One LoRA a job asks for: `<lora:name:te:unet>` in the prompt or `--lora name:weight`. */
+export interface LoraRequest { name: string; textEncoderWeight: number; unetWeight: number }
+
 export interface PromptTruncation {
   /** The text that reached the model (only where it can be told word for word). */
   kept?: string;
@@ -90,8 +106,6 @@ export interface PromptTruncation {
   tokenLimit?: number;
 }
 
-/** One LoRA a job asks for: `<lora:name:te:unet>` in the prompt or `--lora name:weight`. */
-export interface LoraRequest { name: string; textEncoderWeight: number; unetWeight: number }
 
 export interface EngineImage {
   rgb: Uint8Array;
@@ -131,9 +145,22 @@ export interface StepProgress {
   preview?: { rgb: Uint8Array; width: number; height: number };
 }
 
+/**
+ * Work before the first step that can take a while: 'preparing' builds a checkpoint's (or LoRA
+ * variant's) ONNX folder on its first use, `fraction` 0..1; 'loading' creates a model's sessions.
+ */
+export interface ModelStage {
+  stage: 'preparing' | 'loading';
+  model: string;
+  /** Preparing a LoRA variant: the LoRAs being merged in. */
+  loras?: string[];
+  fraction?: number;
+}
+
 export interface GenerateOptions {
   signal?: AbortSignal;
   onStep?: (progress: StepProgress) => void;
+  onStage?: (stage: ModelStage) => void;
 }
 
 /** `worker_crashed`: the worker thread died while drawing (a crash the request may have caused). */
@@ -171,6 +198,18 @@ export interface EngineOptions {
   warmupImages?: number;
   /** Where warnings and info go (the bot passes a pino logger's methods). */
   log?: EngineLog;
+  /**
+   * Where checkpoints' built ONNX folders and LoRA variants are cached (the bot passes
+   * `<dataDir>/model-cache`). Default: `./data/model-cache`, as `npm run models -- prepare` uses.
+   */
+  modelCacheDir?: string;
+  /**
+   * A CLIP tokenizer folder (vocab.json + merges.txt) for checkpoints, which carry none. Default:
+   * `<modelsDir>/tokenizer/`, else the tokenizer of an installed ONNX model with the same vocabulary.
+   */
+  tokenizerDir?: string;
+  /** Disk the LoRA variants may take together, in MB (default 20000); oldest-used go first. */
+  loraCacheMB?: number;
 }
 
 export interface EngineLog {

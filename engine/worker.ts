@@ -13,12 +13,16 @@ import {
   type ExecutionProviderName,
   type GenerateRequest,
   type GenerateResult,
+  type ModelStage,
   type StepProgress,
 } from './types.js';
 
 export interface WorkerInit {
   modelsDir: string;
   fallbackModelsDir?: string;
+  modelCacheDir?: string;
+  tokenizerDir?: string;
+  loraCacheMB?: number;
   providers: ExecutionProviderName[];
   threads?: number;
   warmup?: boolean;
@@ -29,7 +33,7 @@ export interface WorkerInit {
 }
 
 export type ToWorker =
-  | { type: 'generate'; id: number; request: GenerateRequest; wantsSteps: boolean }
+  | { type: 'generate'; id: number; request: GenerateRequest; wantsSteps: boolean; wantsStages?: boolean }
   | { type: 'cancel'; id: number }
   | { type: 'stats'; id: number }
   | { type: 'close' }
@@ -38,6 +42,7 @@ export type ToWorker =
 
 export type FromWorker =
   | { type: 'step'; id: number; progress: StepProgress }
+  | { type: 'stage'; id: number; stage: ModelStage }
   | { type: 'result'; id: number; result: GenerateResult }
   | { type: 'error'; id: number; code: EngineErrorCode; message: string }
   | { type: 'stats'; id: number; stats: PipelineStats }
@@ -55,6 +60,9 @@ function startWorker(): void {
   const pipeline = new Pipeline({
     modelsDir: init.modelsDir,
     ...(init.fallbackModelsDir !== undefined ? { fallbackModelsDir: init.fallbackModelsDir } : {}),
+    ...(init.modelCacheDir !== undefined ? { modelCacheDir: init.modelCacheDir } : {}),
+    ...(init.tokenizerDir !== undefined ? { tokenizerDir: init.tokenizerDir } : {}),
+    ...(init.loraCacheMB !== undefined ? { loraCacheMB: init.loraCacheMB } : {}),
     providers: init.providers,
     ...(init.threads !== undefined ? { threads: init.threads } : {}),
     ...(init.warmup !== undefined ? { warmup: init.warmup } : {}),
@@ -71,7 +79,7 @@ function startWorker(): void {
   const running = new Map<number, AbortController>();
   let lastProvider: ExecutionProviderName | undefined;
 
-  async function generate(id: number, request: GenerateRequest, wantsSteps: boolean): Promise<void> {
+  async function generate(id: number, request: GenerateRequest, wantsSteps: boolean, wantsStages: boolean): Promise<void> {
     const controller = new AbortController();
     running.set(id, controller);
     try {
@@ -83,6 +91,7 @@ function startWorker(): void {
                 send({ type: 'step', id, progress }, progress.preview ? [bufferOf(progress.preview.rgb)] : []),
             }
           : {}),
+        ...(wantsStages ? { onStage: (stage: ModelStage) => send({ type: 'stage', id, stage }) } : {}),
       });
       const provider = pipeline.provider();
       if (provider && provider !== lastProvider) {
@@ -110,7 +119,7 @@ function startWorker(): void {
   port.on('message', (message: ToWorker) => {
     switch (message.type) {
       case 'generate':
-        void generate(message.id, message.request, message.wantsSteps);
+        void generate(message.id, message.request, message.wantsSteps, message.wantsStages ?? false);
         break;
       case 'cancel':
         running.get(message.id)?.abort();

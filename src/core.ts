@@ -1,5 +1,6 @@
 // Everything between the adapters and the GPU, composed once: store → engine worker → job
 // service → command context. src/main.ts adds the adapters and signals; tests add fakes.
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { CommandContext } from '../commands/types.js';
 import { createEngine, DEMO_MODELS_DIR } from '../engine/index.js';
@@ -32,6 +33,8 @@ export function createConfiguredEngine(config: Config, log: Logger): Engine {
     modelsDir: config.models.dir,
     // A fresh clone with no models/ still draws: the bundled demo model (scan.notice says so).
     fallbackModelsDir: DEMO_MODELS_DIR,
+    // Checkpoints are built into ONNX folders on first use; they are kept with the bot's data.
+    modelCacheDir: path.join(config.dataDir, 'model-cache'),
     providers: [...config.engine.providers],
     threads: config.engine.threads,
     warmup: config.engine.warmup,

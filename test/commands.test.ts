@@ -642,8 +642,8 @@ describe('help', () => {
     const reply = await runCommand(req('help', ada), ctx);
     expect(reply.visibility).toBe('private');
     for (const s of SAMPLERS) expect(reply.text).toContain(s);
-    expect(reply.text).toContain('• tiny (default, 512x512)');
-    expect(reply.text).toContain('• noenc (512x512, no upscale)');
+    expect(reply.text).toContain('• tiny (default, SD 1.x, 512×512, fp32, onnx)');
+    expect(reply.text).toContain('• noenc (SD 1.x, 512×512, fp32, onnx, no upscale)');
     expect(reply.text).toContain(`max ${ctx.config.limits.maxSteps}`);
     expect(reply.text).toContain('🔁');
   });

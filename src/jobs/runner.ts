@@ -23,6 +23,7 @@ import {
   type GenerateRequest,
   type GenerateResult,
   type InitImage,
+  type ModelStage,
   type StepProgress,
 } from '../../engine/types.js';
 import { jobLog, type JobsContext } from './context.js';
@@ -199,12 +200,19 @@ export class Runner {
       });
     };
 
+    // Before the first step: a checkpoint's first use builds its folder, any model's first job
+    // creates its sessions. Members see it in the status instead of a job that looks stuck.
+    const onStage = (stage: ModelStage) => {
+      if (schedule.running.get(job.id) !== run) return;
+      this.ctx.events.emit({ type: 'stage', job: view(job), ...stage });
+    };
+
     let result: GenerateResult;
     let images: JobImage[];
     let grid: string | undefined;
     try {
       const request = await this.requestFor(job);
-      result = await this.drawer.draw(job, request, { signal: run.controller.signal, onStep });
+      result = await this.drawer.draw(job, request, { signal: run.controller.signal, onStep, onStage });
       await progressChain;
       // A result that arrives despite a stop() abort is kept (finished work is never thrown
       // away); one that arrives despite a member's cancel is not.

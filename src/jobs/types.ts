@@ -144,6 +144,11 @@ export type JobEvent =
       cause?: 'engine-crash' | 'shutdown';
     }
   | { type: 'started'; job: Job }
+  /**
+   * Before the first step: the model is being prepared (a checkpoint's first use, `fraction`
+   * 0..1; `loras` when a LoRA variant is built) or its sessions are being created.
+   */
+  | { type: 'stage'; job: Job; stage: 'preparing' | 'loading'; model: string; loras?: string[]; fraction?: number }
   | {
       type: 'progress';
       job: Job;

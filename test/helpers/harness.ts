@@ -21,6 +21,8 @@ export interface HarnessOptions {
   /** A fresh clone: no models/ folder at all and no default model, so the bundled demo model is used. */
   withoutModels?: boolean;
   secrets?: Config['secrets'];
+  /** Adds files to the models folder (beside the tiny ONNX model) before the bot starts. */
+  prepareModels?: (modelsDir: string) => Promise<void>;
 }
 
 export interface Harness {
@@ -109,6 +111,7 @@ export async function createHarness(options: HarnessOptions = {}): Promise<Harne
     vaeEncoder: true,
     ...options.model,
   } as TinyModelOptions);
+  await options.prepareModels?.(path.join(root, 'models'));
   return withCleanup(await boot(root, options, []));
 }
 

@@ -166,6 +166,7 @@ class JobTracker {
       case 'moved':
       case 'resumed':
       case 'started':
+      case 'stage':
         this.#throttle.push({ text: statusText(event) });
         return;
       case 'progress':

@@ -109,6 +109,7 @@ export async function startTelegram(deps: AdapterDeps, options: TelegramOptions 
         case 'resumed':
           return board.show(job, statusText(event));
         case 'started':
+        case 'stage':
         case 'progress':
           board.show(job, statusText(event));
           return board.drawing(job);

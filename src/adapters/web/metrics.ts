@@ -80,7 +80,7 @@ export class Metrics {
   constructor(private readonly jobs: JobService) {}
 
   observe(event: JobEvent): void {
-    if (event.type === 'progress' || event.type === 'moved') return;
+    if (event.type === 'progress' || event.type === 'moved' || event.type === 'stage') return;
     const platform = event.job.target.platform;
     this.events.add({ event: event.type, platform });
     this.counts.set(event.type, (this.counts.get(event.type) ?? 0) + 1);

@@ -1,0 +1,102 @@
+// The registry's view of weights files and diffusers folders under the models directory: a
+// single-file checkpoint the engine can build a folder from becomes a ModelInfo (source
+// 'checkpoint'; its ONNX folder is built on first use, see ./model-resolve.ts); a file that cannot
+// be used becomes a ModelProblem with the reason (a pickle, an unknown family, a truncated file,
+// SDXL not yet, …). LoRA, embedding and VAE files are add-ons, not models: they are skipped here
+// and listed by ./checkpoint/catalogue.ts. Detection is by tensor names and shapes, never by name.
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { familyLabel, scanCatalogue } from './checkpoint/catalogue.js';
+import type { CheckpointInfo } from './checkpoint/detect.js';
+import { CheckpointError } from './checkpoint/errors.js';
+import { inspectDiffusersFolder, inspectWeightsFile } from './checkpoint/inspect.js';
+import { assertBuildable } from './checkpoint/prepare.js';
+import type { ModelFamily, ModelInfo, ModelProblem } from './types.js';
+
+/** Files worth a look: safetensors, and the pickle extensions (refused with the reason). */
+export const WEIGHTS_FILE = /\.(safetensors|ckpt|pt|pth|bin|pkl|pickle)$/i;
+/** Subfolders of the models directory that hold checkpoints (A1111's and ComfyUI's names). */
+export const CHECKPOINT_SUBFOLDERS = ['checkpoints', 'Stable-diffusion'];
+
+export const checkpointName = (file: string): string => path.basename(file, path.extname(file));
+
+/** What `info` becomes once built: the defaults every SD 1.x/2.x checkpoint gets. */
+function checkpointModel(name: string, file: string, info: CheckpointInfo & { family: 'sd1' | 'sd2' }): ModelInfo {
+  const family: ModelFamily = info.family;
+  return {
+    name,
+    dir: file,
+    family,
+    predictionType: info.prediction === 'v' ? 'v_prediction' : 'epsilon',
+    nativeWidth: info.nativeSize,
+    nativeHeight: info.nativeSize,
+    defaultSampler: 'DPM++ 2M Karras',
+    defaultSteps: 20,
+    defaultGuidance: 7,
+    // The folder builder writes a VAE encoder whenever the file has one (assertBuildable made sure of the VAE).
+    hasVaeEncoder: true,
+    // The builders write plain float32 graphs in the newest Optimum layout (float timestep [batch]).
+    generation: 'diffusers-legacy',
+    dtype: 'float32',
+    source: 'checkpoint',
+    storedDtype: info.dtype,
+  };
+}
+
+/**
+ * A weights file as the registry sees it: a model, a problem, or undefined for add-ons (LoRA,
+ * embedding, VAE files), which are not models. Never throws.
+ */
+export async function inspectCheckpointFile(file: string): Promise<ModelInfo | ModelProblem | undefined> {
+  const name = checkpointName(file);
+  const label = path.basename(file);
+  try {
+    const info = await inspectWeightsFile(file);
+    if (info.kind === 'lora' || info.kind === 'embedding' || info.kind === 'vae') return undefined;
+    assertBuildable(info, label);
+    return checkpointModel(name, file, info);
+  } catch (err) {
+    const reason = err instanceof CheckpointError ? err.message : `${label} cannot be read (${(err as Error).message})`;
+    return { name, dir: file, reason };
+  }
+}
+
+/**
+ * A folder with model_index.json but no ONNX files: a diffusers folder is named for what it is
+ * (the engine draws from its single-file checkpoint or an ONNX export so far); undefined when the
+ * folder is not a diffusers folder either, so the ONNX checks give their own reason.
+ */
+export async function diffusersFolderProblem(dir: string, name: string): Promise<ModelProblem | undefined> {
+  // An ONNX export with its model.onnx missing has unet/config.json too; diffusers weights decide.
+  const unetFiles = await readdir(path.join(dir, 'unet')).catch(() => [] as string[]);
+  if (!unetFiles.some((f) => f.startsWith('diffusion_pytorch_model.'))) return undefined;
+  try {
+    const info = await inspectDiffusersFolder(dir);
+    if (info === undefined) return undefined;
+    const what = `a diffusers folder (${familyLabel(info.family)}, ${info.nativeSize}²)`;
+    const reason = info.supported
+      ? `${what}; the engine cannot draw from diffusers weights yet: use the model's single-file .safetensors or an ONNX export`
+      : `${what} that cannot be used: ${info.reason ?? 'not supported'}`;
+    return { name, dir, reason };
+  } catch (err) {
+    return { name, dir, reason: err instanceof CheckpointError ? err.message : `could not read the folder (${(err as Error).message})` };
+  }
+}
+
+/** The family key LoRAs and embeddings are matched by (SD 2.x Turbo takes SD 2.x add-ons). */
+const addonFamily = (m: ModelInfo): string => (m.family === 'sd-turbo' ? 'sd2' : m.family);
+
+/** Fills each model's `loras` and `embeddings` with the installed add-ons made for its family. */
+export async function attachAddons(models: ModelInfo[], modelsDir: string): Promise<void> {
+  const cat = await scanCatalogue(modelsDir);
+  for (const m of models) {
+    m.loras = cat.loras.filter((l) => l.family === addonFamily(m)).map((l) => l.name);
+    m.embeddings = cat.embeddings.filter((e) => e.family === addonFamily(m)).map((e) => e.name);
+  }
+}
+
+/** "SD 1.x, 512×512, fp16, checkpoint": what a member needs to know about a model, in one line. */
+export function modelSummary(m: ModelInfo): string {
+  const dtype = m.storedDtype ?? (m.dtype === 'float16' ? 'fp16' : 'fp32');
+  return [familyLabel(m.family), `${m.nativeWidth}×${m.nativeHeight}`, dtype, m.source ?? 'onnx'].join(', ');
+}

@@ -1,0 +1,256 @@
+// From a listed model and a job's LoRAs to the ONNX folder the loader opens. An ONNX export is
+// its own folder. A single-file checkpoint is built into `<cacheDir>/<hash>-g<version>/` on first
+// use (./checkpoint/prepare.ts; a half-written entry left by a kill is found by its missing
+// manifest and built again); with LoRAs, into a variant folder beside it
+// (./checkpoint/lora-variants.ts), so a job without LoRAs always draws with the plain folder. The
+// key of the result is the folder itself, which is what the pipeline keeps loaded models by.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { checkpointName, WEIGHTS_FILE } from './checkpoint-models.js';
+import { CheckpointError } from './checkpoint/errors.js';
+import { prepareLoraVariant } from './checkpoint/lora-variants.js';
+import type { FolderProgress } from './checkpoint/model-folder.js';
+import { openWeightsFile } from './checkpoint/pickle-guard.js';
+import { prepareCheckpoint, type PrepareProgress } from './checkpoint/prepare.js';
+import { nearNames } from './near-names.js';
+import { inspectModelFolder } from './registry.js';
+import { EngineError, type LoraRequest, type ModelInfo, type ModelStage } from './types.js';
+
+export interface ResolveOptions {
+  modelsDir: string;
+  cacheDir: string;
+  /** A CLIP tokenizer folder to copy into built folders (see EngineOptions.tokenizerDir). */
+  tokenizerDir?: string;
+  /** Bytes LoRA variants may take on disk together. */
+  loraCacheBytes: number;
+}
+
+export interface ResolveHooks {
+  onStage?: (stage: ModelStage) => void;
+  signal?: AbortSignal;
+  /** Models installed now; their tokenizers are candidates for checkpoints. */
+  installed?: readonly ModelInfo[];
+}
+
+export interface ResolvedModel {
+  /** The folder to load; also the key loaded models are kept by. */
+  key: string;
+  /** Reads the folder's description (ONNX headers) when the model must be loaded. */
+  describe(): Promise<ModelInfo>;
+  /** LoRAs merged in: name → A1111's short hash. */
+  loraHashes?: Record<string, string>;
+}
+
+export const DEFAULT_LORA_CACHE_MB = 20_000;
+/** Where A1111 and ComfyUI users keep LoRAs, under the models directory. */
+const LORA_FOLDERS = ['loras', 'Lora'];
+/** Tensors whose first dimension is the text encoder's vocabulary (SD 1.x, SD 2.x, SGM layout). */
+const TOKEN_EMBEDDINGS = [
+  'cond_stage_model.transformer.text_model.embeddings.token_embedding.weight',
+  'cond_stage_model.transformer.embeddings.token_embedding.weight',
+  'cond_stage_model.model.token_embedding.weight',
+  'conditioner.embedders.0.model.token_embedding.weight',
+];
+/** Building a folder reports per tensor; members need a percent, not a thousand messages. */
+const PERCENT = 100;
+/** Share of the whole build per part, roughly by parameter count (SD 1.5: 123 M, 860 M, 49 M, 34 M). */
+const PART_SHARE: Record<FolderProgress['part'], [start: number, share: number]> = {
+  text_encoder: [0, 0.12],
+  unet: [0.12, 0.75],
+  vae_decoder: [0.87, 0.07],
+  vae_encoder: [0.94, 0.06],
+};
+/** Hashing the file (first use only) counts as this share before the build. */
+const HASH_SHARE = 0.1;
+
+function buildFraction(p: FolderProgress): number {
+  const [start, share] = PART_SHARE[p.part];
+  return start + share * (p.tensorsTotal === 0 ? 1 : p.tensorsDone / p.tensorsTotal);
+}
+
+function prepareFraction(p: PrepareProgress): number {
+  if (p.stage === 'hashing') return HASH_SHARE * (p.bytesTotal === 0 ? 1 : p.bytesDone / p.bytesTotal);
+  return HASH_SHARE + (1 - HASH_SHARE) * buildFraction(p);
+}
+
+/** Calls `emit` only when the whole percent changes. */
+function percentStages(emit: ((s: ModelStage) => void) | undefined, base: Omit<ModelStage, 'fraction'>): (fraction: number) => void {
+  let last = -1;
+  return (fraction) => {
+    const percent = Math.floor(Math.min(1, Math.max(0, fraction)) * PERCENT);
+    if (percent === last) return;
+    last = percent;
+    emit?.({ ...base, fraction: percent / PERCENT });
+  };
+}
+
+/**
+ * A1111's LoRA hash for .safetensors files (the "AddNet" hash that Civitai indexes too): sha256 of
+ * everything after the JSON header, so editing only the metadata keeps it.
+ */
+export async function addnetHash(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  const handle = await open(file, 'r');
+  const head = Buffer.alloc(8);
+  try {
+    await handle.read(head, 0, 8, 0);
+  } finally {
+    await handle.close();
+  }
+  const start = 8 + Number(head.readBigUInt64LE(0));
+  for await (const chunk of createReadStream(file, { start, highWaterMark: 4 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export class ModelResolver {
+  private readonly described = new Map<string, ModelInfo>();
+  private readonly vocabSizes = new Map<string, number | undefined>();
+  private readonly loraHashMemo = new Map<string, { size: number; mtimeMs: number; hash: string }>();
+
+  constructor(private readonly options: ResolveOptions) {}
+
+  async resolve(info: ModelInfo, loras: readonly LoraRequest[] | undefined, hooks: ResolveHooks = {}): Promise<ResolvedModel> {
+    const wanted = loras ?? [];
+    if ((info.source ?? 'onnx') !== 'checkpoint') {
+      if (wanted.length > 0) {
+        throw new EngineError('bad_request', `LoRAs work with checkpoint models only; "${info.name}" is an ONNX export (put its .safetensors checkpoint in models/ to use LoRAs)`);
+      }
+      return { key: info.dir, describe: async () => info };
+    }
+    const file = info.dir;
+    // Resolve LoRA names before any building, so a typo is answered at once.
+    const loraFiles = wanted.length > 0 ? await this.findLoras(wanted) : [];
+    const tokenizerDir = await this.tokenizerFor(info, hooks.installed ?? []);
+    const prepared = await this.guard(info.name, hooks.signal, () =>
+      prepareCheckpoint(file, {
+        cacheDir: this.options.cacheDir,
+        tokenizerDir,
+        onProgress: ((report) => (p: PrepareProgress) => report(prepareFraction(p)))(percentStages(hooks.onStage, { stage: 'preparing', model: info.name })),
+        ...(hooks.signal ? { signal: hooks.signal } : {}),
+      }),
+    );
+    if (loraFiles.length === 0) return { key: prepared.dir, describe: () => this.describe(prepared.dir, info.name, prepared.sha256) };
+    const family = prepared.info.family;
+    if (family !== 'sd1' && family !== 'sd2') throw new EngineError('model', `model "${info.name}" cannot take LoRAs (${family})`);
+    const report = percentStages(hooks.onStage, { stage: 'preparing', model: info.name, loras: loraFiles.map((l) => l.name) });
+    const variant = await this.guard(info.name, hooks.signal, () =>
+      prepareLoraVariant(
+        { path: file, sha256: prepared.sha256, info: { family, prediction: prepared.info.prediction }, plainDir: prepared.dir },
+        loraFiles.map((l) => ({ path: l.path, textEncoderWeight: l.request.textEncoderWeight, unetWeight: l.request.unetWeight })),
+        {
+          cacheDir: this.options.cacheDir,
+          maxVariantBytes: this.options.loraCacheBytes,
+          tokenizerDir,
+          onProgress: (p) => report(buildFraction(p)),
+          ...(hooks.signal ? { signal: hooks.signal } : {}),
+        },
+      ),
+    );
+    const loraHashes: Record<string, string> = {};
+    for (const l of loraFiles) loraHashes[l.name] = (await this.loraHash(l.path)).slice(0, 12);
+    return { key: variant.dir, describe: () => this.describe(variant.dir, info.name, prepared.sha256), loraHashes };
+  }
+
+  /** CheckpointErrors (a LoRA that does not fit, a damaged file) are answers for the member, in one line. */
+  private async guard<T>(model: string, signal: AbortSignal | undefined, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (signal?.aborted) throw new EngineError('cancelled', 'cancelled');
+      if (err instanceof CheckpointError) {
+        const code = /^LoRA /.test(err.message) ? 'bad_request' : 'model';
+        throw new EngineError(code, `model "${model}": ${err.message}`);
+      }
+      throw err;
+    }
+  }
+
+  /** The built folder as the loader sees it, with the checkpoint's hash (A1111's "Model hash"). */
+  private async describe(dir: string, name: string, sha256: string): Promise<ModelInfo> {
+    const known = this.described.get(dir);
+    if (known) return known;
+    const info = await inspectModelFolder(dir, name);
+    if ('reason' in info) throw new EngineError('model', `model "${name}" was prepared but its folder cannot be used: ${info.reason}`);
+    const described: ModelInfo = { ...info, source: 'checkpoint', sha256 };
+    this.described.set(dir, described);
+    return described;
+  }
+
+  /** Each requested LoRA's file under models/loras/ (name without extension, any case). */
+  private async findLoras(requests: readonly LoraRequest[]): Promise<{ name: string; path: string; request: LoraRequest }[]> {
+    const files: string[] = [];
+    for (const folder of LORA_FOLDERS) {
+      const dir = path.join(this.options.modelsDir, folder);
+      const entries = await readdir(dir).catch(() => [] as string[]);
+      for (const e of entries.sort()) if (!e.startsWith('.') && WEIGHTS_FILE.test(e)) files.push(path.join(dir, e));
+    }
+    return requests.map((request) => {
+      const found = files.find((f) => checkpointName(f).toLowerCase() === request.name.toLowerCase());
+      if (found) return { name: checkpointName(found), path: found, request };
+      const names = [...new Set(files.map(checkpointName))];
+      const near = nearNames(request.name, names);
+      const hint = near.length > 0 ? `; did you mean ${near.join(', ')}?` : names.length > 0 ? `; installed: ${names.join(', ')}` : `; ${path.join(this.options.modelsDir, 'loras')} holds none`;
+      throw new EngineError('bad_request', `unknown LoRA "${request.name}"${hint}`);
+    });
+  }
+
+  private async loraHash(file: string): Promise<string> {
+    const s = await stat(file);
+    const known = this.loraHashMemo.get(file);
+    if (known && known.size === s.size && known.mtimeMs === s.mtimeMs) return known.hash;
+    const hash = await addnetHash(file);
+    this.loraHashMemo.set(file, { size: s.size, mtimeMs: s.mtimeMs, hash });
+    return hash;
+  }
+
+  /**
+   * The tokenizer copied into a checkpoint's folder: the configured one; else models/tokenizer/;
+   * else that of an installed ONNX model whose vocabulary has as many entries as the checkpoint's
+   * token embedding has rows (every SD 1.x/2.x model shares CLIP's 49,408-entry BPE vocabulary).
+   */
+  private async tokenizerFor(info: ModelInfo, installed: readonly ModelInfo[]): Promise<string> {
+    if (this.options.tokenizerDir !== undefined) return this.options.tokenizerDir;
+    const rows = await this.vocabRows(info.dir);
+    const candidates = [
+      path.join(this.options.modelsDir, 'tokenizer'),
+      ...installed.filter((m) => (m.source ?? 'onnx') === 'onnx').map((m) => path.join(m.dir, 'tokenizer')),
+    ];
+    for (const dir of candidates) {
+      const size = await this.vocabSize(dir);
+      if (size !== undefined && (rows === undefined || size === rows)) return dir;
+    }
+    throw new EngineError(
+      'model',
+      `model "${info.name}" needs a CLIP tokenizer, which checkpoint files do not carry: copy vocab.json and merges.txt from the tokenizer/ folder of any SD 1.x or 2.x download into ${path.join(this.options.modelsDir, 'tokenizer')}`,
+    );
+  }
+
+  private async vocabRows(file: string): Promise<number | undefined> {
+    const weights = await openWeightsFile(file);
+    try {
+      for (const name of TOKEN_EMBEDDINGS) {
+        const t = weights.header.tensors.get(name);
+        if (t) return t.shape[0];
+      }
+      return undefined;
+    } finally {
+      await weights.close();
+    }
+  }
+
+  private async vocabSize(dir: string): Promise<number | undefined> {
+    if (this.vocabSizes.has(dir)) return this.vocabSizes.get(dir);
+    let size: number | undefined;
+    try {
+      await stat(path.join(dir, 'merges.txt'));
+      const vocab = JSON.parse(await readFile(path.join(dir, 'vocab.json'), 'utf8')) as Record<string, number>;
+      size = Object.keys(vocab).length;
+    } catch {
+      size = undefined;
+    }
+    this.vocabSizes.set(dir, size);
+    return size;
+  }
+}
