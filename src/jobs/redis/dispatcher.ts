@@ -23,6 +23,7 @@ import {
   type GenerateOptions,
   type GenerateRequest,
   type GenerateResult,
+  type ModelStage,
   type StepProgress,
 } from '../../../engine/types.js';
 import { BackendUnavailableError, SHUTDOWN_REASON, type Drawer } from '../drawer.js';
@@ -39,6 +40,7 @@ import {
   type WireProgress,
   type WireRequest,
   type WireResult,
+  type WireStage,
   type WorkerBeat,
 } from './protocol.js';
 import { route } from './routing.js';
@@ -117,6 +119,7 @@ async function decodeResult(wire: WireResult): Promise<GenerateResult> {
     model: wire.model,
     provider: wire.provider as ExecutionProviderName,
     truncation: wire.truncation,
+    ...(wire.loraHashes ? { loraHashes: wire.loraHashes } : {}),
     timing: wire.timing,
   };
 }
@@ -125,6 +128,7 @@ export class RedisDispatcher implements Drawer {
   private readonly queues = new Map<string, ModelQueue>();
   private readonly keys: ReturnType<typeof keys>;
   private readonly onProgress = new Map<string, (p: StepProgress) => void>();
+  private readonly onStage = new Map<string, (s: ModelStage) => void>();
   /** Per BullMQ id: when the job was handed over and when a worker started it (bench figures). */
   readonly timings = new Map<string, { added: number; started?: number; finished?: number }>();
   /** Job id → the worker choose() reserved for it, until the job ends here. */
@@ -160,8 +164,9 @@ export class RedisDispatcher implements Drawer {
     queue.on('error', (err) => opts.log.warn({ err: err.message, model }, 'queue connection error'));
     events.on('error', (err) => opts.log.warn({ err: err.message, model }, 'queue events connection error'));
     events.on('progress', ({ jobId, data }) => {
-      const listener = this.onProgress.get(jobId);
-      if (listener && data && typeof data === 'object') listener(fromWireProgress(data as unknown as WireProgress));
+      if (!data || typeof data !== 'object') return;
+      if ('modelStage' in data) this.onStage.get(jobId)?.((data as unknown as WireStage).modelStage);
+      else this.onProgress.get(jobId)?.(fromWireProgress(data as unknown as WireProgress));
     });
     events.on('active', ({ jobId }) => {
       const t = this.timings.get(jobId);
@@ -231,6 +236,7 @@ export class RedisDispatcher implements Drawer {
     }
     if (!this.timings.has(bullId)) this.timings.set(bullId, { added: performance.now() });
     if (options.onStep) this.onProgress.set(bullId, options.onStep);
+    if (options.onStage) this.onStage.set(bullId, options.onStage);
     let detach: (reason: EngineError) => void = () => undefined;
     const detached = new Promise<never>((_, reject) => {
       detach = reject;
@@ -267,6 +273,7 @@ export class RedisDispatcher implements Drawer {
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
       this.onProgress.delete(bullId);
+      this.onStage.delete(bullId);
     }
   }
 

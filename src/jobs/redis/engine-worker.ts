@@ -35,6 +35,7 @@ import {
   type WireFailure,
   type WireProgress,
   type WireResult,
+  type WireStage,
   type WorkerBeat,
 } from './protocol.js';
 
@@ -113,6 +114,10 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
           lastProgress = now;
           job.updateProgress(toWireProgress(p) as unknown as object).catch((err: unknown) => jlog.debug({ err }, 'progress not sent'));
         },
+        onStage: (modelStage) => {
+          const wire: WireStage = { modelStage };
+          job.updateProgress(wire as unknown as object).catch((err: unknown) => jlog.debug({ err }, 'stage not sent'));
+        },
       });
       beat.loaded = result.model;
       beat.provider = result.provider;
@@ -131,7 +136,7 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
           infoText: image.infoText,
         })),
       );
-      const wire: WireResult = { images, model: result.model, provider: result.provider, truncation: { ...result.truncation }, timing: result.timing, worker: id };
+      const wire: WireResult = { images, model: result.model, provider: result.provider, truncation: { ...result.truncation }, ...(result.loraHashes ? { loraHashes: result.loraHashes } : {}), timing: result.timing, worker: id };
       const text = JSON.stringify(wire);
       if (text.length > maxBytes) {
         throw fail({ code: 'too_large', message: `the pictures are larger than this club's limit (${r.maxResultMegabytes} MB)` });

@@ -11,7 +11,7 @@
  * - channel `<prefix>:cancel` — a member's cancel, for the worker drawing the job now.
  * - `<prefix>:worker:<id>` — a worker's heartbeat (models, loaded model, current job, speed).
  */
-import type { EngineErrorCode, GenerateRequest, StepProgress } from '../../../engine/types.js';
+import type { EngineErrorCode, GenerateRequest, ModelStage, StepProgress } from '../../../engine/types.js';
 import type { WorkerStatus } from '../types.js';
 
 export const QUEUE_NAME = 'draw';
@@ -58,6 +58,11 @@ export interface WireProgress extends Omit<StepProgress, 'preview'> {
   preview?: { rgb: string; width: number; height: number };
 }
 
+/** Sent on the same progress channel before the first step: preparing or loading the model. */
+export interface WireStage {
+  modelStage: ModelStage;
+}
+
 export interface WireImage {
   png: string;
   width: number;
@@ -71,6 +76,7 @@ export interface WireResult {
   model: string;
   provider: string;
   truncation: Record<string, unknown>;
+  loraHashes?: Record<string, string>;
   timing: { totalMs: number; denoiseMs: number; stepsRun: number };
   worker: string;
 }
