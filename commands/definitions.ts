@@ -13,6 +13,8 @@ export interface OptionDef {
   min?: number;
   max?: number;
   maxLength?: number;
+  /** Suggestions as the member types (Discord autocomplete): `suggest(option, typed)` answers. */
+  autocomplete?: boolean;
 }
 
 export interface CommandDef {
@@ -42,7 +44,7 @@ export function commandDefinitions(config: Config): CommandDef[] {
           choices: SAMPLERS.map((s) => ({ name: s, value: s })),
         },
         { name: 'images', description: 'How many pictures', type: 'integer', min: 1, max: limits.maxImagesPerJob },
-        { name: 'model', description: 'Model name (see /help)', type: 'string', maxLength: 100 },
+        { name: 'model', description: 'Model name (see /help)', type: 'string', maxLength: 100, autocomplete: true },
       ],
     },
     {

@@ -9,7 +9,7 @@ import type { AdapterHandle } from '../../src/adapters/types.js';
 import type { DeepPartial } from '../../src/config/load.js';
 import type { FileConfig } from '../../src/config/schema.js';
 import { startFakeDiscord, type DispatchedInteraction, type FakeDiscord, type FakeDiscordOptions, type RecordedRequest } from '../fakes/discord/index.js';
-import { createHarness, type Harness } from './harness.js';
+import { createHarness, type Harness, type HarnessOptions } from './harness.js';
 
 export const CALLBACK = 'POST /interactions/:id/:token/callback';
 export const EDIT_ORIGINAL = 'PATCH /webhooks/:app/:token/messages/:message';
@@ -43,13 +43,13 @@ export function adopt(h: Harness, adapter: AdapterHandle): void {
   if (entry) entry.adapter = adapter;
 }
 
-export async function boot(config: DeepPartial<FileConfig> = {}, fakeOptions: FakeDiscordOptions = {}): Promise<Bot> {
+export async function boot(config: DeepPartial<FileConfig> = {}, fakeOptions: FakeDiscordOptions = {}, harness: Omit<HarnessOptions, 'config'> = {}): Promise<Bot> {
   const entry: (typeof booted)[number] = {};
   booted.push(entry);
   const fake = await startFakeDiscord({ heartbeatIntervalMs: 1000, ...fakeOptions });
   entry.fake = fake;
   const discord = { apiUrl: fake.apiUrl, progressEditMs: 250, ...(config.discord ?? {}) };
-  const h = await createHarness({ config: { ...config, discord } });
+  const h = await createHarness({ ...harness, config: { ...config, discord } });
   entry.h = h;
   const adapter = await startDiscord({ config: h.config, jobs: h.jobs, commands: h.commands, log: h.log, token: fake.token });
   entry.adapter = adapter;

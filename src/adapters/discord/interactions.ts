@@ -9,6 +9,7 @@ import {
   MessageFlags,
   PermissionFlagsBits,
   type ButtonInteraction,
+  type AutocompleteInteraction,
   type ChatInputCommandInteraction,
   type GuildMember,
   type Interaction,
@@ -17,6 +18,7 @@ import type { Logger } from 'pino';
 import { decodeAction } from '../../../commands/codec.js';
 import { runCommand } from '../../../commands/index.js';
 import { commandForAction, startsJob } from '../../../commands/routing.js';
+import { suggest } from '../../../commands/suggest.js';
 import type { CommandContext, CommandName, CommandReply, CommandRequest } from '../../../commands/types.js';
 import type { Config } from '../../config/schema.js';
 import type { Requester } from '../../jobs/types.js';
@@ -44,6 +46,10 @@ const MAX_PARTS = 3;
 export const ACK_BUDGET_MS = 1_500;
 /** What a public deferral becomes when the answer turned out private (sent as a follow-up). */
 export const NOT_STARTED_NOTE = 'This request was not started; I sent you the reason privately.';
+
+/** Discord's limits on autocomplete answers: 25 choices, names of at most 100 characters. */
+const MAX_SUGGESTIONS = 25;
+const MAX_SUGGESTION_NAME = 100;
 
 export interface InteractionDeps {
   config: Config;
@@ -101,6 +107,10 @@ export class InteractionHandler {
   /** The client's interactionCreate listener; never throws. */
   readonly onInteraction = (i: Interaction): void => {
     if (this.#stopped) return;
+    if (i.isAutocomplete()) {
+      this.#autocomplete(i).catch((err: unknown) => this.#deps.log.warn({ failure: describeFailure(err), interactionId: i.id }, 'autocomplete not answered'));
+      return;
+    }
     if (!i.isChatInputCommand() && !i.isButton()) return;
     // A gateway replay hands us the same interaction again; it was answered the first time.
     if (this.#seen.has(i.id)) return;
@@ -108,6 +118,13 @@ export class InteractionHandler {
     const work = i.isChatInputCommand() ? this.#slash(i) : this.#button(i);
     work.catch((err: unknown) => this.#deps.log.error({ failure: describeFailure(err), interactionId: i.id }, 'interaction handling failed'));
   };
+
+  /** Suggestions while a member types an option (the model list, with what each model is). */
+  async #autocomplete(i: AutocompleteInteraction): Promise<void> {
+    const focused = i.options.getFocused(true);
+    const found = suggest(focused.name, String(focused.value), this.#deps.commands, MAX_SUGGESTIONS);
+    await i.respond(found.map((s) => ({ name: clip(s.label, MAX_SUGGESTION_NAME), value: s.value })));
+  }
 
   async #slash(i: ChatInputCommandInteraction): Promise<void> {
     const command = i.commandName as CommandName;

@@ -22,14 +22,13 @@ function optionJson(def: OptionDef): APIApplicationCommandBasicOption {
   const base = { name: def.name, description: clip(def.description, MAX_DESCRIPTION), required: def.required ?? false };
   const choices = def.choices?.slice(0, MAX_CHOICES).map((c) => ({ name: clip(c.name, MAX_DESCRIPTION), value: c.value }));
   switch (def.type) {
-    case 'string':
-      return {
-        ...base,
-        type: ApplicationCommandOptionType.String,
-        ...(choices ? { choices } : {}),
-        // Discord rejects max_length together with choices.
-        ...(def.maxLength !== undefined && !choices ? { max_length: Math.min(def.maxLength, MAX_STRING_LENGTH) } : {}),
-      };
+    case 'string': {
+      const maxLength = def.maxLength !== undefined ? { max_length: Math.min(def.maxLength, MAX_STRING_LENGTH) } : {};
+      // Discord takes fixed choices or autocomplete, and rejects max_length together with choices.
+      if (choices) return { ...base, type: ApplicationCommandOptionType.String, choices };
+      if (def.autocomplete) return { ...base, type: ApplicationCommandOptionType.String, autocomplete: true, ...maxLength };
+      return { ...base, type: ApplicationCommandOptionType.String, ...maxLength };
+    }
     case 'integer':
       return {
         ...base,

@@ -22,7 +22,7 @@ import {
   type Overwrite,
   type StoredMessage,
 } from './payloads.js';
-import { checkChannelPermission, checkMessageBody, checkUploadSize, guildUploadLimit, RateLimiter, type Refusal } from './rules.js';
+import { checkChannelPermission, checkChoices, checkMessageBody, checkUploadSize, guildUploadLimit, RateLimiter, type Refusal } from './rules.js';
 
 export { snowflake, type FakeUser, type StoredMessage } from './payloads.js';
 export { PERM, guildUploadLimit } from './rules.js';
@@ -284,6 +284,12 @@ export class FakeDiscord {
     return this.#dispatchInteraction(2, data, who);
   }
 
+  /** INTERACTION_CREATE for an option being typed (APPLICATION_COMMAND_AUTOCOMPLETE). */
+  autocomplete(name: string, option: string, typed: string, who: InteractionUserOptions = {}): DispatchedInteraction {
+    const data = { id: '888888888888888888', name, type: 1, options: [{ name: option, type: 3, value: typed, focused: true }] };
+    return this.#dispatchInteraction(4, data, who);
+  }
+
   /** INTERACTION_CREATE for a button press on a message the fake stores. */
   buttonPress(customId: string, messageId: string, who: InteractionUserOptions = {}): DispatchedInteraction {
     const message = this.messages.get(messageId);
@@ -515,7 +521,7 @@ export class FakeDiscord {
       if (rec.acked) return { status: 400, json: { message: 'Interaction has already been acknowledged.', code: 40060 } };
       const type = Number(body?.type);
       const data = (body?.data ?? {}) as Record<string, unknown>;
-      const invalid = type === 4 || type === 7 ? checkMessageBody(data) : undefined;
+      const invalid = type === 4 || type === 7 ? checkMessageBody(data) : type === 8 ? checkChoices(data) : undefined;
       if (invalid) return invalid;
       rec.acked = true;
       if (type === 4 || type === 5) {

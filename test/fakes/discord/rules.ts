@@ -40,6 +40,22 @@ function invalidForm(errors: Record<string, unknown>): Refusal {
 
 const lengthError = (max: number) => ({ _errors: [{ code: 'BASE_TYPE_MAX_LENGTH', message: `Must be ${max} or fewer in length.` }] });
 
+/** Autocomplete answers: at most 25 choices, each name 1–100 characters (interactions/receiving-and-responding.mdx). */
+export const MAX_CHOICES = 25;
+export const MAX_CHOICE_NAME = 100;
+
+/** 50035 for an autocomplete result (callback type 8) beyond Discord's limits. */
+export function checkChoices(body: Record<string, unknown>): Refusal | undefined {
+  const choices = body.choices;
+  if (!Array.isArray(choices)) return invalidForm({ choices: { _errors: [{ code: 'BASE_TYPE_REQUIRED', message: 'This field is required' }] } });
+  if (choices.length > MAX_CHOICES) return invalidForm({ choices: lengthError(MAX_CHOICES) });
+  for (const [i, c] of choices.entries()) {
+    const name = (c as { name?: unknown }).name;
+    if (typeof name !== 'string' || name.length < 1 || [...name].length > MAX_CHOICE_NAME) return invalidForm({ choices: { [i]: { name: lengthError(MAX_CHOICE_NAME) } } });
+  }
+  return undefined;
+}
+
 /** 50035 for content and component limits, as Discord answers a create or an edit. */
 export function checkMessageBody(body: Record<string, unknown> | undefined): Refusal | undefined {
   if (!body) return undefined;
