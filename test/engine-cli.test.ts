@@ -2,13 +2,14 @@
 // TypeScript sources too), a tiny fixture model, PNGs read back with sharp.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseInfoText } from '../engine/infotext.js';
+import { DEMO_TOKENIZER_DIR, writeTinyCheckpoint, writeTinyLora } from './fixtures/tiny-checkpoint.js';
 import { writeTinyModel } from './fixtures/tiny-models.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -203,5 +204,54 @@ describe('npm run imagine', () => {
       const lines = run.stderr.split('\n').filter((l) => l.trim() !== '');
       expect(lines).toEqual([expect.stringMatching(message)]);
     }
+  });
+});
+
+describe('npm run imagine with a checkpoint file', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = path.join(root, 'ck');
+    await mkdir(path.join(dir, 'models', 'loras'), { recursive: true });
+    await writeTinyCheckpoint(path.join(dir, 'models', 'club.safetensors'));
+    await writeTinyLora(path.join(dir, 'models', 'loras', 'foxy.safetensors'));
+    await writeFile(path.join(dir, 'models', 'old.ckpt'), Buffer.from([0x80, 0x02, 0x2e]));
+  });
+
+  it('--list shows each model with family, size, dtype and source, the LoRAs that fit, and refused files with the reason', async () => {
+    const run = await imagine(['--list', '--models-dir', path.join(dir, 'models')]);
+    expect(run.code).toBe(0);
+    const lines = run.stdout.trim().split('\n');
+    expect(lines).toContain('club  SD 1.x  512²  fp32  checkpoint');
+    expect(lines).toContain('    LoRAs: foxy');
+    expect(lines.find((l) => l.startsWith('old: cannot be used:'))).toMatch(/pickle.*safetensors/);
+  });
+
+  it('prepares the checkpoint on first use with a progress line, then draws; the second run only loads', async () => {
+    const args = [
+      '--model',
+      path.join(dir, 'models', 'club.safetensors'),
+      'a fox',
+      '--size',
+      '64x64',
+      '--steps',
+      '2',
+      '--seed',
+      '1',
+      '--cache-dir',
+      path.join(dir, 'cache'),
+      '--tokenizer',
+      DEMO_TOKENIZER_DIR,
+      '-o',
+      path.join(dir, 'a.png'),
+    ];
+    const first = await imagine(args);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/preparing model club \(first use only\) \[#+\] 100%/);
+    expect(first.stderr).toMatch(/loading model club…/);
+    const second = await imagine(args);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).not.toMatch(/preparing/);
+    const png = await sharp(path.join(dir, 'a.png')).metadata();
+    expect([png.width, png.height]).toEqual([64, 64]);
   });
 });
