@@ -182,6 +182,29 @@ describe('checkpoints in the models folder', () => {
     expect(pixels((await draw(engine)).result).equals(plain)).toBe(true);
   });
 
+  it('a job cancelled while its checkpoint is prepared stops, leaves no half-built folder, and the next job prepares it', async () => {
+    const controller = new AbortController();
+    const stages: ModelStage[] = [];
+    const err = await engine
+      .generate(request({ model: 'half' }), {
+        signal: controller.signal,
+        onStage: (s) => {
+          stages.push(s);
+          if (s.stage === 'preparing' && (s.fraction ?? 0) > 0.2) controller.abort();
+        },
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e as EngineError,
+      );
+    expect(err?.code).toBe('cancelled');
+    expect(stages.some((s) => s.stage === 'loading')).toBe(false);
+    expect((await readdir(cacheDir)).some((e) => e.includes('.partial-'))).toBe(false);
+    const next = await draw(engine, { model: 'half' });
+    expect(preparing(next.stages).at(-1)?.fraction).toBe(1);
+    expect(pixels(next.result).equals(plain)).toBe(false);
+  });
+
   it('says what to do when no tokenizer can be found for a checkpoint', async () => {
     const bare = path.join(root, 'bare');
     await mkdir(bare);
