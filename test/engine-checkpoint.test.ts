@@ -143,17 +143,26 @@ describe('checkpoints in the models folder', () => {
     // A1111's LoRA hash: sha256 of the file after its JSON header, first 12 hex digits.
     const file = await readFile(path.join(modelsDir, 'loras', 'Fox-Style.safetensors'));
     const body = file.subarray(8 + Number(file.readBigUInt64LE(0)));
-    expect(withLora.result.loraHashes).toEqual({ 'Fox-Style': createHash('sha256').update(body).digest('hex').slice(0, 12) });
+    const loraHash = createHash('sha256').update(body).digest('hex').slice(0, 12);
+    expect(withLora.result.loraHashes).toEqual({ 'Fox-Style': loraHash });
+    // The info text carries both, as A1111 writes them: the checkpoint's sha256 (10 hex) and the LoRA's.
+    const modelHash = createHash('sha256').update(await readFile(path.join(modelsDir, 'tinyck.safetensors'))).digest('hex').slice(0, 10);
+    expect(withLora.result.images[0]!.infoText).toContain(`Model hash: ${modelHash}, Model: tinyck`);
+    expect(withLora.result.images[0]!.infoText).toContain(`Lora hashes: "Fox-Style: ${loraHash}"`);
 
     const after = await draw(engine);
     expect(after.stages).toEqual([]);
     expect(pixels(after.result).equals(plain)).toBe(true);
     expect(after.result.loraHashes).toBeUndefined();
+    expect(after.result.images[0]!.infoText).not.toContain('Lora hashes');
 
     // The same LoRA set again: its variant is cached, nothing is prepared.
     const again = await draw(engine, { loras: [{ name: 'Fox-Style', textEncoderWeight: 1, unetWeight: 1 }] });
     expect(preparing(again.stages)).toEqual([]);
     expect(pixels(again.result).equals(pixels(withLora.result))).toBe(true);
+    // Asked for by the prompt's tag instead: the same variant, the same picture.
+    const tagged = await draw(engine, { prompt: 'a fox in the snow <lora:fox-style:1>' });
+    expect(pixels(tagged.result).equals(pixels(withLora.result))).toBe(true);
   });
 
   it('refuses an unknown LoRA name with close matches, a wrong-family LoRA by name, and LoRAs on an ONNX export', async () => {
