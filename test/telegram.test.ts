@@ -144,7 +144,7 @@ describe('Telegram adapter end to end (fake Bot API, real grammY, real engine)',
     const edits = fake.callsOf('editMessageText').filter((c) => Number(c.params.message_id) === statusId);
     expect(edits.length).toBeGreaterThan(0);
     // The queue was empty, so the job may already be drawing when the first edit goes out.
-    for (const e of edits) expect(String(e.params.text)).toMatch(/^(Queued (#\d+|next up) · |Drawing…|✅ Done\.$)/);
+    for (const e of edits) expect(String(e.params.text)).toMatch(/^(Queued (#\d+|next up) · |Loading model tiny…$|Drawing…|✅ Done\.$)/);
     expect(fake.callsOf('sendChatAction').some((c) => c.params.action === 'upload_photo' && chatOf(c) === 42)).toBe(true);
 
     // The result: caption within 1024, three rows of buttons with ≤ 64-byte data.
