@@ -167,8 +167,8 @@ function connect() {
   stream.addEventListener('job', (e) => {
     const event = JSON.parse(e.data);
     draw(event.job, event);
-    // The queue moved: what the admin view shows is stale (progress alone does not move it).
-    if (state.me?.admin && event.type !== 'progress') void refreshAdmin();
+    // The queue moved: what the admin view shows is stale (progress and model stages alone do not move it).
+    if (state.me?.admin && event.type !== 'progress' && event.type !== 'stage') void refreshAdmin();
   });
 }
 
