@@ -123,18 +123,19 @@ export class ModelResolver {
     // Resolve LoRA names before any building, so a typo is answered at once.
     const loraFiles = wanted.length > 0 ? await this.findLoras(wanted) : [];
     const tokenizerDir = await this.tokenizerFor(info, hooks.installed ?? []);
+    const reportPrepare = percentStages(hooks.onStage, { stage: 'preparing', model: info.name });
     const prepared = await this.guard(info.name, hooks.signal, () =>
       prepareCheckpoint(file, {
         cacheDir: this.options.cacheDir,
         tokenizerDir,
-        onProgress: ((report) => (p: PrepareProgress) => report(prepareFraction(p)))(percentStages(hooks.onStage, { stage: 'preparing', model: info.name })),
+        onProgress: (p: PrepareProgress) => reportPrepare(prepareFraction(p)),
         ...(hooks.signal ? { signal: hooks.signal } : {}),
       }),
     );
     if (loraFiles.length === 0) return { key: prepared.dir, describe: () => this.describe(prepared.dir, info.name, prepared.sha256) };
     const family = prepared.info.family;
     if (family !== 'sd1' && family !== 'sd2') throw new EngineError('model', `model "${info.name}" cannot take LoRAs (${family})`);
-    const report = percentStages(hooks.onStage, { stage: 'preparing', model: info.name, loras: loraFiles.map((l) => l.name) });
+    const reportVariant = percentStages(hooks.onStage, { stage: 'preparing', model: info.name, loras: loraFiles.map((l) => l.name) });
     const variant = await this.guard(info.name, hooks.signal, () =>
       prepareLoraVariant(
         { path: file, sha256: prepared.sha256, info: { family, prediction: prepared.info.prediction }, plainDir: prepared.dir },
@@ -143,7 +144,7 @@ export class ModelResolver {
           cacheDir: this.options.cacheDir,
           maxVariantBytes: this.options.loraCacheBytes,
           tokenizerDir,
-          onProgress: (p) => report(buildFraction(p)),
+          onProgress: (p) => reportVariant(buildFraction(p)),
           ...(hooks.signal ? { signal: hooks.signal } : {}),
         },
       ),
