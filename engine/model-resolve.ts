@@ -6,7 +6,7 @@
 // key of the result is the folder itself, which is what the pipeline keeps loaded models by.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { cp, open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { checkpointName, WEIGHTS_FILE } from './checkpoint-models.js';
 import { CheckpointError } from './checkpoint/errors.js';
@@ -104,6 +104,11 @@ export async function addnetHash(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
+const exists = (p: string): Promise<boolean> => stat(p).then(
+  () => true,
+  () => false,
+);
+
 export class ModelResolver {
   private readonly described = new Map<string, ModelInfo>();
   private readonly vocabSizes = new Map<string, number | undefined>();
@@ -132,7 +137,7 @@ export class ModelResolver {
         ...(hooks.signal ? { signal: hooks.signal } : {}),
       }),
     );
-    if (loraFiles.length === 0) return { key: prepared.dir, describe: () => this.describe(prepared.dir, info.name, prepared.sha256) };
+    if (loraFiles.length === 0) return { key: prepared.dir, describe: () => this.describe(prepared.dir, info.name, prepared.sha256, tokenizerDir) };
     const family = prepared.info.family;
     if (family !== 'sd1' && family !== 'sd2') throw new EngineError('model', `model "${info.name}" cannot take LoRAs (${family})`);
     const reportVariant = percentStages(hooks.onStage, { stage: 'preparing', model: info.name, loras: loraFiles.map((l) => l.name) });
@@ -151,7 +156,7 @@ export class ModelResolver {
     );
     const loraHashes: Record<string, string> = {};
     for (const l of loraFiles) loraHashes[l.name] = (await this.loraHash(l.path)).slice(0, 12);
-    return { key: variant.dir, describe: () => this.describe(variant.dir, info.name, prepared.sha256), loraHashes };
+    return { key: variant.dir, describe: () => this.describe(variant.dir, info.name, prepared.sha256, tokenizerDir), loraHashes };
   }
 
   /** CheckpointErrors (a LoRA that does not fit, a damaged file) are answers for the member, in one line. */
@@ -169,9 +174,11 @@ export class ModelResolver {
   }
 
   /** The built folder as the loader sees it, with the checkpoint's hash (A1111's "Model hash"). */
-  private async describe(dir: string, name: string, sha256: string): Promise<ModelInfo> {
+  private async describe(dir: string, name: string, sha256: string, tokenizerDir: string): Promise<ModelInfo> {
     const known = this.described.get(dir);
     if (known) return known;
+    // A folder prepared ahead of time (`npm run models -- prepare` without --tokenizer) has none.
+    if (!(await exists(path.join(dir, 'tokenizer', 'vocab.json')))) await cp(tokenizerDir, path.join(dir, 'tokenizer'), { recursive: true });
     const info = await inspectModelFolder(dir, name);
     if ('reason' in info) throw new EngineError('model', `model "${name}" was prepared but its folder cannot be used: ${info.reason}`);
     const described: ModelInfo = { ...info, source: 'checkpoint', sha256 };

@@ -191,6 +191,21 @@ describe('checkpoints in the models folder', () => {
     expect(pixels((await draw(engine)).result).equals(plain)).toBe(true);
   });
 
+  it('a folder prepared ahead of time without a tokenizer (npm run models -- prepare) gets one on first use', async () => {
+    await engine.close();
+    const [entry] = (await readdir(cacheDir)).filter((e) => /-g\d+$/.test(e) && !e.includes('-lora-'));
+    // What such a build leaves: a complete entry whose manifest lists no tokenizer files.
+    await rm(path.join(cacheDir, entry!, 'tokenizer'), { recursive: true });
+    const manifestFile = path.join(cacheDir, entry!, 'complete.json');
+    const manifest = JSON.parse(await readFile(manifestFile, 'utf8')) as { files: Record<string, number> };
+    for (const f of Object.keys(manifest.files)) if (f.startsWith('tokenizer')) delete manifest.files[f];
+    await writeFile(manifestFile, JSON.stringify(manifest));
+    engine = start();
+    const { result, stages } = await draw(engine);
+    expect(preparing(stages)).toEqual([]);
+    expect(pixels(result).equals(plain)).toBe(true);
+  });
+
   it('a job cancelled while its checkpoint is prepared stops, leaves no half-built folder, and the next job prepares it', async () => {
     const controller = new AbortController();
     const stages: ModelStage[] = [];
