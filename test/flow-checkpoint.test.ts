@@ -1,15 +1,16 @@
 // A club member draws with a checkpoint file an admin dropped into models/: the status message
 // says the model is being prepared (first use only, with a percent), then loading, then the
-// steps, and the picture arrives; the next job goes straight to drawing. Real bot core, real
+// steps, and the picture arrives; the next job goes straight to drawing. A LoRA named in the
+// prompt is merged for that job, named in the status and hashed in the info text. Real bot core, real
 // engine worker, a tiny SD 1.x checkpoint.
-import { cp } from 'node:fs/promises';
+import { cp, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../commands/index.js';
 import { statusText } from '../commands/status.js';
 import type { JobEvent } from '../src/jobs/types.js';
-import { DEMO_TOKENIZER_DIR, writeTinyCheckpoint } from './fixtures/tiny-checkpoint.js';
+import { DEMO_TOKENIZER_DIR, writeTinyCheckpoint, writeTinyLora } from './fixtures/tiny-checkpoint.js';
 import { createHarness, type Harness } from './helpers/harness.js';
 
 const member = { platform: 'cli' as const, userId: 'u1', name: 'Ada', roles: [] };
@@ -46,6 +47,8 @@ describe('a checkpoint dropped into models/, through the bot', () => {
       prepareModels: async (dir) => {
         await writeTinyCheckpoint(path.join(dir, 'club-model.safetensors'));
         await cp(DEMO_TOKENIZER_DIR, path.join(dir, 'tokenizer'), { recursive: true });
+        await mkdir(path.join(dir, 'loras'));
+        await writeTinyLora(path.join(dir, 'loras', 'fox-style.safetensors'));
       },
     });
   });
@@ -55,7 +58,7 @@ describe('a checkpoint dropped into models/, through the bot', () => {
 
   it('is offered to members, says "preparing model … (first use only)" with a percent, then draws the picture', async () => {
     const help = await runCommand({ command: 'help', requester: member, target, via: 'text', text: '' }, h.commands);
-    expect(help.text).toContain('• club-model (SD 1.x, 512×512, fp32, checkpoint)');
+    expect(help.text).toContain('• club-model (SD 1.x, 512×512, fp32, checkpoint)\n  LoRAs: fox-style');
 
     const first = await imagine(h, 'a fox in the snow --model club-model --size 64x64 --n 1 --steps 2 --seed 5');
     const preparing = first.lines.filter((l) => l.startsWith('Preparing model club-model (first use only)…'));
@@ -71,5 +74,15 @@ describe('a checkpoint dropped into models/, through the bot', () => {
 
     const second = await imagine(h, 'a fox in the snow --model club-model --size 64x64 --n 1 --steps 2 --seed 6');
     expect(second.lines.some((l) => l.startsWith('Preparing') || l.startsWith('Loading'))).toBe(false);
+  });
+
+  it('draws with a LoRA named in the prompt: the status names it, the info text carries its hash', async () => {
+    const { lines, jobId } = await imagine(h, 'a fox in the snow <lora:fox-style:0.8> --model club-model --size 64x64 --n 1 --steps 2 --seed 5');
+    expect(lines.some((l) => /^Preparing model club-model with LoRA fox-style \(first use only\)… \d+%$/.test(l))).toBe(true);
+    const job = await h.jobs.get(jobId);
+    const png = await sharp(h.jobs.filePath(job!.result!.images[0]!.file)).metadata();
+    const params = png.comments?.find((c) => c.keyword === 'parameters')?.text ?? '';
+    expect(params).toContain('<lora:fox-style:0.8>');
+    expect(params).toMatch(/Lora hashes: "fox-style: [0-9a-f]{12}"/);
   });
 });
