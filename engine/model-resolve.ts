@@ -65,8 +65,16 @@ const PART_SHARE: Record<FolderProgress['part'], [start: number, share: number]>
 /** Hashing the file (first use only) counts as this share before the build. */
 const HASH_SHARE = 0.1;
 
-function buildFraction(p: FolderProgress): number {
-  const [start, share] = PART_SHARE[p.part];
+/** A LoRA variant rebuilds only what LoRAs touch (text encoder, UNet); the VAE is linked. */
+const VARIANT_SHARE: Record<FolderProgress['part'], [start: number, share: number]> = {
+  text_encoder: [0, 0.14],
+  unet: [0.14, 0.86],
+  vae_decoder: [1, 0],
+  vae_encoder: [1, 0],
+};
+
+function buildFraction(p: FolderProgress, shares = PART_SHARE): number {
+  const [start, share] = shares[p.part];
   return start + share * (p.tensorsTotal === 0 ? 1 : p.tensorsDone / p.tensorsTotal);
 }
 
@@ -149,7 +157,7 @@ export class ModelResolver {
           cacheDir: this.options.cacheDir,
           maxVariantBytes: this.options.loraCacheBytes,
           tokenizerDir,
-          onProgress: (p) => reportVariant(buildFraction(p)),
+          onProgress: (p) => reportVariant(buildFraction(p, VARIANT_SHARE)),
           ...(hooks.signal ? { signal: hooks.signal } : {}),
         },
       ),

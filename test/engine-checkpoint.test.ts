@@ -139,6 +139,8 @@ describe('checkpoints in the models folder', () => {
     const withLora = await draw(engine, { loras: [{ name: 'fox-style', textEncoderWeight: 1, unetWeight: 1 }] });
     expect(preparing(withLora.stages).length).toBeGreaterThan(0);
     expect(preparing(withLora.stages)[0]!.loras).toEqual(['Fox-Style']);
+    // Only the UNet is rebuilt (the LoRA touches nothing else), and the percent still ends at 100.
+    expect(preparing(withLora.stages).at(-1)!.fraction).toBe(1);
     expect(pixels(withLora.result).equals(plain)).toBe(false);
     // A1111's LoRA hash: sha256 of the file after its JSON header, first 12 hex digits.
     const file = await readFile(path.join(modelsDir, 'loras', 'Fox-Style.safetensors'));
