@@ -1,9 +1,11 @@
-// Writes an SD 1.x/2.x checkpoint as a model folder in the layout the engine's loader already
+// Writes an SD 1.x/2.x/SDXL checkpoint as a model folder in the layout the engine's loader already
 // reads (text_encoder/, unet/, vae_decoder/, vae_encoder/ each with model.onnx + model.onnx_data, scheduler and
-// pipeline configs), one part at a time and one tensor at a time, so peak memory stays near the
-// largest single tensor rather than the model. The tokenizer is not in a checkpoint: the caller
-// names a folder to copy tokenizer/ from (every SD 1.x/2.x model uses the same CLIP BPE files).
-import { copyFile, link, mkdir, readdir, writeFile } from 'node:fs/promises';
+// pipeline configs; SDXL also text_encoder_2/ and tokenizer_2/, as Optimum's SDXL exports), one part
+// at a time and one tensor at a time, so peak memory stays near the largest single tensor rather
+// than the model. The tokenizer is not in a checkpoint: the caller names a folder to copy
+// tokenizer/ from (every SD 1.x/2.x/SDXL model uses the same CLIP BPE files; SDXL's second
+// tokenizer differs only in padding with "!").
+import { copyFile, link, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildClipTextGraph, clipTextConfig } from '../onnx-build/clip-text.js';
 import type { GraphBuilder } from '../onnx-build/graph.js';
@@ -13,23 +15,29 @@ import type { TensorReader } from '../onnx-build/weights.js';
 import { clipLTextEncoderWeights, openClipTextEncoderWeights, unetWeights, vaeWeights } from './ldm-names.js';
 
 export interface FolderPlan {
-  family: 'sd1' | 'sd2';
+  family: 'sd1' | 'sd2' | 'sdxl';
   prediction: 'epsilon' | 'v';
   /** Overrides for reduced-width test models; real checkpoints use the family's defaults. */
   textHeads?: number;
+  /** SDXL's second (OpenCLIP bigG) encoder. */
+  textHeads2?: number;
   unet?: UnetConfig;
   vae?: VaeConfig;
 }
 
 export interface FolderProgress {
-  part: 'text_encoder' | 'unet' | 'vae_decoder' | 'vae_encoder';
+  part: 'text_encoder' | 'text_encoder_2' | 'unet' | 'vae_decoder' | 'vae_encoder';
   tensorsDone: number;
   tensorsTotal: number;
 }
 
-/** SD 1.x/2.x's training schedule (the values every SD 1.x/2.x scheduler_config.json carries). */
-function schedulerConfig(prediction: FolderPlan['prediction']): Record<string, unknown> {
+/** The KL-VAE's latent scale: SDXL's VAE was trained to a different spread than SD 1.x/2.x's. */
+export const VAE_SCALING_FACTOR = { sd1: 0.18215, sd2: 0.18215, sdxl: 0.13025 } as const;
+
+/** SD 1.x/2.x/SDXL's training schedule (the values their scheduler_config.json files carry; SDXL base's says "leading"). */
+function schedulerConfig(family: FolderPlan['family'], prediction: FolderPlan['prediction']): Record<string, unknown> {
   return {
+    ...(family === 'sdxl' ? { timestep_spacing: 'leading' } : {}),
     _class_name: 'EulerDiscreteScheduler',
     beta_start: 0.00085,
     beta_end: 0.012,
@@ -72,7 +80,8 @@ export async function writeModelFolder(
   // a zero mask the outputs are the plain graph's, bit for bit.
   const TEXT_GRAPH = { embeddingOverride: true } as const;
   await part('text_encoder', () => {
-    if (plan.family === 'sd1') {
+    if (plan.family === 'sd1' || plan.family === 'sdxl') {
+      // SDXL's first encoder is SD 1.x's CLIP ViT-L; SDXL reads its penultimate_hidden_state output.
       const source = clipLTextEncoderWeights(weights);
       return buildClipTextGraph(source, clipTextConfig(source, plan.textHeads === undefined ? {} : { heads: plan.textHeads }), TEXT_GRAPH);
     }
@@ -81,6 +90,13 @@ export async function writeModelFolder(
     const full = clipTextConfig(source, { activation: 'gelu', ...(plan.textHeads === undefined ? {} : { heads: plan.textHeads }) });
     return buildClipTextGraph(source, { ...full, layers: full.layers - 1 }, TEXT_GRAPH);
   });
+  if (plan.family === 'sdxl') {
+    // OpenCLIP bigG: penultimate_hidden_state for the UNet's context, text_embeds for its pooled input.
+    await part('text_encoder_2', () => {
+      const source = openClipTextEncoderWeights(weights, 'sdxl');
+      return buildClipTextGraph(source, clipTextConfig(source, { activation: 'gelu', ...(plan.textHeads2 === undefined ? {} : { heads: plan.textHeads2 }) }));
+    });
+  }
   await part('unet', () => buildUnetGraph(unetWeights(weights), plan.unet ?? UNET_HEADS[plan.family]));
   await part('vae_decoder', () => buildVaeDecoderGraph(vaeWeights(weights), plan.vae ?? SD_VAE));
   // The encoder (img2img, hires) is optional for the loader: written when the file has one.
@@ -89,13 +105,32 @@ export async function writeModelFolder(
   }
 
   await mkdir(join(dir, 'scheduler'), { recursive: true });
-  await writeFile(join(dir, 'scheduler', 'scheduler_config.json'), JSON.stringify(schedulerConfig(plan.prediction), null, 2));
-  await writeFile(join(dir, 'vae_decoder', 'config.json'), JSON.stringify({ scaling_factor: 0.18215 }, null, 2));
-  await writeFile(join(dir, 'model_index.json'), JSON.stringify({ _class_name: 'OnnxStableDiffusionPipeline', source: 'checkpoint' }, null, 2));
+  await writeFile(join(dir, 'scheduler', 'scheduler_config.json'), JSON.stringify(schedulerConfig(plan.family, plan.prediction), null, 2));
+  await writeFile(join(dir, 'vae_decoder', 'config.json'), JSON.stringify({ scaling_factor: VAE_SCALING_FACTOR[plan.family] }, null, 2));
+  const index =
+    plan.family === 'sdxl'
+      ? // diffusers' SDXL base default: an empty negative prompt conditions on zeros, not on "".
+        { _class_name: 'StableDiffusionXLPipeline', force_zeros_for_empty_prompt: true, source: 'checkpoint' }
+      : { _class_name: 'OnnxStableDiffusionPipeline', source: 'checkpoint' };
+  await writeFile(join(dir, 'model_index.json'), JSON.stringify(index, null, 2));
   if (opts.tokenizerDir !== undefined) {
-    await mkdir(join(dir, 'tokenizer'), { recursive: true });
-    for (const f of await readdir(opts.tokenizerDir, { withFileTypes: true })) {
-      if (f.isFile()) await copyFile(join(opts.tokenizerDir, f.name), join(dir, 'tokenizer', f.name));
-    }
+    await copyTokenizer(opts.tokenizerDir, join(dir, 'tokenizer'));
+    if (plan.family === 'sdxl') await copyTokenizer(opts.tokenizerDir, join(dir, 'tokenizer_2'), '!');
   }
+}
+
+/** Copies a CLIP tokenizer folder; `pad` replaces its padding token (SDXL's tokenizer_2 pads with "!", id 0). */
+async function copyTokenizer(from: string, to: string, pad?: string): Promise<void> {
+  await mkdir(to, { recursive: true });
+  for (const f of await readdir(from, { withFileTypes: true })) {
+    if (f.isFile()) await copyFile(join(from, f.name), join(to, f.name));
+  }
+  if (pad === undefined) return;
+  let special: Record<string, unknown> = {};
+  try {
+    special = JSON.parse(await readFile(join(to, 'special_tokens_map.json'), 'utf8')) as Record<string, unknown>;
+  } catch {
+    // None or unreadable: the loader's defaults for the other tokens are CLIP's own.
+  }
+  await writeFile(join(to, 'special_tokens_map.json'), JSON.stringify({ ...special, pad_token: pad }, null, 2));
 }

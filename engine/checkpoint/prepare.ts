@@ -70,15 +70,15 @@ export async function memoizedSha256(path: string, cacheDir: string, onBytes?: (
   return sha256;
 }
 
-/** Refuses what the builders cannot turn into a working SD 1.x/2.x model folder yet. */
-export function assertBuildable(info: Awaited<ReturnType<typeof inspectWeightsFile>>, label: string): asserts info is CheckpointInfo & { family: 'sd1' | 'sd2' } {
+/** Refuses what the builders cannot turn into a working SD 1.x/2.x/SDXL model folder. */
+export function assertBuildable(info: Awaited<ReturnType<typeof inspectWeightsFile>>, label: string): asserts info is CheckpointInfo & { family: 'sd1' | 'sd2' | 'sdxl' } {
   if (info.kind !== 'checkpoint') {
     const what = info.kind === 'unknown' ? info.reason : `a ${info.kind === 'vae' ? 'VAE' : info.kind === 'lora' ? 'LoRA' : 'textual-inversion embedding'} file`;
     throw new CheckpointError('unknown-family', `${label} is not a Stable Diffusion checkpoint: ${what}.`);
   }
   if (!info.supported) throw new CheckpointError('unsupported-family', `${label} cannot be used: ${info.reason ?? 'unsupported'}.`);
-  if (info.family !== 'sd1' && info.family !== 'sd2') {
-    throw new CheckpointError('unsupported-family', `${label} is an ${info.family.toUpperCase()} checkpoint; the engine runs SD 1.x/2.x checkpoints so far.`);
+  if (info.family !== 'sd1' && info.family !== 'sd2' && info.family !== 'sdxl') {
+    throw new CheckpointError('unsupported-family', `${label} is an ${info.family.toUpperCase()} checkpoint; the engine runs SD 1.x/2.x and SDXL checkpoints.`);
   }
   if (!info.parts.vae) throw new CheckpointError('missing-tensor', `${label} has no VAE; checkpoints without one are not supported yet.`);
 }
