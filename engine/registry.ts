@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { attachAddons, CHECKPOINT_SUBFOLDERS, diffusersFolderProblem, inspectCheckpointFile, WEIGHTS_FILE } from './checkpoint-models.js';
 import { OnnxElemType, readOnnxSignature, type OnnxSignature, type OnnxValueDecl } from './onnx-header.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
-import type { ExportGeneration, ModelFamily, ModelInfo, ModelProblem, ModelScan, SamplerName } from './types.js';
+import { SAMPLERS, type ExportGeneration, type ModelFamily, type ModelInfo, type ModelProblem, type ModelScan, type SamplerName } from './types.js';
 
 /** Files every usable folder needs, relative to the model folder. */
 const REQUIRED_FILES = [
@@ -40,6 +40,18 @@ const SD_PIPELINE_CLASSES = new Set([
   'StableDiffusionPipeline',
   'StableDiffusionImg2ImgPipeline',
 ]);
+
+/** SDXL pipelines (diffusers, Optimum, and what engine/checkpoint/model-folder.ts writes). */
+const SDXL_PIPELINE_CLASSES = new Set([
+  'StableDiffusionXLPipeline',
+  'StableDiffusionXLImg2ImgPipeline',
+  'ORTStableDiffusionXLPipeline',
+  'ORTStableDiffusionXLImg2ImgPipeline',
+  'OnnxStableDiffusionXLPipeline',
+]);
+
+/** Files an SDXL folder needs beyond REQUIRED_FILES (Optimum's SDXL layout). */
+const SDXL_FILES = ['text_encoder_2/model.onnx', 'tokenizer_2/vocab.json', 'tokenizer_2/merges.txt'] as const;
 
 class FolderProblem extends Error {}
 
@@ -123,14 +135,23 @@ function numberField(obj: Record<string, unknown> | undefined, key: string): num
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 }
 
-function refuseUnsupportedPipelines(index: Record<string, unknown>, className: string): void {
-  if (/XL/i.test(className) || 'text_encoder_2' in index) {
-    problem(`SDXL models are not supported yet (model_index.json says ${className})`);
-  }
+/** Whether the folder says it is SDXL: by pipeline class, by model_index.json naming text_encoder_2, or by the folder itself. */
+async function saysSdxl(dir: string, index: Record<string, unknown>, className: string): Promise<boolean> {
+  return SDXL_PIPELINE_CLASSES.has(className) || 'text_encoder_2' in index || (await isDirectory(path.join(dir, 'text_encoder_2')));
+}
+
+function refuseUnsupportedPipelines(className: string, sdxl: boolean): void {
+  if (/Refiner/i.test(className)) problem(`SDXL refiners only finish another model's pictures and are not supported (model_index.json says ${className})`);
   if (/LatentConsistency|LCM/i.test(className)) {
     problem(`LCM (latent consistency) models are not supported yet (model_index.json says ${className})`);
   }
   if (/Inpaint/i.test(className)) problem(`inpainting models are not supported (model_index.json says ${className})`);
+  if (sdxl) {
+    if (className !== '' && !SDXL_PIPELINE_CLASSES.has(className) && !SD_PIPELINE_CLASSES.has(className)) {
+      problem(`model_index.json says ${className}; only Stable Diffusion 1.x/2.x/SDXL pipelines are supported`);
+    }
+    return;
+  }
   if (!SD_PIPELINE_CLASSES.has(className)) {
     problem(`model_index.json says ${className || 'no _class_name'}; only Stable Diffusion 1.x/2.x ONNX pipelines are supported`);
   }
@@ -154,23 +175,62 @@ function lastDim(decl: OnnxValueDecl | undefined): number | undefined {
 }
 
 function isTurbo(name: string, scheduler: Record<string, unknown>): boolean {
-  if (/turbo/i.test(name)) return true;
+  if (/turbo|lightning|hyper/i.test(name)) return true;
   return scheduler['_class_name'] === 'EulerDiscreteScheduler' && scheduler['timestep_spacing'] === 'trailing';
 }
 
-function defaultsFor(family: ModelFamily): { defaultSampler: SamplerName; defaultSteps: number; defaultGuidance: number } {
-  // Turbo models are distilled for 1–4 steps without guidance; the rest take A1111's usual settings.
-  if (family === 'sd-turbo') return { defaultSampler: 'Turbo', defaultSteps: 1, defaultGuidance: 0 };
+type ModelDefaults = Pick<ModelInfo, 'defaultSampler' | 'defaultSteps' | 'defaultGuidance'>;
+
+function defaultsFor(family: ModelFamily, turbo: boolean, name: string): ModelDefaults {
+  // Turbo models are distilled for 1–4 steps without guidance (Lightning/Hyper checkpoints for 4
+  // or more); the rest take A1111's usual settings.
+  if (family === 'sd-turbo' || turbo) return { defaultSampler: 'Turbo', defaultSteps: /lightning|hyper/i.test(name) ? 4 : 1, defaultGuidance: 0 };
   return { defaultSampler: 'DPM++ 2M Karras', defaultSteps: 20, defaultGuidance: 7 };
+}
+
+/** The optional per-model settings file: a fine-tune's own defaults, which its weights cannot show. */
+export const MODEL_SETTINGS_FILE = 'defaults.json';
+
+/**
+ * Reads `defaults.json` ({"sampler": "Turbo", "steps": 4, "guidance": 0, "size": 1024}; every key
+ * optional) over the detected defaults. A bad value is a problem naming the key, not a silent default.
+ */
+async function applySettingsFile(dir: string, defaults: ModelDefaults): Promise<ModelDefaults & { size?: number }> {
+  const settings = await readOptionalJson(dir, MODEL_SETTINGS_FILE);
+  if (settings === undefined) return defaults;
+  const out: ModelDefaults & { size?: number } = { ...defaults };
+  const bad = (key: string, allowed: string): never => problem(`${MODEL_SETTINGS_FILE}: "${key}" ${JSON.stringify(settings[key])} is not allowed; use ${allowed}`);
+  for (const key of Object.keys(settings)) {
+    const v = settings[key];
+    switch (key) {
+      case 'sampler':
+        if (typeof v !== 'string' || !(SAMPLERS as readonly string[]).includes(v)) bad(key, SAMPLERS.join(', '));
+        out.defaultSampler = v as SamplerName;
+        break;
+      case 'steps':
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 150) bad(key, 'a whole number from 1 to 150');
+        out.defaultSteps = v as number;
+        break;
+      case 'guidance':
+        if (typeof v !== 'number' || !(v >= 0 && v <= 30)) bad(key, 'a number from 0 to 30');
+        out.defaultGuidance = v as number;
+        break;
+      case 'size':
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 64 || v > 4096 || v % 64 !== 0) bad(key, 'a multiple of 64 from 64 to 4096');
+        out.size = v as number;
+        break;
+      default:
+        problem(`${MODEL_SETTINGS_FILE}: unknown key "${key}"; the keys are sampler, steps, guidance, size`);
+    }
+  }
+  return out;
 }
 
 async function inspectModel(name: string, dir: string): Promise<ModelInfo> {
   const index = await readJsonObject(dir, 'model_index.json');
   const className = typeof index['_class_name'] === 'string' ? index['_class_name'] : '';
-  refuseUnsupportedPipelines(index, className);
-  if (await isDirectory(path.join(dir, 'text_encoder_2'))) {
-    problem(`SDXL models are not supported yet (the folder has text_encoder_2/)`);
-  }
+  const sdxl = await saysSdxl(dir, index, className);
+  refuseUnsupportedPipelines(className, sdxl);
   const scheduler = await readJsonObject(dir, 'scheduler/scheduler_config.json');
   if (scheduler['_class_name'] === 'LCMScheduler') {
     problem('LCM (latent consistency) models are not supported yet (scheduler/scheduler_config.json says LCMScheduler)');
@@ -184,7 +244,7 @@ async function inspectModel(name: string, dir: string): Promise<ModelInfo> {
     return problem(`scheduler/scheduler_config.json: ${(err as Error).message.replace(/^scheduler config: /, '')}`);
   }
 
-  for (const rel of REQUIRED_FILES) {
+  for (const rel of sdxl ? [...REQUIRED_FILES, ...SDXL_FILES] : REQUIRED_FILES) {
     if (!(await isReadable(path.join(dir, rel)))) problem(`${rel} is missing`);
   }
   const hasVaeEncoder = await isReadable(path.join(dir, 'vae_encoder/model.onnx'));
@@ -194,9 +254,15 @@ async function inspectModel(name: string, dir: string): Promise<ModelInfo> {
     readSignature(dir, 'text_encoder/model.onnx'),
     readSignature(dir, 'vae_decoder/model.onnx'),
     hasVaeEncoder ? readSignature(dir, 'vae_encoder/model.onnx') : Promise.resolve(undefined),
+    sdxl ? readSignature(dir, 'text_encoder_2/model.onnx') : Promise.resolve(undefined),
   ]);
-  if (findInput(unetSig, 'text_embeds') || findInput(unetSig, 'time_ids')) {
-    problem('SDXL models are not supported yet (unet/model.onnx takes text_embeds and time_ids)');
+  const sdxlUnet = findInput(unetSig, 'text_embeds') !== undefined && findInput(unetSig, 'time_ids') !== undefined;
+  if (sdxlUnet !== sdxl) {
+    problem(
+      sdxl
+        ? 'the folder is SDXL (text_encoder_2/) but unet/model.onnx does not take text_embeds and time_ids'
+        : 'unet/model.onnx takes text_embeds and time_ids (SDXL) but the folder has no text_encoder_2/; SDXL refiners are not supported',
+    );
   }
   if (findInput(unetSig, 'timestep_cond')) {
     problem('LCM (latent consistency) models are not supported yet (unet/model.onnx takes timestep_cond)');
@@ -215,23 +281,26 @@ async function inspectModel(name: string, dir: string): Promise<ModelInfo> {
   if (hiddenDim === undefined) {
     problem('cannot tell the conditioning width: unet/model.onnx declares no fixed encoder_hidden_states size and unet/config.json has no cross_attention_dim');
   }
-  if (hiddenDim === 2048) problem('SDXL models are not supported yet (2048-wide conditioning in unet/model.onnx)');
-  if (hiddenDim !== 768 && hiddenDim !== 1024) {
+  // SDXL's width is 768 + 1280 for real models; reduced-width test models differ, and the
+  // pipeline reads the two encoders' widths from their outputs.
+  if (!sdxl && hiddenDim !== 768 && hiddenDim !== 1024) {
     problem(`unet/model.onnx expects ${hiddenDim}-wide conditioning; only SD 1.x (768) and SD 2.x (1024) are supported`);
   }
   if (numberField(unetConfig, 'in_channels') === 9) problem('inpainting models are not supported (unet/config.json in_channels is 9)');
 
   const predictionType = schedulerConfig.predictionType;
-  const family: ModelFamily = hiddenDim === 768 ? 'sd1' : isTurbo(name, scheduler) ? 'sd-turbo' : 'sd2';
+  const turbo = isTurbo(name, scheduler);
+  const family: ModelFamily = sdxl ? 'sdxl' : hiddenDim === 768 ? 'sd1' : turbo ? 'sd-turbo' : 'sd2';
+  const { size: settingsSize, ...defaults } = await applySettingsFile(dir, defaultsFor(family, turbo, name));
 
   const staticSide = (i: number): number | undefined => {
     const d = sample?.dims?.[i];
     return typeof d === 'number' && d > 0 ? d * 8 : undefined;
   };
   const configSize = numberField(unetConfig, 'sample_size');
-  const fallback = family === 'sd2' && predictionType === 'v_prediction' ? 768 : 512;
-  const nativeHeight = configSize !== undefined ? configSize * 8 : staticSide(2) ?? fallback;
-  const nativeWidth = configSize !== undefined ? configSize * 8 : staticSide(3) ?? fallback;
+  const fallback = family === 'sdxl' ? 1024 : family === 'sd2' && predictionType === 'v_prediction' ? 768 : 512;
+  const nativeHeight = settingsSize ?? (configSize !== undefined ? configSize * 8 : staticSide(2) ?? fallback);
+  const nativeWidth = settingsSize ?? (configSize !== undefined ? configSize * 8 : staticSide(3) ?? fallback);
 
   return {
     name,
@@ -240,7 +309,7 @@ async function inspectModel(name: string, dir: string): Promise<ModelInfo> {
     predictionType,
     nativeWidth,
     nativeHeight,
-    ...defaultsFor(family),
+    ...defaults,
     hasVaeEncoder,
     generation: detectGeneration(timestep!),
     dtype: floatDtype(sample!, 'unet/model.onnx'),

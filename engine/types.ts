@@ -7,8 +7,10 @@ export type SamplerName = (typeof SAMPLERS)[number];
 
 export type ExecutionProviderName = 'cuda' | 'webgpu' | 'cpu';
 
-/** sd1: 768-dim conditioning; sd2: 1024-dim; sd-turbo: 1024-dim with trailing Euler in its scheduler config. */
-export type ModelFamily = 'sd1' | 'sd2' | 'sd-turbo';
+/** sd1: 768-dim conditioning; sd2: 1024-dim; sd-turbo: 1024-dim with trailing Euler in its scheduler config;
+ * sdxl: two text encoders (768 + 1280), pooled text and size/crop ids, 1024² native (a Turbo or
+ * Lightning fine-tune is still 'sdxl', with turbo defaults). */
+export type ModelFamily = 'sd1' | 'sd2' | 'sd-turbo' | 'sdxl';
 
 /** Which exporter wrote the folder; decides input dtypes and the VAE encoder output. */
 export type ExportGeneration = 'diffusers-legacy' | 'optimum-old' | 'optimum-new';

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -103,30 +103,62 @@ describe('scanModels: family, prediction, native size, defaults', () => {
     expect([v.nativeWidth, v.nativeHeight]).toEqual([768, 768]);
   });
 
+  it('Optimum SDXL exports (text_encoder_2/, tokenizer_2/, a UNet with text_embeds and time_ids) are SDXL', async () => {
+    for (const generation of ['optimum-old', 'optimum-new', 'diffusers-legacy'] as const) {
+      const m = await modelFor(`sdxl-${generation}`, { generation, pipeline: 'sdxl', hiddenDim: 2048, omit: ['unet/config.json'] });
+      expect(m).toMatchObject({ family: 'sdxl', nativeWidth: 1024, nativeHeight: 1024, defaultSampler: 'DPM++ 2M Karras', defaultGuidance: 7 });
+    }
+  });
+
+  it('SDXL Turbo/Lightning fine-tunes: by name, or by the folder\'s defaults.json', async () => {
+    expect(await modelFor('sdxl-turbo', { generation: 'optimum-new', pipeline: 'sdxl', hiddenDim: 2048 })).toMatchObject({
+      family: 'sdxl', defaultSampler: 'Turbo', defaultSteps: 1, defaultGuidance: 0,
+    });
+    expect(await modelFor('juggernaut-xl-lightning', { generation: 'optimum-new', pipeline: 'sdxl', hiddenDim: 2048 })).toMatchObject({
+      family: 'sdxl', defaultSampler: 'Turbo', defaultSteps: 4, defaultGuidance: 0,
+    });
+    const modelsDir = path.join(root, 'settings-file');
+    const dir = await writeTinyModel(path.join(modelsDir, 'my-finetune'), { generation: 'optimum-new', pipeline: 'sdxl', hiddenDim: 2048 });
+    await writeFile(path.join(dir, 'defaults.json'), JSON.stringify({ sampler: 'Euler a', steps: 6, guidance: 1.5, size: 512 }));
+    expect((await scanModels(modelsDir)).models[0]).toMatchObject({ defaultSampler: 'Euler a', defaultSteps: 6, defaultGuidance: 1.5, nativeWidth: 512, nativeHeight: 512 });
+    await writeFile(path.join(dir, 'defaults.json'), JSON.stringify({ sampler: 'LCM' }));
+    expect((await scanModels(modelsDir)).problems[0]!.reason).toBe(
+      'defaults.json: "sampler" "LCM" is not allowed; use Euler, Euler a, DPM++ 2M Karras, DDIM, Turbo',
+    );
+    await writeFile(path.join(dir, 'defaults.json'), JSON.stringify({ cfg: 2 }));
+    expect((await scanModels(modelsDir)).problems[0]!.reason).toBe('defaults.json: unknown key "cfg"; the keys are sampler, steps, guidance, size');
+  });
+
   it('notes a missing vae_encoder instead of refusing the model', async () => {
     expect((await modelFor('no-encoder', { generation: 'optimum-old', vaeEncoder: false })).hasVaeEncoder).toBe(false);
   });
 });
 
 describe('scanModels: refusals and broken folders name the reason and the file', () => {
-  it('refuses SDXL (by pipeline class) with a clear message', async () => {
-    expect(await problemFor('sdxl', { generation: 'optimum-old', pipeline: 'sdxl', hiddenDim: 2048 })).toMatch(
-      /^SDXL models are not supported yet.*ORTStableDiffusionXLPipeline/,
-    );
-    expect(await problemFor('sdxl-diffusers', { generation: 'diffusers-legacy', pipeline: 'sdxl', hiddenDim: 2048 })).toMatch(/SDXL models are not supported yet/);
-  });
-
   it('refuses LCM with a clear message', async () => {
     expect(await problemFor('lcm', { generation: 'optimum-new', pipeline: 'lcm' })).toMatch(/^LCM \(latent consistency\) models are not supported yet/);
   });
 
-  it('refuses an SDXL UNet even under an SD pipeline class', async () => {
+  it('an SDXL UNet without text_encoder_2/ (an SDXL refiner layout) is refused, naming what is missing', async () => {
     const dir = path.join(root, 'sneaky', 'xl-unet');
     await writeTinyModel(dir, { generation: 'optimum-old', pipeline: 'sdxl', hiddenDim: 2048 });
     await rm(path.join(dir, 'text_encoder_2'), { recursive: true });
     await writeFile(path.join(dir, 'model_index.json'), JSON.stringify({ _class_name: 'ORTStableDiffusionPipeline' }));
     const r = (await inspectModelFolder(dir)) as ModelProblem;
-    expect(r.reason).toMatch(/SDXL models are not supported yet \(unet\/model\.onnx takes text_embeds/);
+    expect(r.reason).toBe('unet/model.onnx takes text_embeds and time_ids (SDXL) but the folder has no text_encoder_2/; SDXL refiners are not supported');
+  });
+
+  it('an SDXL folder whose UNet lacks the added inputs, or without tokenizer_2/, is refused', async () => {
+    const dir = path.join(root, 'sneaky', 'xl-no-tok2');
+    await writeTinyModel(dir, { generation: 'optimum-new', pipeline: 'sdxl', hiddenDim: 2048, omit: ['tokenizer_2/merges.txt'] });
+    expect(((await inspectModelFolder(dir)) as ModelProblem).reason).toBe('tokenizer_2/merges.txt is missing');
+    const plain = path.join(root, 'sneaky', 'xl-plain-unet');
+    await writeTinyModel(plain, { generation: 'optimum-new' });
+    await cp(path.join(dir, 'text_encoder'), path.join(plain, 'text_encoder_2'), { recursive: true });
+    await cp(path.join(plain, 'tokenizer'), path.join(plain, 'tokenizer_2'), { recursive: true });
+    expect(((await inspectModelFolder(plain)) as ModelProblem).reason).toBe(
+      'the folder is SDXL (text_encoder_2/) but unet/model.onnx does not take text_embeds and time_ids',
+    );
   });
 
   it('missing unet/model.onnx', async () => {
