@@ -5,7 +5,8 @@
 // both share one UNet batch. Nothing is cut until `maxChunks`; only then is a truncation reported.
 //
 // The text encoder is reached through `PromptEncoder`, so a model with a second encoder (SDXL)
-// runs the same chunks through each and joins the results along the width.
+// runs the same chunks through each and joins the results along the width; its pooled text is
+// taken from each prompt's first chunk, as A1111 does.
 import type { EncoderSlot, TextualInversion } from './checkpoint/embeddings.js';
 import { embeddingOverride } from './checkpoint/embeddings.js';
 import { CHUNK_LENGTH, encodeChunks, padToLength, parsePrompt, type ParsedPrompt, type PromptChunk, type PromptTokenizer } from './prompt/index.js';
@@ -29,16 +30,21 @@ export interface EncoderOverrides {
   mask: Float32Array;
 }
 
-/** One text encoder as the conditioning needs it. */
-export interface PromptEncoder {
-  /** Which vector set of an embedding this encoder takes ('text' for SD 1.x/2.x). */
+/** One encoder whose hidden states the conditioning holds: the embedding vector set it takes, and its width. */
+export interface EncoderPart {
   slot: EncoderSlot;
-  /** Width of its hidden states (and of the embedding vectors it takes). */
   width: number;
+}
+
+/** The text encoder(s) as the conditioning needs them. */
+export interface PromptEncoder {
+  /** One 'text' part for SD 1.x/2.x; SDXL's 'clip_l' (768) and 'clip_g' (1280), side by side. */
+  parts: readonly EncoderPart[];
   /** False for exports without the override inputs: a prompt naming an embedding is refused. */
   acceptsEmbeddings: boolean;
-  /** Rows of 77 ids → hidden states [rows × 77 × width]. */
-  encode(ids: Int32Array[], overrides?: EncoderOverrides): Promise<Float32Array>;
+  /** Rows of 77 ids → hidden states [rows × 77 × Σ width] (`overrides`: one per part), and for
+   * SDXL each row's pooled text [rows × P]. */
+  encode(ids: Int32Array[], overrides?: readonly EncoderOverrides[]): Promise<{ hidden: Float32Array; pooled?: Float32Array }>;
 }
 
 export interface ConditioningOptions {
@@ -61,6 +67,8 @@ export interface ConditioningOptions {
 export interface PromptConditioning {
   /** [negative, prompt] under guidance, [prompt] without; each `tokens × width`. */
   hidden: Float32Array;
+  /** SDXL: the pooled text of each prompt's first chunk, in the same [negative, prompt] order. */
+  pooled?: Float32Array;
   tokens: number;
   width: number;
   truncation: { prompt?: PromptTruncation; negativePrompt?: PromptTruncation };
@@ -91,12 +99,13 @@ export async function encodePrompts(prompt: string, negativePrompt: string, opti
 
   // One encoder call over every chunk of both prompts (and the empty chunk when padding needs it).
   const rows: PromptChunk[] = [...parsed.flatMap((p) => p.chunks), ...(empty ? [empty] : [])];
-  const width = encoder.width;
-  const overrides = rows.some((r) => r.embeddings.length > 0) ? rowOverrides(rows, embeddings, encoder) : undefined;
-  const states = await encoder.encode(
+  const width = encoder.parts.reduce((sum, p) => sum + p.width, 0);
+  const overrides = rows.some((r) => r.embeddings.length > 0) ? encoder.parts.map((part) => rowOverrides(rows, embeddings, part)) : undefined;
+  const encoded = await encoder.encode(
     rows.map((r) => r.ids),
     overrides,
   );
+  const states = encoded.hidden;
   const rowSize = CHUNK_LENGTH * width;
   if (states.length !== rows.length * rowSize) {
     throw new EngineError('model', `model "${options.modelName}": the text encoder returned ${states.length} values for ${rows.length} chunks of ${CHUNK_LENGTH}×${width}`);
@@ -111,11 +120,21 @@ export async function encodePrompts(prompt: string, negativePrompt: string, opti
     hidden.set(c.hidden, i * tokens * width);
   }
 
+  let pooled: Float32Array | undefined;
+  if (encoded.pooled) {
+    const size = encoded.pooled.length / rows.length;
+    pooled = new Float32Array(parsed.length * size);
+    parsed.forEach((p, i) => {
+      const row = rows.indexOf(p.chunks[0]!);
+      pooled!.set(encoded.pooled!.subarray(row * size, (row + 1) * size), i * size);
+    });
+  }
+
   const truncation: PromptConditioning['truncation'] = {};
   if (cond.truncation) truncation.prompt = toTruncation(cond);
   if (uncond?.truncation) truncation.negativePrompt = toTruncation(uncond);
   const embeddingsUsed = [...new Set(parsed.flatMap((p) => p.embeddingsUsed))];
-  return { hidden, tokens, width, truncation, embeddingsUsed };
+  return { hidden, ...(pooled ? { pooled } : {}), tokens, width, truncation, embeddingsUsed };
 }
 
 /** A member's one-line answer for trigger words this model cannot honour. */
@@ -142,8 +161,8 @@ function quoteList(names: readonly string[]): string {
   return names.map((n) => `"${n}"`).join(', ');
 }
 
-/** The encoder's override inputs for every row: vectors where a row's chunk placed an embedding. */
-function rowOverrides(rows: readonly PromptChunk[], embeddings: ReadonlyMap<string, TextualInversion>, encoder: PromptEncoder): EncoderOverrides {
+/** One encoder's override inputs for every row: vectors where a row's chunk placed an embedding. */
+function rowOverrides(rows: readonly PromptChunk[], embeddings: ReadonlyMap<string, TextualInversion>, encoder: EncoderPart): EncoderOverrides {
   const width = encoder.width;
   const vectors = new Float32Array(rows.length * CHUNK_LENGTH * width);
   const mask = new Float32Array(rows.length * CHUNK_LENGTH);

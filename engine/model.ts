@@ -16,6 +16,37 @@ import { EngineError, type EngineLog, type ExecutionProviderName, type ModelInfo
 export const DEFAULT_VAE_SCALING_FACTOR = 0.18215;
 const LATENT_CHANNELS = 4;
 
+/** Textual-inversion vectors for a batch of rows: [rows × 77 × width] where `mask` [rows × 77] is 1. */
+export interface TextOverrides {
+  vectors: Float32Array;
+  mask: Float32Array;
+}
+
+/** SDXL's vector conditioning for one UNet batch: pooled text [B, P] and size/crop ids [B, 6]. */
+export interface AddedConditioning {
+  textEmbeds: Float32Array;
+  timeIds: Float32Array;
+}
+
+/** SDXL's second tokenizer and the two encoders together. */
+export interface SdxlText {
+  /** tokenizer_2: CLIP's vocabulary, padding with "!" (id 0). */
+  tokenizer2: ClipTokenizer;
+  /** model_index.json force_zeros_for_empty_prompt (diffusers' default for SDXL: true). */
+  forceZerosForEmptyPrompt: boolean;
+  /** Width of the pooled text_embeds (1280 for SDXL). */
+  pooledDim: number;
+  /** Hidden widths of encoder 1 (CLIP ViT-L, 768) and encoder 2 (OpenCLIP bigG, 1280). */
+  widths: readonly [number, number];
+  /** Both encoders have the embedding override inputs (graphs this engine builds). */
+  acceptsEmbeddings: boolean;
+  /**
+   * Rows of 77 ids for each tokenizer → hidden states [B,77,D1+D2] (the penultimate layer of each
+   * encoder, concatenated on the channel axis) and encoder 2's pooled text_embeds [B,P].
+   */
+  encode(ids1: Int32Array[], ids2: Int32Array[], overrides?: readonly [TextOverrides | undefined, TextOverrides | undefined]): Promise<{ hidden: Float32Array; pooled: Float32Array }>;
+}
+
 export interface LoadedModel {
   info: ModelInfo;
   /** The provider the UNet (the part that matters for speed) runs on. */
@@ -32,12 +63,15 @@ export interface LoadedModel {
   acceptsEmbeddings: boolean;
   /** Token ids (77 each) → last_hidden_state [B,77,D] as float32; `overrides` replace token
    * embeddings where their mask is 1 (only when `acceptsEmbeddings`). */
-  encodeText(ids: Int32Array[], overrides?: { vectors: Float32Array; mask: Float32Array }): Promise<Float32Array>;
+  encodeText(ids: Int32Array[], overrides?: TextOverrides): Promise<Float32Array>;
+  /** Present for SDXL models, whose conditioning comes from two encoders (encodeText is encoder 1's last layer). */
+  sdxl?: SdxlText;
   /** One UNet call on model-input latents [B,4,h,w] at `timestep` (a float from the sampler; cast as the model declares).
    * `cond` is read once per array and kept converted: pass a new array, never an edited one, for new conditioning.
    * For float16 exports the returned array is reused by the next call: read it before calling again.
    * `halvesAlike`: the sample's second half repeats its first (guidance's uncond and cond halves),
-   * so a float16 export converts only one half. */
+   * so a float16 export converts only one half.
+   * `added`: SDXL's pooled text and time ids for the batch (required by SDXL UNets). */
   unet(
     sample: Float32Array,
     batch: number,
@@ -46,6 +80,7 @@ export interface LoadedModel {
     timestep: number,
     cond: Float32Array,
     halvesAlike?: boolean,
+    added?: AddedConditioning,
   ): Promise<Float32Array>;
   /** Diffusion latents (scaled, as the sampler produces them) → image [B,3,8h,8w], roughly in [-1,1]; divides by the scaling factor itself. */
   vaeDecode(latent: Float32Array, batch: number, latentH: number, latentW: number): Promise<Float32Array>;
@@ -188,8 +223,10 @@ async function readScalingFactor(info: ModelInfo): Promise<number> {
  */
 export async function loadModel(info: ModelInfo, opts: LoadModelOptions): Promise<LoadedModel> {
   let tokenizer: ClipTokenizer;
+  let tokenizer2: ClipTokenizer | undefined;
   try {
     tokenizer = await ClipTokenizer.load(path.join(info.dir, 'tokenizer'));
+    if (info.family === 'sdxl') tokenizer2 = await ClipTokenizer.load(path.join(info.dir, 'tokenizer_2'));
   } catch (err) {
     throw modelError(info, describeError(err));
   }
@@ -216,18 +253,136 @@ export async function loadModel(info: ModelInfo, opts: LoadModelOptions): Promis
   try {
     const unetPart = await open('unet/model.onnx');
     const textPart = await open('text_encoder/model.onnx');
+    const text2Part = tokenizer2 ? await open('text_encoder_2/model.onnx') : undefined;
     const decoderPart = await open('vae_decoder/model.onnx');
     const encoderPart = info.hasVaeEncoder ? await open('vae_encoder/model.onnx') : undefined;
-    return assemble(info, { unetPart, textPart, decoderPart, encoderPart }, {
+    const model = assemble(info, { unetPart, textPart, decoderPart, encoderPart }, {
       provider: provider ?? 'cpu',
       tokenizer,
       scheduler,
       vaeScalingFactor,
     });
+    if (tokenizer2 && text2Part) {
+      const release = model.release;
+      model.sdxl = sdxlText(info, textPart, text2Part, tokenizer2, await readForceZeros(info));
+      model.release = async () => {
+        await Promise.allSettled([release(), text2Part.session.release()]);
+      };
+    }
+    return model;
   } catch (err) {
     await Promise.allSettled(parts.map((p) => p.session.release()));
     throw err instanceof EngineError ? err : modelError(info, describeError(err));
   }
+}
+
+async function readForceZeros(info: ModelInfo): Promise<boolean> {
+  try {
+    const index = JSON.parse(await readFile(path.join(info.dir, 'model_index.json'), 'utf8')) as Record<string, unknown>;
+    return index['force_zeros_for_empty_prompt'] !== false;
+  } catch {
+    return true; // the registry read it already; diffusers' default for SDXL
+  }
+}
+
+/** A text encoder session fed as it declares: int32 or int64 ids, and the override inputs when it has them. */
+interface TextEncoderPart {
+  part: Part;
+  acceptsEmbeddings: boolean;
+  /** Width of the override vectors (the encoder's hidden width). */
+  width: number;
+  run(ids: Int32Array[], overrides?: TextOverrides): Promise<ort.InferenceSession.ReturnType>;
+}
+
+function textEncoderPart(info: ModelInfo, part: Part, fallbackWidth: number): TextEncoderPart {
+  const idsMeta = requireInput(info, part, 'input_ids');
+  if (idsMeta.type !== 'int32' && idsMeta.type !== 'int64') {
+    throw modelError(info, `${part.rel} input_ids is ${idsMeta.type}; expected int32 or int64`);
+  }
+  const overrideMeta = part.inputs.get('embedding_override');
+  const maskMeta = part.inputs.get('override_mask');
+  const overrideType = overrideMeta ? checkFloat(info, part, overrideMeta) : undefined;
+  const maskType = maskMeta ? checkFloat(info, part, maskMeta) : undefined;
+  const declared = overrideMeta?.shape[overrideMeta.shape.length - 1];
+  const width = typeof declared === 'number' && declared > 0 ? declared : fallbackWidth;
+  return {
+    part,
+    acceptsEmbeddings: overrideType !== undefined && maskType !== undefined,
+    width,
+    run(ids, overrides) {
+      const batch = ids.length;
+      const seq = ids[0]?.length ?? 0;
+      let tensor: ort.Tensor;
+      if (idsMeta.type === 'int64') {
+        const data = new BigInt64Array(batch * seq);
+        ids.forEach((row, b) => row.forEach((id, s) => (data[b * seq + s] = BigInt(id))));
+        tensor = new ort.Tensor('int64', data, [batch, seq]);
+      } else {
+        const data = new Int32Array(batch * seq);
+        ids.forEach((row, b) => data.set(row, b * seq));
+        tensor = new ort.Tensor('int32', data, [batch, seq]);
+      }
+      const feeds: Record<string, ort.Tensor> = { input_ids: tensor };
+      if (overrideType && maskType) {
+        // Graphs built with the override inputs always need them: zeros (mask 0) change nothing.
+        feeds['embedding_override'] = floatTensor(overrideType, overrides?.vectors ?? new Float32Array(batch * seq * width), [batch, seq, width]);
+        feeds['override_mask'] = floatTensor(maskType, overrides?.mask ?? new Float32Array(batch * seq), [batch, seq, 1]);
+      } else if (overrides) {
+        throw new EngineError('internal', `model "${info.name}": ${part.rel} has no embedding inputs`);
+      }
+      return run(info, part, feeds);
+    },
+  };
+}
+
+/**
+ * The layer before the last, without the final LayerNorm (what SDXL conditions on): the engine's
+ * own graphs name it penultimate_hidden_state; Optimum's exports list hidden_states.0 … .N.
+ */
+function penultimateOutput(info: ModelInfo, part: Part): string {
+  if (part.outputs.includes('penultimate_hidden_state')) return 'penultimate_hidden_state';
+  const layers = part.outputs.map((n) => /^hidden_states\.(\d+)$/.exec(n)?.[1]).filter((n): n is string => n !== undefined).map(Number);
+  if (layers.length < 2) {
+    throw modelError(info, `${part.rel} has no penultimate_hidden_state or hidden_states.N outputs (it declares ${part.outputs.join(', ')})`);
+  }
+  return `hidden_states.${Math.max(...layers) - 1}`;
+}
+
+function lastDimOf(part: Part, output: string, fallback: number): number {
+  const meta = part.session.outputMetadata.find((m) => m.name === output);
+  const d = meta?.isTensor ? meta.shape[meta.shape.length - 1] : undefined;
+  return typeof d === 'number' && d > 0 ? d : fallback;
+}
+
+function sdxlText(info: ModelInfo, text1: Part, text2: Part, tokenizer2: ClipTokenizer, forceZerosForEmptyPrompt: boolean): SdxlText {
+  const hidden1 = penultimateOutput(info, text1);
+  const hidden2 = penultimateOutput(info, text2);
+  const pooledOut = pickOutput(info, text2, ['text_embeds']);
+  const enc1 = textEncoderPart(info, text1, lastDimOf(text1, hidden1, 768));
+  const enc2 = textEncoderPart(info, text2, lastDimOf(text2, hidden2, 1280));
+  return {
+    tokenizer2,
+    forceZerosForEmptyPrompt,
+    pooledDim: lastDimOf(text2, pooledOut, 1280),
+    widths: [enc1.width, enc2.width],
+    acceptsEmbeddings: enc1.acceptsEmbeddings && enc2.acceptsEmbeddings,
+    async encode(rows1, rows2, overrides) {
+      const [out1, out2] = await Promise.all([enc1.run(rows1, overrides?.[0]), enc2.run(rows2, overrides?.[1])]);
+      const a = readFloat(info, text1, out1[hidden1], hidden1);
+      const b = readFloat(info, text2, out2[hidden2], hidden2);
+      const pooled = readFloat(info, text2, out2[pooledOut], pooledOut);
+      // Concatenate per token: [.., D1] ‖ [.., D2].
+      const tokens = rows1.length * (rows1[0]?.length ?? 0);
+      const d1 = a.length / tokens;
+      const d2 = b.length / tokens;
+      const hidden = new Float32Array(tokens * (d1 + d2));
+      for (let t = 0; t < tokens; t++) {
+        hidden.set(a.subarray(t * d1, (t + 1) * d1), t * (d1 + d2));
+        hidden.set(b.subarray(t * d2, (t + 1) * d2), t * (d1 + d2) + d1);
+      }
+      return { hidden, pooled: Float32Array.from(pooled) };
+    },
+  };
 }
 
 function assemble(
@@ -236,15 +391,7 @@ function assemble(
   base: { provider: ExecutionProviderName; tokenizer: ClipTokenizer; scheduler: SchedulerConfig; vaeScalingFactor: number },
 ): LoadedModel {
   const { unetPart, textPart, decoderPart, encoderPart } = p;
-  const idsMeta = requireInput(info, textPart, 'input_ids');
-  if (idsMeta.type !== 'int32' && idsMeta.type !== 'int64') {
-    throw modelError(info, `text_encoder/model.onnx input_ids is ${idsMeta.type}; expected int32 or int64`);
-  }
   const hiddenOut = pickOutput(info, textPart, ['last_hidden_state']);
-  const overrideMeta = textPart.inputs.get('embedding_override');
-  const maskMeta = textPart.inputs.get('override_mask');
-  const overrideType = overrideMeta ? checkFloat(info, textPart, overrideMeta) : undefined;
-  const maskType = maskMeta ? checkFloat(info, textPart, maskMeta) : undefined;
 
   const sampleMeta = requireInput(info, unetPart, 'sample');
   const timestepMeta = requireInput(info, unetPart, 'timestep');
@@ -258,7 +405,13 @@ function assemble(
   const unetOut = pickOutput(info, unetPart, ['out_sample']);
   const declaredDim = condMeta.shape[condMeta.shape.length - 1];
   const declaredTokens = condMeta.shape.length === 3 ? condMeta.shape[1] : undefined;
-  const hiddenDim = typeof declaredDim === 'number' && declaredDim > 0 ? declaredDim : info.family === 'sd1' ? 768 : 1024;
+  const hiddenDim =
+    typeof declaredDim === 'number' && declaredDim > 0 ? declaredDim : info.family === 'sd1' ? 768 : info.family === 'sdxl' ? 2048 : 1024;
+  const text = textEncoderPart(info, textPart, hiddenDim);
+  const textEmbedsMeta = unetPart.inputs.get('text_embeds');
+  const timeIdsMeta = unetPart.inputs.get('time_ids');
+  const addedTypes =
+    textEmbedsMeta && timeIdsMeta ? { textEmbeds: checkFloat(info, unetPart, textEmbedsMeta), timeIds: checkFloat(info, unetPart, timeIdsMeta) } : undefined;
 
   const latentMeta = requireInput(info, decoderPart, 'latent_sample');
   const latentType = checkFloat(info, decoderPart, latentMeta);
@@ -311,46 +464,32 @@ function assemble(
     info,
     ...base,
     hiddenDim,
-    acceptsEmbeddings: overrideType !== undefined && maskType !== undefined,
+    acceptsEmbeddings: text.acceptsEmbeddings,
     ...(typeof declaredTokens === 'number' && declaredTokens > 0 ? { fixedConditioningTokens: declaredTokens } : {}),
 
     async encodeText(ids, overrides) {
       live();
-      const batch = ids.length;
-      const seq = ids[0]?.length ?? 0;
-      let tensor: ort.Tensor;
-      if (idsMeta.type === 'int64') {
-        const data = new BigInt64Array(batch * seq);
-        ids.forEach((row, b) => row.forEach((id, s) => (data[b * seq + s] = BigInt(id))));
-        tensor = new ort.Tensor('int64', data, [batch, seq]);
-      } else {
-        const data = new Int32Array(batch * seq);
-        ids.forEach((row, b) => data.set(row, b * seq));
-        tensor = new ort.Tensor('int32', data, [batch, seq]);
-      }
-      const feeds: Record<string, ort.Tensor> = { input_ids: tensor };
-      if (overrideType && maskType) {
-        // Graphs built with the override inputs always need them: zeros (mask 0) change nothing.
-        feeds['embedding_override'] = floatTensor(overrideType, overrides?.vectors ?? new Float32Array(batch * seq * hiddenDim), [batch, seq, hiddenDim]);
-        feeds['override_mask'] = floatTensor(maskType, overrides?.mask ?? new Float32Array(batch * seq), [batch, seq, 1]);
-      } else if (overrides) {
-        throw new EngineError('internal', `model "${info.name}": its text encoder has no embedding inputs`);
-      }
-      const out = await run(info, textPart, feeds);
+      const out = await text.run(ids, overrides);
       return readFloat(info, textPart, out[hiddenOut], hiddenOut);
     },
 
-    async unet(sample, batch, latentH, latentW, timestep, cond, halvesAlike = false) {
+    async unet(sample, batch, latentH, latentW, timestep, cond, halvesAlike = false, added = undefined) {
       live();
       const dims = [batch, LATENT_CHANNELS, latentH, latentW];
-      const out = await run(info, unetPart, {
+      const feeds: Record<string, ort.Tensor> = {
         sample:
           sampleType === 'float16'
             ? new ort.Tensor('float16', unetScratch.toHalves(sample, halvesAlike), dims)
             : new ort.Tensor('float32', sample, dims),
         timestep: timestepTensor(timestep, batch),
         encoder_hidden_states: condTensor(cond, batch),
-      });
+      };
+      if (addedTypes) {
+        if (!added) throw new EngineError('internal', `model "${info.name}": the SDXL UNet needs text_embeds and time_ids`);
+        feeds['text_embeds'] = floatTensor(addedTypes.textEmbeds, added.textEmbeds, [batch, added.textEmbeds.length / batch]);
+        feeds['time_ids'] = floatTensor(addedTypes.timeIds, added.timeIds, [batch, 6]);
+      }
+      const out = await run(info, unetPart, feeds);
       return readFloat(info, unetPart, out[unetOut], unetOut, unetScratch);
     },
 

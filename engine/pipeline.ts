@@ -7,13 +7,14 @@ import { DEFAULT_MAX_PROMPT_CHUNKS, encodePrompts, type PromptEncoder } from './
 import { EmbeddingLibrary, embeddingFamily } from './embedding-library.js';
 import { formatInfoText, type InfoTextParams } from './infotext.js';
 import { jobLoras } from './job-loras.js';
-import { loadModel, type LoadedModel } from './model.js';
+import { loadModel, type AddedConditioning, type LoadedModel } from './model.js';
 import { DEFAULT_LORA_CACHE_MB, ModelResolver, type ResolvedModel } from './model-resolve.js';
 import { drawHere, NoiseAhead } from './noise-ahead.js';
 import { scanModels } from './registry.js';
 import { CHUNK_LENGTH } from './prompt/chunks.js';
 import { TorchCpuGenerator, slerp } from './rng.js';
 import { createSampler, type Sampler } from './schedulers.js';
+import { sdxlPromptEncoder, sdxlTimeIds, zeroEmptyNegative } from './sdxl-conditioning.js';
 import {
   EngineError,
   SAMPLERS,
@@ -116,6 +117,13 @@ const LATENT_RGB: readonly (readonly [number, number, number])[] = [
   [-0.158, 0.189, 0.264],
   [-0.184, -0.271, -0.473],
 ];
+/** The same approximation for SDXL's latent space (A1111's sd_samplers_common.py coefficients). */
+const LATENT_RGB_SDXL: readonly (readonly [number, number, number])[] = [
+  [0.3448, 0.4168, 0.4395],
+  [-0.1953, -0.029, 0.025],
+  [0.1074, 0.0886, -0.0163],
+  [-0.373, -0.2499, -0.2088],
+];
 
 /** One UNet batch's denoising loop: what denoise() needs. */
 interface DenoiseJob {
@@ -125,6 +133,8 @@ interface DenoiseJob {
   latents: Float32Array;
   /** UNet conditioning for the batch: [u×k, c×k] under guidance, [c×k] without. */
   cond: Float32Array;
+  /** SDXL: pooled text and time ids in the same row order as `cond`. */
+  added: AddedConditioning | undefined;
   k: number;
   /** Index of this batch's first picture, and the job's picture count (for progress). */
   first: number;
@@ -332,8 +342,10 @@ export class Pipeline {
       refusedEmbeddings: embeddings.refused,
       modelName: model.info.name,
     });
+    if (model.sdxl) zeroEmptyNegative(prompts, req.negativePrompt, useCfg, model.sdxl);
     const text = prompts.hidden;
     const tokenWidth = text.length / (useCfg ? 2 : 1);
+    const pooled = prompts.pooled;
     const tiHashes = Object.fromEntries(prompts.embeddingsUsed.flatMap((name) => {
       const hash = embeddings.hashes.get(name);
       return hash ? [[name, hash]] : [];
@@ -353,15 +365,23 @@ export class Pipeline {
     const info: InfoTextParams[] = [];
     let denoiseMs = 0;
     let stepDone = 0;
-    const conditioning = new Map<number, Float32Array>();
+    const conditioning = new Map<number, { cond: Float32Array; added: AddedConditioning | undefined }>();
 
     for (let chunk = 0; chunk < chunks; chunk++) {
       const first = chunk * perBatch;
       const k = Math.min(perBatch, req.count - first);
-      let condBatch = conditioning.get(k);
-      if (!condBatch) {
-        condBatch = repeatConditioning(text, tokenWidth, useCfg, k);
-        conditioning.set(k, condBatch);
+      let batchConditioning = conditioning.get(k);
+      if (!batchConditioning) {
+        batchConditioning = {
+          cond: repeatConditioning(text, tokenWidth, useCfg, k),
+          added: pooled
+            ? {
+                textEmbeds: repeatConditioning(pooled, pooled.length / (useCfg ? 2 : 1), useCfg, k),
+                timeIds: sdxlTimeIds(req.width, req.height, (useCfg ? 2 : 1) * k),
+              }
+            : undefined,
+        };
+        conditioning.set(k, batchConditioning);
       }
 
       // Per-image generators: image i's noise does not depend on how many images share a batch.
@@ -407,7 +427,8 @@ export class Pipeline {
         model,
         sampler,
         latents: x,
-        cond: condBatch,
+        cond: batchConditioning.cond,
+        added: batchConditioning.added,
         k,
         first,
         count: req.count,
@@ -514,7 +535,7 @@ export class Pipeline {
     const clock = this.options.sessionClock;
     const o0 = clock ? clock() : 0;
     const u0 = performance.now();
-    const out = await model.unet(input, useCfg ? 2 * k : k, lh, lw, sampler.timesteps[i]!, cond, useCfg);
+    const out = await model.unet(input, useCfg ? 2 * k : k, lh, lw, sampler.timesteps[i]!, cond, useCfg, job.added);
     const unetMs = performance.now() - u0;
     const ortMs = clock ? clock() - o0 : 0;
 
@@ -545,7 +566,7 @@ export class Pipeline {
       };
       if (job.previews && i < steps - 1 && (i + 1) % PREVIEW_EVERY === 0) {
         const denoised = sampler.lastDenoised() ?? next;
-        progress.preview = { rgb: latentPreview(denoised, lh, lw), width: lw, height: lh };
+        progress.preview = { rgb: latentPreview(denoised, lh, lw, model.info.family === 'sdxl' ? LATENT_RGB_SDXL : LATENT_RGB), width: lw, height: lh };
       }
       run.onStep(progress);
     }
@@ -623,13 +644,13 @@ function validateForModel(req: GenerateRequest, info: ModelInfo): void {
   if (req.init && !info.hasVaeEncoder) throw new EngineError('model', NO_VAE_ENCODER);
 }
 
-/** The model's text encoder as the conditioning module drives it. */
+/** The model's text encoder(s) as the conditioning module drives them. */
 function textEncoderOf(model: LoadedModel): PromptEncoder {
+  if (model.sdxl) return sdxlPromptEncoder(model.sdxl, model.tokenizer.eosId);
   return {
-    slot: 'text',
-    width: model.hiddenDim,
+    parts: [{ slot: 'text', width: model.hiddenDim }],
     acceptsEmbeddings: model.acceptsEmbeddings,
-    encode: (ids, overrides) => model.encodeText(ids, overrides),
+    encode: async (ids, overrides) => ({ hidden: await model.encodeText(ids, overrides?.[0]) }),
   };
 }
 
@@ -701,13 +722,13 @@ export function modelOutputToRgb(decoded: Float32Array, j: number, width: number
 }
 
 /** The first picture of a latent batch as a tiny RGB preview (one pixel per latent cell). */
-export function latentPreview(latents: Float32Array, lh: number, lw: number): Uint8Array {
+export function latentPreview(latents: Float32Array, lh: number, lw: number, coefficients = LATENT_RGB): Uint8Array {
   const plane = lh * lw;
   const rgb = new Uint8Array(3 * plane);
   for (let p = 0; p < plane; p++) {
     for (let c = 0; c < 3; c++) {
       let v = 0;
-      for (let l = 0; l < LATENT_CHANNELS; l++) v += latents[l * plane + p]! * LATENT_RGB[l]![c]!;
+      for (let l = 0; l < LATENT_CHANNELS; l++) v += latents[l * plane + p]! * coefficients[l]![c]!;
       const unit = (v + 1) / 2;
       rgb[3 * p + c] = unit > 0 ? (unit < 1 ? Math.round(unit * 255) : 255) : 0;
     }

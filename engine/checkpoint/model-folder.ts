@@ -94,7 +94,7 @@ export async function writeModelFolder(
     // OpenCLIP bigG: penultimate_hidden_state for the UNet's context, text_embeds for its pooled input.
     await part('text_encoder_2', () => {
       const source = openClipTextEncoderWeights(weights, 'sdxl');
-      return buildClipTextGraph(source, clipTextConfig(source, { activation: 'gelu', ...(plan.textHeads2 === undefined ? {} : { heads: plan.textHeads2 }) }));
+      return buildClipTextGraph(source, clipTextConfig(source, { activation: 'gelu', ...(plan.textHeads2 === undefined ? {} : { heads: plan.textHeads2 }) }), TEXT_GRAPH);
     });
   }
   await part('unet', () => buildUnetGraph(unetWeights(weights), plan.unet ?? UNET_HEADS[plan.family]));

@@ -37,8 +37,8 @@ PROMPTS = [
 ]
 
 
-def ldm_state_dict(cfg):
-    """The text encoder's tensors under their LDM names, as (name, shape) in file order."""
+def ldm_state_dict(cfg, prefix=PREFIX):
+    """The text encoder's tensors under their LDM names (SD 1.x's prefix unless told), in file order."""
     d, i = cfg["width"], cfg["intermediate"]
     shapes = [
         ("embeddings.token_embedding.weight", [cfg["vocab"], d]),
@@ -53,7 +53,7 @@ def ldm_state_dict(cfg):
         shapes += [(p + "mlp.fc2.weight", [d, i]), (p + "mlp.fc2.bias", [d])]
         shapes += [(p + "layer_norm2.weight", [d]), (p + "layer_norm2.bias", [d])]
     shapes += [("final_layer_norm.weight", [d]), ("final_layer_norm.bias", [d])]
-    return {PREFIX + n: synthetic_tensor(PREFIX + n, s, cfg["seed"]) for n, s in shapes}
+    return {prefix + n: synthetic_tensor(prefix + n, s, cfg["seed"]) for n, s in shapes}
 
 
 class Layer(nn.Module):
@@ -81,8 +81,8 @@ class TextEncoder(nn.Module):
         self.layers = nn.ModuleList(Layer(d, cfg["heads"], cfg["intermediate"]) for _ in range(cfg["layers"]))
         self.final = nn.LayerNorm(d, eps=1e-5)
 
-    def load_ldm(self, sd):
-        g = lambda n: sd[PREFIX + n]  # noqa: E731
+    def load_ldm(self, sd, prefix=PREFIX):
+        g = lambda n: sd[prefix + n]  # noqa: E731
         with torch.no_grad():
             self.tok.weight.copy_(g("embeddings.token_embedding.weight"))
             self.pos.copy_(g("embeddings.position_embedding.weight"))
