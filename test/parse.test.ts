@@ -190,6 +190,34 @@ describe('parseJobRequest: accepted', () => {
     }
   });
 
+  it('on an SDXL model, --ar picks SDXL\'s 1024² training bucket nearest in ratio', () => {
+    const xl = model('sdxl', { family: 'sdxl', nativeWidth: 1024, nativeHeight: 1024 });
+    const roomy = defaultConfig({ limits: { maxPixels: 2048 * 2048, maxSide: 2048 } }, '/tmp');
+    const size = (ar: string) => {
+      const { width, height } = ok(`a fox --model sdxl --ar ${ar}`, { models: [xl], config: roomy }).spec;
+      return `${width}x${height}`;
+    };
+    // 16:9 = 1.78 → 1344×768 (1.75).
+    expect(size('16:9')).toBe('1344x768');
+    expect(size('9:16')).toBe('768x1344');
+    expect(size('1:1')).toBe('1024x1024');
+    expect(size('4:3')).toBe('1152x896');
+    expect(size('3:2')).toBe('1216x832');
+    expect(size('21:9')).toBe('1536x640');
+    // Far from every bucket (4:1; the widest bucket is 2.4:1): the grid fit at the native area.
+    expect(size('4:1')).toBe('2048x512');
+    // 2:1 is 20 % from the nearest bucket (1536×640, 2.4:1): the grid fit is closer.
+    expect(size('2:1')).toBe('1408x704');
+    // On a 1024² model of another family the grid fit stays (3:2 → 1280×832 there, 1216×832 on SDXL).
+    const other = model('big', { family: 'sd2', nativeWidth: 1024, nativeHeight: 1024 });
+    expect(ok('a fox --model big --ar 3:2', { models: [other], config: roomy }).spec).toMatchObject({ width: 1280, height: 832 });
+    // A bucket beyond the club's limits falls back to the limited grid fit, with the note.
+    const small = defaultConfig({ limits: { maxPixels: 768 * 768, maxSide: 1024 } }, '/tmp');
+    const limited = ok('a fox --model sdxl --ar 16:9', { models: [xl], config: small });
+    expect(limited.spec.width * limited.spec.height).toBeLessThanOrEqual(768 * 768);
+    expect(limited.notes.some((n) => n.startsWith('size 16:9 →'))).toBe(true);
+  });
+
   it('keeps sizes within maxPixels and maxSide and says so', () => {
     const big = model('big', { nativeWidth: 1024, nativeHeight: 1024 });
     const small = defaultConfig({ limits: { maxPixels: 512 * 512, maxSide: 768 } }, '/tmp');

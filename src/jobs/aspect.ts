@@ -39,19 +39,52 @@ export function parseAspect(text: string): AspectParse {
 }
 
 /**
+ * SDXL's training buckets at 1024² (width, height): the sizes SDXL models draw best, so an aspect
+ * ratio near one of them gets exactly that bucket rather than the nearest grid size.
+ */
+export const SDXL_BUCKETS: readonly (readonly [number, number])[] = [
+  [1024, 1024],
+  [1152, 896],
+  [896, 1152],
+  [1216, 832],
+  [832, 1216],
+  [1344, 768],
+  [768, 1344],
+  [1536, 640],
+  [640, 1536],
+];
+
+/** A bucket is used when its ratio is within 10 % of the one asked for; beyond that (3:1, 4:1) the grid fit is closer. */
+const BUCKET_TOLERANCE = Math.log(1.1);
+
+/**
  * The size for an aspect ratio at about the model's native pixel area: sides in multiples of
- * 64, as close as possible to both the ratio and the area, within maxPixels and maxSide.
+ * 64, as close as possible to both the ratio and the area, within maxPixels and maxSide. With
+ * `buckets` (SDXL's, for a 1024² model), the nearest bucket in ratio when it is close and fits.
  */
 export function aspectToSize(
   aspect: string,
-  native: { width: number; height: number },
+  native: { width: number; height: number; buckets?: readonly (readonly [number, number])[] },
   maxPixels: number,
   maxSide: number,
 ): SizeResult {
   const parsed = parseAspect(aspect);
   if (!parsed.ok) return parsed;
+  const bucket = nearestBucket(native.buckets ?? [], parsed.ratio);
+  if (bucket && bucket[0] * bucket[1] <= maxPixels && Math.max(bucket[0], bucket[1]) <= maxSide) {
+    return { ok: true, width: bucket[0], height: bucket[1], limited: false };
+  }
   const area = Math.max(SIZE_STEP * SIZE_STEP, native.width * native.height);
   return fitToGrid(Math.sqrt(area * parsed.ratio), Math.sqrt(area / parsed.ratio), maxPixels, maxSide);
+}
+
+function nearestBucket(buckets: readonly (readonly [number, number])[], ratio: number): readonly [number, number] | undefined {
+  let best: { bucket: readonly [number, number]; off: number } | undefined;
+  for (const bucket of buckets) {
+    const off = Math.abs(Math.log(bucket[0] / bucket[1] / ratio));
+    if (off <= BUCKET_TOLERANCE && (!best || off < best.off)) best = { bucket, off };
+  }
+  return best?.bucket;
 }
 
 /** An exact size asked for (--size, a pasted Size:), snapped to multiples of 64 and kept within the limits. */

@@ -10,7 +10,7 @@ import { randomInt } from 'node:crypto';
 import { SAMPLERS, type ModelInfo, type SamplerName } from '../../engine/types.js';
 import type { Config } from '../config/schema.js';
 import { parseInfoText } from '../../engine/infotext.js';
-import { aspectToSize, exactSize, type SizeResult } from './aspect.js';
+import { aspectToSize, exactSize, SDXL_BUCKETS, type SizeResult } from './aspect.js';
 import { clampToSafe, readTypedNumber } from './numbers.js';
 import type { JobSpec, MemberSettings } from './types.js';
 
@@ -154,7 +154,14 @@ function build(input: ParseInput, ctx: ParseContext): ParseResult {
   );
 
   // ---- size ----
-  const native = model ? { width: model.nativeWidth, height: model.nativeHeight } : FALLBACK_NATIVE;
+  const native = model
+    ? {
+        width: model.nativeWidth,
+        height: model.nativeHeight,
+        // SDXL's buckets are its 1024² training sizes; a fine-tune set to another native size keeps the plain grid fit.
+        ...(model.family === 'sdxl' && model.nativeWidth === 1024 && model.nativeHeight === 1024 ? { buckets: SDXL_BUCKETS } : {}),
+      }
+    : FALLBACK_NATIVE;
   let size: SizeResult;
   let asked: string;
   if (wish.size && wish.aspect === undefined) {
