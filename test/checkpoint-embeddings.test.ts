@@ -127,6 +127,8 @@ describe('embedding files', () => {
   it('the wrong width for the model is refused by name', async () => {
     const file = await write('sd1-only.safetensors', { emb_params: [2, 768] });
     await expect(loadEmbedding(file, 'sd2')).rejects.toThrow('Embedding "sd1-only" has 768-wide vectors (SD 1.x); this model\'s text encoder takes 1024 (SD 2.x).');
+    // SDXL's first encoder is 768 wide too, but an SD 1.x embedding has no clip_g half: refused, not half-applied.
+    await expect(loadEmbedding(file, 'sdxl')).rejects.toThrow(/^Embedding "sd1-only" has 768-wide vectors \(SD 1\.x\); this model/);
     const odd = await write('odd.safetensors', { emb_params: [2, 512] });
     await expect(loadEmbedding(odd, 'sd1')).rejects.toThrow(/Embedding "odd" cannot be used: its vectors are 512 wide/);
   });

@@ -12,6 +12,7 @@ import { bytesOf, writeSafetensors } from '../engine/checkpoint/safetensors-writ
 import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
 import { writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
 import { tinyE2EReference as reference, tinyFolderPlan } from './fixtures/reference/tiny-generation.js';
+import { tinySdxlPlan, tinySdxlReference } from './fixtures/reference/tiny-sdxl.js';
 
 const tinyPlan: FolderPlan = tinyFolderPlan;
 
@@ -110,5 +111,51 @@ describe('LoRA variants', () => {
     const pt = path.join(dir, 'old.pt');
     await writeFile(pt, Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e]));
     await expect(prepareLoraVariant(checkpoint(), [choice(pt)], opts())).rejects.toThrow(/LoRA "old": .*pickle/i);
+  });
+});
+
+describe('LoRA variants of an SDXL checkpoint', () => {
+  let xlPath: string;
+  let xlPlain: string;
+  const xl = () => ({ path: xlPath, sha256: 'cd'.repeat(32), info: { family: 'sdxl' as const, prediction: 'epsilon' as const }, plainDir: xlPlain, plan: tinySdxlPlan });
+  beforeAll(async () => {
+    xlPath = path.join(dir, 'tiny-xl.safetensors');
+    await writeSyntheticCheckpoint(xlPath, tinySdxlReference.tensors, 0);
+    xlPlain = path.join(dir, 'plain-xl');
+    const weights = await openWeightsFile(xlPath);
+    try {
+      await writeModelFolder(weights, tinySdxlPlan, xlPlain);
+    } finally {
+      await weights.close();
+    }
+  });
+
+  it('a kohya SDXL LoRA (LDM UNet names, lora_te2_) rebuilds the UNet and text_encoder_2 and links the rest', async () => {
+    const file = path.join(dir, 'xl-style.safetensors');
+    await writeLora(
+      file,
+      {
+        // Level 1 of the tiny UNet is 64 wide with 48-wide context; the bigG tower is 32 wide.
+        lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k: { down: [4, 48], up: [64, 4], alpha: 4 },
+        lora_te2_text_model_encoder_layers_0_self_attn_q_proj: { down: [2, 32], up: [32, 2] },
+      },
+      'kohya',
+      5,
+    );
+    const v = await prepareLoraVariant(xl(), [choice(file)], { cacheDir, maxVariantBytes: 1e12, familyOf: () => 'sdxl' });
+    for (const part of ['unet', 'text_encoder_2']) {
+      const [a, b] = await Promise.all([readFile(path.join(xlPlain, part, 'model.onnx_data')), readFile(path.join(v.dir, part, 'model.onnx_data'))]);
+      expect(b.equals(a), part).toBe(false);
+    }
+    for (const part of ['text_encoder', 'vae_decoder', 'vae_encoder']) {
+      const [a, b] = await Promise.all([stat(path.join(xlPlain, part, 'model.onnx_data')), stat(path.join(v.dir, part, 'model.onnx_data'))]);
+      expect(b.ino, part).toBe(a.ino);
+    }
+  });
+
+  it('refuses an SD 1.x LoRA by name', async () => {
+    const sd1 = path.join(dir, 'anime-15.safetensors');
+    await writeLora(sd1, { lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k: { down: [4, 768], up: [320, 4] } }, 'kohya', 6);
+    await expect(prepareLoraVariant(xl(), [choice(sd1)], { cacheDir, maxVariantBytes: 1e12 })).rejects.toThrow('LoRA "anime-15" is for SD 1.x models; this model is SDXL');
   });
 });

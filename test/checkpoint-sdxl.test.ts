@@ -9,26 +9,19 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeModelFolder, type FolderPlan } from '../engine/checkpoint/model-folder.js';
+import { writeModelFolder } from '../engine/checkpoint/model-folder.js';
 import { openWeightsFile } from '../engine/checkpoint/pickle-guard.js';
 import { Pipeline } from '../engine/pipeline.js';
 import { ClipTokenizer } from '../engine/tokenizer.js';
 import type { GenerateRequest, ModelInfo } from '../engine/types.js';
 import { writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
-import reference from './fixtures/reference/e2e_sdxl_tiny.json' with { type: 'json' };
+import { tinySdxlPlan, tinySdxlReference as reference } from './fixtures/reference/tiny-sdxl.js';
 import { hasSharedTokenizer, sharedTokenizerDir } from './helpers/shared-fixtures.js';
 
 const tokenizerPresent = hasSharedTokenizer();
 if (!tokenizerPresent) console.warn(`checkpoint-sdxl: skipped, no CLIP tokenizer at ${sharedTokenizerDir()} (set SD_TOKENIZER_DIR)`);
 
-const plan: FolderPlan = {
-  family: 'sdxl',
-  prediction: 'epsilon',
-  textHeads: reference.clip_l.heads,
-  textHeads2: reference.clip_g.heads,
-  unet: { heads: { channels: reference.unet.head_channels! }, groups: reference.unet.groups, timeIdDim: reference.unet.adm!.time_dim },
-  vae: { groups: reference.vae.groups, eps: 1e-6 },
-};
+const plan = tinySdxlPlan;
 
 type Run = (typeof reference.runs)[keyof typeof reference.runs];
 

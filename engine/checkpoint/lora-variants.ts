@@ -10,6 +10,8 @@ import { basename, extname, join } from 'node:path';
 import { cachedBuild } from './cache.js';
 import type { CheckpointInfo, Family, TensorShapes } from './detect.js';
 import { CheckpointError } from './errors.js';
+import { OPENCLIP_PREFIXES } from './ldm-names.js';
+import type { LoraTarget } from './lora-names.js';
 import { assertLoraFits, loraFamily, mergedWeights, planLoras, type LoraInput } from './lora.js';
 import { writeModelFolder, type FolderPlan, type FolderProgress } from './model-folder.js';
 import { openWeightsFile } from './pickle-guard.js';
@@ -78,6 +80,12 @@ export async function evictVariants(cacheDir: string, maxBytes: number, keep: st
   return evicted;
 }
 
+/** The model-folder part a LoRA target's tensor is built into (SDXL's OpenCLIP bigG is text_encoder_2). */
+function folderPart(target: LoraTarget): FolderProgress['part'] {
+  if (target.part === 'unet') return 'unet';
+  return target.tensor.startsWith(OPENCLIP_PREFIXES.sdxl[0]) ? 'text_encoder_2' : 'text_encoder';
+}
+
 /**
  * The folder of `checkpoint` with `loras` merged. `plainDir` is the checkpoint's prepared folder
  * (from prepareCheckpoint), whose untouched parts are linked.
@@ -86,7 +94,7 @@ export async function prepareLoraVariant(
   checkpoint: {
     path: string;
     sha256: string;
-    info: Pick<CheckpointInfo, 'prediction'> & { family: 'sd1' | 'sd2' };
+    info: Pick<CheckpointInfo, 'prediction'> & { family: 'sd1' | 'sd2' | 'sdxl' };
     plainDir: string;
     /** The plan the plain folder was built with, when not the family's defaults (reduced-width test models). */
     plan?: FolderPlan;
@@ -119,8 +127,9 @@ export async function prepareLoraVariant(
       const weights = await openWeightsFile(checkpoint.path);
       try {
         const plan = planLoras(weights, inputs);
-        const touched = new Set([...plan.byTensor.values()].flat().map((m) => (m.target.part === 'unet' ? 'unet' : 'text_encoder')));
-        const parts = new Set<FolderProgress['part']>(['text_encoder', 'unet', 'vae_decoder', 'vae_encoder'].filter((p) => !touched.has(p as 'unet')) as FolderProgress['part'][]);
+        const touched = new Set([...plan.byTensor.values()].flat().map((m) => folderPart(m.target)));
+        const all: FolderProgress['part'][] = ['text_encoder', 'text_encoder_2', 'unet', 'vae_decoder', 'vae_encoder'];
+        const parts = new Set(all.filter((p) => !touched.has(p)));
         await writeModelFolder(mergedWeights(weights, plan), checkpoint.plan ?? { family: checkpoint.info.family, prediction: checkpoint.info.prediction }, tmp, {
           reuse: { dir: checkpoint.plainDir, parts },
           ...(opts.tokenizerDir === undefined ? {} : { tokenizerDir: opts.tokenizerDir }),
