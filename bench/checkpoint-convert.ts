@@ -1,4 +1,10 @@
-// npx tsx bench/checkpoint-convert.ts [--dir DIR] [--keep] [--step] [--tokenizer DIR]
+// npx tsx bench/checkpoint-convert.ts [--family sd15|sdxl] [--dir DIR] [--keep] [--step] [--skip-load] [--tokenizer DIR]
+//
+// --family sdxl writes the SDXL base layout instead (test/fixtures/reference/sdxl_layout.json:
+// 3.47 B parameters, ≈6.9 GB as fp16; the prepared fp32 folder is ≈14 GB, so check the disk
+// first), and the load phase also loads text_encoder_2. --step is SD 1.5 only. --skip-load stops
+// after the second prepare (loading SDXL's fp32 UNet takes ≈10 GB of memory). Full-size runs go
+// under the shared lock: flock /tmp/fullsize.lock nice -n 10 npx tsx bench/checkpoint-convert.ts …
 //
 // Full-size checkpoint conversion on random weights: writes an SD 1.5-shaped fp16 checkpoint
 // (the layout in test/fixtures/reference/sd15_layout.json: 1.03 B parameters, ≈2.1 GB), then
@@ -19,7 +25,12 @@ import { prepareCheckpoint } from '../engine/checkpoint/prepare.js';
 import { writeSafetensors } from '../engine/checkpoint/safetensors-write.js';
 import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
 import { float32ToFloat16Bits } from '../engine/fp16.js';
-import layout from '../test/fixtures/reference/sd15_layout.json' with { type: 'json' };
+import sd15Layout from '../test/fixtures/reference/sd15_layout.json' with { type: 'json' };
+import sdxlLayout from '../test/fixtures/reference/sdxl_layout.json' with { type: 'json' };
+
+const LAYOUTS = { sd15: sd15Layout.tensors, sdxl: sdxlLayout.tensors } as const;
+type LayoutName = keyof typeof LAYOUTS;
+const layoutOf = (file: string): LayoutName => (path.basename(file).includes('sdxl') ? 'sdxl' : 'sd15');
 
 type Report = Record<string, number | string | boolean>;
 
@@ -34,7 +45,7 @@ async function phase(name: string, file: string, cache: string, tokenizerDir: st
     case 'write': {
       await writeSafetensors(
         file,
-        Object.entries(layout.tensors).map(([tensor, shape]) => ({
+        Object.entries(LAYOUTS[layoutOf(file)] as Record<string, number[]>).map(([tensor, shape]) => ({
           name: tensor,
           dtype: 'F16' as const,
           shape,
@@ -72,7 +83,7 @@ async function phase(name: string, file: string, cache: string, tokenizerDir: st
     case 'step': {
       const dir = path.join(cache, (await readdir(cache))[0]!);
       const sessions: Record<string, ort.InferenceSession> = {};
-      for (const part of ['text_encoder', 'unet', 'vae_decoder']) {
+      for (const part of ['text_encoder', ...(layoutOf(file) === 'sdxl' ? ['text_encoder_2'] : []), 'unet', 'vae_decoder']) {
         sessions[part] = await ort.InferenceSession.create(path.join(dir, part, 'model.onnx'));
       }
       const report: Report = { loadSeconds: seconds(), loadPeakRssMb: peakRssMb() };
@@ -101,19 +112,30 @@ async function phase(name: string, file: string, cache: string, tokenizerDir: st
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { dir: { type: 'string' }, keep: { type: 'boolean' }, step: { type: 'boolean' }, tokenizer: { type: 'string' } },
+    options: {
+      family: { type: 'string', default: 'sd15' },
+      dir: { type: 'string' },
+      keep: { type: 'boolean' },
+      step: { type: 'boolean' },
+      'skip-load': { type: 'boolean' },
+      tokenizer: { type: 'string' },
+    },
   });
+  const family = values.family as string;
+  if (family !== 'sd15' && family !== 'sdxl') throw new Error(`--family ${family}: use sd15 or sdxl`);
+  if (family === 'sdxl' && values.step) throw new Error('--step times an SD 1.5 UNet call; it is not written for SDXL');
   if (positionals[0] === 'phase') {
     const [, name, file, cache, tokenizerDir] = positionals as [string, string, string, string, string | undefined];
     process.stdout.write(`${JSON.stringify(await phase(name, file, cache, tokenizerDir))}\n`);
     return;
   }
   const dir = values.dir ?? (await mkdtemp(path.join(tmpdir(), 'ckpt-bench-')));
-  const file = path.join(dir, 'random-sd15-fp16.safetensors');
+  const file = path.join(dir, `random-${family}-fp16.safetensors`);
   const cache = path.join(dir, 'cache');
   const self = fileURLToPath(import.meta.url);
   try {
-    for (const name of ['write', 'prepare', 'prepare-again', values.step ? 'step' : 'load']) {
+    const phases = ['write', 'prepare', 'prepare-again', ...(values['skip-load'] ? [] : [values.step ? 'step' : 'load'])];
+    for (const name of phases) {
       const child = spawnSync(process.execPath, [...process.execArgv, self, 'phase', name, file, cache, ...(values.tokenizer === undefined ? [] : [values.tokenizer])], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
       if (child.status !== 0) throw new Error(`phase ${name} failed (exit ${child.status})`);
       const line = child.stdout.trim().split('\n').at(-1) ?? '{}';

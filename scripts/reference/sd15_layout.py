@@ -27,10 +27,10 @@ def shapes(prefix, module):
     return {prefix + k: list(v.shape) for k, v in module.state_dict().items()}
 
 
-def main():
+def clip_l_shapes(cfg, prefix=clip_text.PREFIX):
+    """CLIP ViT-L's LDM names and shapes under `prefix` (the names follow clip_text.ldm_state_dict, not the module tree)."""
     layout = {}
-    text = clip_text.TextEncoder(CLIP)
-    # The text encoder's LDM names come from clip_text.ldm_state_dict's naming, not the module tree.
+    text = clip_text.TextEncoder(cfg)
     names = {
         "tok.weight": "embeddings.token_embedding.weight",
         "pos": "embeddings.position_embedding.weight",
@@ -39,17 +39,21 @@ def main():
     }
     for k, v in text.state_dict().items():
         if k in names:
-            layout[clip_text.PREFIX + names[k]] = list(v.shape)
-    d, i = CLIP["width"], CLIP["intermediate"]
-    for n in range(CLIP["layers"]):
-        p = f"{clip_text.PREFIX}encoder.layers.{n}."
+            layout[prefix + names[k]] = list(v.shape)
+    d, i = cfg["width"], cfg["intermediate"]
+    for n in range(cfg["layers"]):
+        p = f"{prefix}encoder.layers.{n}."
         for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
             layout[p + f"self_attn.{proj}.weight"], layout[p + f"self_attn.{proj}.bias"] = [d, d], [d]
         for ln in ("layer_norm1", "layer_norm2"):
             layout[p + f"{ln}.weight"], layout[p + f"{ln}.bias"] = [d], [d]
         layout[p + "mlp.fc1.weight"], layout[p + "mlp.fc1.bias"] = [i, d], [i]
         layout[p + "mlp.fc2.weight"], layout[p + "mlp.fc2.bias"] = [d, i], [d]
-    del text
+    return layout
+
+
+def main():
+    layout = clip_l_shapes(CLIP)
     layout.update(shapes("model.diffusion_model.", unet.UNet(UNET)))
     layout.update(shapes("first_stage_model.", vae_decoder.Vae(VAE)))
     path = write_reference(ROOT, "sd15_layout.json", {"generator": "scripts/reference/sd15_layout.py", "tensors": layout})
