@@ -9,7 +9,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TextualInversion } from '../engine/checkpoint/embeddings.js';
 import { writeModelFolder } from '../engine/checkpoint/model-folder.js';
+import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
+import { encodePrompts } from '../engine/conditioning.js';
+import { loadModel } from '../engine/model.js';
+import { sdxlPromptEncoder } from '../engine/sdxl-conditioning.js';
 import { openWeightsFile } from '../engine/checkpoint/pickle-guard.js';
 import { Pipeline } from '../engine/pipeline.js';
 import { ClipTokenizer } from '../engine/tokenizer.js';
@@ -107,6 +112,42 @@ describe.skipIf(!tokenizerPresent)('SDXL from a checkpoint through the engine', 
       family: 'sdxl', nativeWidth: 1024, nativeHeight: 1024, defaultSampler: 'DPM++ 2M Karras', defaultGuidance: 7, hasVaeEncoder: true,
     });
     expect(byName.get('tiny-xl-fast')).toMatchObject<Partial<ModelInfo>>({ family: 'sdxl', defaultSampler: 'Turbo', defaultSteps: 1, defaultGuidance: 0 });
+  });
+
+  it('an SDXL embedding (clip_l + clip_g) reaches both encoders: a trigger holding the rows of "dog" encodes as "dog"', async () => {
+    const info = (await pipeline.scanModels()).models.find((m) => m.name === 'tiny-sdxl')!;
+    const model = await loadModel(info, { providers: ['cpu'] });
+    try {
+      const dog = reference.prompt_ids[2]!;
+      const row = (name: string, width: number) => syntheticTensor(name, [49408, width], 0).slice(dog * width, (dog + 1) * width);
+      const [wl, wg] = [reference.clip_l.width, reference.clip_g.width];
+      const pupper: TextualInversion = {
+        name: 'pupper',
+        family: 'sdxl',
+        vectors: 1,
+        parts: {
+          clip_l: { width: wl, data: row('conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight', wl) },
+          clip_g: { width: wg, data: row(`${reference.clip_g.prefix}token_embedding.weight`, wg) },
+        },
+      };
+      const encode = (prompt: string) =>
+        encodePrompts(prompt, '', {
+          tokenizer: model.tokenizer,
+          encoder: sdxlPromptEncoder(model.sdxl!, model.tokenizer.eosId),
+          guidance: false,
+          maxChunks: 8,
+          embeddings: new Map([['pupper', pupper]]),
+          modelName: info.name,
+        });
+      const [a, b] = [await encode('a pupper on the beach'), await encode('a dog on the beach')];
+      expect(a.embeddingsUsed).toEqual(['pupper']);
+      const worst = (x: Float32Array, y: Float32Array) => x.reduce((m, v, i) => Math.max(m, Math.abs(v - y[i]!)), 0);
+      expect(a.hidden.length).toBe(b.hidden.length);
+      expect(worst(a.hidden, b.hidden)).toBeLessThan(1e-6);
+      expect(worst(a.pooled!, b.pooled!)).toBeLessThan(1e-6);
+    } finally {
+      await model.release();
+    }
   });
 
   const request = (model: string, run: Run, negativePrompt: string): GenerateRequest => ({

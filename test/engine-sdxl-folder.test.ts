@@ -9,7 +9,9 @@ import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { float16BitsToFloat32 } from '../engine/fp16.js';
+import { encodePrompts } from '../engine/conditioning.js';
 import { loadModel, type LoadedModel } from '../engine/model.js';
+import { sdxlPromptEncoder } from '../engine/sdxl-conditioning.js';
 import { Pipeline } from '../engine/pipeline.js';
 import { scanModels } from '../engine/registry.js';
 import { tinyTextHidden, writeTinyModel } from './fixtures/tiny-models.js';
@@ -59,6 +61,38 @@ describe('SDXL ONNX folders (Optimum layout)', () => {
         for (let t = 0; t < 77; t++) mean += h2[t * 1280 + d]! / 77;
         expect(Math.abs(pooled[d]! - mean), `${info.name} text_embeds[${d}]`).toBeLessThan(tol);
       }
+    }
+  });
+
+  it('long prompts: each 75-token chunk through both encoders (encoder 2 padded with "!"), pooled text from the first chunk', async () => {
+    const model = loaded.find((m) => m.info.dtype === 'float32')!;
+    const sdxl = model.sdxl!;
+    const prompt = 'a fox '.repeat(60).trim(); // 120 tokens: two chunks
+    const c = await encodePrompts(prompt, 'blurry', {
+      tokenizer: model.tokenizer,
+      encoder: sdxlPromptEncoder(sdxl, model.tokenizer.eosId),
+      guidance: true,
+      maxChunks: 8,
+      modelName: model.info.name,
+    });
+    expect([c.tokens, c.width, c.pooled?.length]).toEqual([154, 2048, 2 * 1280]);
+    const words = model.tokenizer.tokenize(prompt);
+    const eos = model.tokenizer.eosId;
+    const first = [model.tokenizer.bosId, ...words.slice(0, 75), eos];
+    const second = [model.tokenizer.bosId, ...words.slice(75), eos];
+    const ids2 = [...second, ...new Array<number>(77 - second.length).fill(0)];
+    // Pooled (the prompt's half): the fixture's text_embeds is the mean over positions of encoder 2's states of the first chunk.
+    const h1 = tinyTextHidden(first, 1280);
+    for (const d of [0, 1279]) {
+      let mean = 0;
+      for (let t = 0; t < 77; t++) mean += h1[t * 1280 + d]! / 77;
+      expect(Math.abs(c.pooled![1280 + d]! - mean)).toBeLessThan(1e-5);
+    }
+    // The second chunk's encoder-2 half (×3: the penultimate of 4 listed layers) sees "!" padding after its end token.
+    const h2 = tinyTextHidden(ids2, 1280);
+    const base = 154 * 2048 + 77 * 2048; // the prompt's half, second chunk
+    for (const t of [0, second.length, 76]) {
+      expect(Math.abs(c.hidden[base + t * 2048 + 768]! - 3 * h2[t * 1280]!)).toBeLessThan(1e-5);
     }
   });
 
