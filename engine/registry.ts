@@ -175,7 +175,9 @@ function lastDim(decl: OnnxValueDecl | undefined): number | undefined {
 }
 
 function isTurbo(name: string, scheduler: Record<string, unknown>): boolean {
-  if (/turbo|lightning|hyper/i.test(name)) return true;
+  // Names as the distilled releases spell them (SD-Turbo, SDXL-Turbo, SDXL-Lightning, Hyper-SDXL),
+  // not any "hyper…" (HyperRealism is an ordinary fine-tune).
+  if (/turbo|lightning|hyper[-_ ]?sd/i.test(name)) return true;
   return scheduler['_class_name'] === 'EulerDiscreteScheduler' && scheduler['timestep_spacing'] === 'trailing';
 }
 
@@ -184,7 +186,9 @@ type ModelDefaults = Pick<ModelInfo, 'defaultSampler' | 'defaultSteps' | 'defaul
 function defaultsFor(family: ModelFamily, turbo: boolean, name: string): ModelDefaults {
   // Turbo models are distilled for 1–4 steps without guidance (Lightning/Hyper checkpoints for 4
   // or more); the rest take A1111's usual settings.
-  if (family === 'sd-turbo' || turbo) return { defaultSampler: 'Turbo', defaultSteps: /lightning|hyper/i.test(name) ? 4 : 1, defaultGuidance: 0 };
+  if (family === 'sd-turbo' || (family === 'sdxl' && turbo)) {
+    return { defaultSampler: 'Turbo', defaultSteps: /lightning|hyper/i.test(name) ? 4 : 1, defaultGuidance: 0 };
+  }
   return { defaultSampler: 'DPM++ 2M Karras', defaultSteps: 20, defaultGuidance: 7 };
 }
 

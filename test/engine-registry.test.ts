@@ -117,6 +117,9 @@ describe('scanModels: family, prediction, native size, defaults', () => {
     expect(await modelFor('juggernaut-xl-lightning', { generation: 'optimum-new', pipeline: 'sdxl', hiddenDim: 2048 })).toMatchObject({
       family: 'sdxl', defaultSampler: 'Turbo', defaultSteps: 4, defaultGuidance: 0,
     });
+    expect(await modelFor('hyperrealism-xl', { generation: 'optimum-new', pipeline: 'sdxl', hiddenDim: 2048 })).toMatchObject({ defaultSampler: 'DPM++ 2M Karras' });
+    // An SD 1.x folder keeps its usual defaults whatever its name (SD-Turbo is an SD 2.x model).
+    expect(await modelFor('sd15-turbo-merge', { generation: 'optimum-new' })).toMatchObject({ family: 'sd1', defaultSampler: 'DPM++ 2M Karras' });
     const modelsDir = path.join(root, 'settings-file');
     const dir = await writeTinyModel(path.join(modelsDir, 'my-finetune'), { generation: 'optimum-new', pipeline: 'sdxl', hiddenDim: 2048 });
     await writeFile(path.join(dir, 'defaults.json'), JSON.stringify({ sampler: 'Euler a', steps: 6, guidance: 1.5, size: 512 }));
