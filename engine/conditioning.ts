@@ -9,7 +9,17 @@
 // taken from each prompt's first chunk, as A1111 does.
 import type { EncoderSlot, TextualInversion } from './checkpoint/embeddings.js';
 import { embeddingOverride } from './checkpoint/embeddings.js';
-import { CHUNK_LENGTH, encodeChunks, padToLength, parsePrompt, type ParsedPrompt, type PromptChunk, type PromptTokenizer } from './prompt/index.js';
+import {
+  applyEmphasis,
+  CHUNK_LENGTH,
+  encodeChunks,
+  padToLength,
+  parsePrompt,
+  type Conditioning,
+  type ParsedPrompt,
+  type PromptChunk,
+  type PromptTokenizer,
+} from './prompt/index.js';
 import { EngineError, type PromptTruncation } from './types.js';
 
 /**
@@ -115,7 +125,13 @@ export async function encodePrompts(prompt: string, negativePrompt: string, opti
 
   const hidden = new Float32Array(parsed.length * tokens * width);
   for (const [i, p] of parsed.entries()) {
-    let c = await encodeChunks(p.chunks, width, (chunk) => Promise.resolve(slices.get(chunk)!));
+    // A1111 weights each encoder's states on their own (SDXL: CLIP-L and bigG each restore their
+    // own mean), so with two parts the emphasis runs per part before encodeChunks' (then neutral) pass.
+    // A1111 weights each encoder's states on their own (SDXL: CLIP-L and bigG each restore their own mean).
+    let c =
+      encoder.parts.length === 1
+        ? await encodeChunks(p.chunks, width, (chunk) => Promise.resolve(slices.get(chunk)!))
+        : perPartConditioning(p.chunks, slices, encoder.parts, width);
     if (emptyChunk) c = padToLength(c, tokens, emptyChunk);
     hidden.set(c.hidden, i * tokens * width);
   }
@@ -135,6 +151,29 @@ export async function encodePrompts(prompt: string, negativePrompt: string, opti
   if (uncond?.truncation) truncation.negativePrompt = toTruncation(uncond);
   const embeddingsUsed = [...new Set(parsed.flatMap((p) => p.embeddingsUsed))];
   return { hidden, ...(pooled ? { pooled } : {}), tokens, width, truncation, embeddingsUsed };
+}
+
+/** encodeChunks for side-by-side encoders: each chunk weighted per part, chunks concatenated. */
+function perPartConditioning(chunks: readonly PromptChunk[], slices: ReadonlyMap<PromptChunk, Float32Array>, parts: readonly EncoderPart[], width: number): Conditioning {
+  const hidden = new Float32Array(chunks.length * CHUNK_LENGTH * width);
+  chunks.forEach((chunk, i) => hidden.set(emphasisPerPart(slices.get(chunk)!, chunk.multipliers, parts), i * CHUNK_LENGTH * width));
+  return { hidden, tokens: chunks.length * CHUNK_LENGTH, width };
+}
+
+/** A1111's emphasis on each part's channels of a [77, Σ width] chunk separately. */
+export function emphasisPerPart(z: Float32Array, multipliers: Float32Array, parts: readonly EncoderPart[]): Float32Array {
+  const width = parts.reduce((sum, p) => sum + p.width, 0);
+  const positions = multipliers.length;
+  const out = new Float32Array(z.length);
+  let offset = 0;
+  for (const part of parts) {
+    const piece = new Float32Array(positions * part.width);
+    for (let t = 0; t < positions; t++) piece.set(z.subarray(t * width + offset, t * width + offset + part.width), t * part.width);
+    const weighted = applyEmphasis(piece, multipliers, part.width);
+    for (let t = 0; t < positions; t++) out.set(weighted.subarray(t * part.width, (t + 1) * part.width), t * width + offset);
+    offset += part.width;
+  }
+  return out;
 }
 
 /** A member's one-line answer for trigger words this model cannot honour. */

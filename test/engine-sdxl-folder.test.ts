@@ -10,6 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { float16BitsToFloat32 } from '../engine/fp16.js';
 import { encodePrompts } from '../engine/conditioning.js';
+import { applyEmphasis } from '../engine/prompt/emphasis.js';
 import { loadModel, type LoadedModel } from '../engine/model.js';
 import { sdxlPromptEncoder } from '../engine/sdxl-conditioning.js';
 import { Pipeline } from '../engine/pipeline.js';
@@ -94,6 +95,39 @@ describe('SDXL ONNX folders (Optimum layout)', () => {
     for (const t of [0, second.length, 76]) {
       expect(Math.abs(c.hidden[base + t * 2048 + 768]! - 3 * h2[t * 1280]!)).toBeLessThan(1e-5);
     }
+  });
+
+  it('emphasis as A1111 weights SDXL: each encoder\'s states scaled and mean-restored on their own', async () => {
+    const model = loaded.find((m) => m.info.dtype === 'float32')!;
+    const c = await encodePrompts('(a fox:1.5) in snow', '', {
+      tokenizer: model.tokenizer,
+      encoder: sdxlPromptEncoder(model.sdxl!, model.tokenizer.eosId),
+      guidance: false,
+      maxChunks: 8,
+      modelName: model.info.name,
+    });
+    const ids = model.tokenizer.encode('a fox in snow').ids;
+    const ids2 = model.sdxl!.tokenizer2.encode('a fox in snow').ids;
+    const weights = new Float32Array(77).fill(1);
+    weights[1] = weights[2] = 1.5; // "a fox"
+    const scaled = (h: Float32Array, factor: number) => h.map((v) => v * factor);
+    const part1 = applyEmphasis(scaled(tinyTextHidden(ids, 768), 2), weights, 768);
+    const part2 = applyEmphasis(scaled(tinyTextHidden(ids2, 1280), 3), weights, 1280);
+    let worst = 0;
+    for (let t = 0; t < 77; t++) {
+      for (let d = 0; d < 768; d++) worst = Math.max(worst, Math.abs(c.hidden[t * 2048 + d]! - part1[t * 768 + d]!));
+      for (let d = 0; d < 1280; d++) worst = Math.max(worst, Math.abs(c.hidden[t * 2048 + 768 + d]! - part2[t * 1280 + d]!));
+    }
+    expect(worst).toBeLessThan(1e-5);
+    // Mean-restoring over the 2048 channels together gives another answer, so the check above tells them apart.
+    const raw = new Float32Array(77 * 2048);
+    const [h1, h2] = [scaled(tinyTextHidden(ids, 768), 2), scaled(tinyTextHidden(ids2, 1280), 3)];
+    for (let t = 0; t < 77; t++) {
+      raw.set(h1.subarray(t * 768, (t + 1) * 768), t * 2048);
+      raw.set(h2.subarray(t * 1280, (t + 1) * 1280), t * 2048 + 768);
+    }
+    const joint = applyEmphasis(raw, weights, 2048);
+    expect(joint.reduce((m, v, i) => Math.max(m, Math.abs(v - c.hidden[i]!)), 0)).toBeGreaterThan(1e-3);
   });
 
   it('draws with guidance: every UNet call gets text_embeds [2k, 1280] and time_ids (h, w, 0, 0, h, w)', async () => {
