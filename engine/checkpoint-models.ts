@@ -11,6 +11,7 @@ import type { CheckpointInfo } from './checkpoint/detect.js';
 import { CheckpointError } from './checkpoint/errors.js';
 import { inspectDiffusersFolder, inspectWeightsFile } from './checkpoint/inspect.js';
 import { assertBuildable } from './checkpoint/prepare.js';
+import { defaultsForName } from './model-defaults.js';
 import type { ModelFamily, ModelInfo, ModelProblem } from './types.js';
 
 /** Files worth a look: safetensors, and the pickle extensions (refused with the reason). */
@@ -21,7 +22,7 @@ export const CHECKPOINT_SUBFOLDERS = ['checkpoints', 'Stable-diffusion'];
 export const checkpointName = (file: string): string => path.basename(file, path.extname(file));
 
 /** What `info` becomes once built: the defaults every SD 1.x/2.x checkpoint gets. */
-function checkpointModel(name: string, file: string, info: CheckpointInfo & { family: 'sd1' | 'sd2' }): ModelInfo {
+function checkpointModel(name: string, file: string, info: CheckpointInfo & { family: 'sd1' | 'sd2' | 'sdxl' }): ModelInfo {
   const family: ModelFamily = info.family;
   return {
     name,
@@ -30,9 +31,8 @@ function checkpointModel(name: string, file: string, info: CheckpointInfo & { fa
     predictionType: info.prediction === 'v' ? 'v_prediction' : 'epsilon',
     nativeWidth: info.nativeSize,
     nativeHeight: info.nativeSize,
-    defaultSampler: 'DPM++ 2M Karras',
-    defaultSteps: 20,
-    defaultGuidance: 7,
+    // A Turbo/Lightning fine-tune is told by its name only (its weights look like any SDXL's).
+    ...defaultsForName(family, name),
     // The folder builder writes a VAE encoder whenever the file has one (assertBuildable made sure of the VAE).
     hasVaeEncoder: true,
     // The builders write plain float32 graphs in the newest Optimum layout (float timestep [batch]).

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { checkpointName, WEIGHTS_FILE } from './checkpoint-models.js';
 import { CheckpointError } from './checkpoint/errors.js';
 import { prepareLoraVariant } from './checkpoint/lora-variants.js';
-import type { FolderProgress } from './checkpoint/model-folder.js';
+import { copyTokenizer, SDXL_TOKENIZER_2_PAD, type FolderProgress } from './checkpoint/model-folder.js';
 import { openWeightsFile } from './checkpoint/pickle-guard.js';
 import { prepareCheckpoint, type PrepareProgress } from './checkpoint/prepare.js';
 import { nearNames } from './near-names.js';
@@ -52,15 +52,25 @@ const TOKEN_EMBEDDINGS = [
   'cond_stage_model.transformer.embeddings.token_embedding.weight',
   'cond_stage_model.model.token_embedding.weight',
   'conditioner.embedders.0.model.token_embedding.weight',
+  'conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight',
 ];
 /** Building a folder reports per tensor; members need a percent, not a thousand messages. */
 const PERCENT = 100;
 /** Share of the whole build per part, roughly by parameter count (SD 1.5: 123 M, 860 M, 49 M, 34 M). */
 const PART_SHARE: Record<FolderProgress['part'], [start: number, share: number]> = {
   text_encoder: [0, 0.12],
+  text_encoder_2: [0.12, 0],
   unet: [0.12, 0.75],
   vae_decoder: [0.87, 0.07],
   vae_encoder: [0.94, 0.06],
+};
+/** SDXL: 123 M CLIP-L, 695 M bigG, 2567 M UNet, 84 M VAE. */
+const PART_SHARE_SDXL: Record<FolderProgress['part'], [start: number, share: number]> = {
+  text_encoder: [0, 0.04],
+  text_encoder_2: [0.04, 0.2],
+  unet: [0.24, 0.74],
+  vae_decoder: [0.98, 0.01],
+  vae_encoder: [0.99, 0.01],
 };
 /** Hashing the file (first use only) counts as this share before the build. */
 const HASH_SHARE = 0.1;
@@ -68,6 +78,7 @@ const HASH_SHARE = 0.1;
 /** A LoRA variant rebuilds only what LoRAs touch (text encoder, UNet); the VAE is linked. */
 const VARIANT_SHARE: Record<FolderProgress['part'], [start: number, share: number]> = {
   text_encoder: [0, 0.14],
+  text_encoder_2: [0.14, 0],
   unet: [0.14, 0.86],
   vae_decoder: [1, 0],
   vae_encoder: [1, 0],
@@ -78,9 +89,9 @@ function buildFraction(p: FolderProgress, shares = PART_SHARE): number {
   return start + share * (p.tensorsTotal === 0 ? 1 : p.tensorsDone / p.tensorsTotal);
 }
 
-function prepareFraction(p: PrepareProgress): number {
+function prepareFraction(p: PrepareProgress, sdxl: boolean): number {
   if (p.stage === 'hashing') return HASH_SHARE * (p.bytesTotal === 0 ? 1 : p.bytesDone / p.bytesTotal);
-  return HASH_SHARE + (1 - HASH_SHARE) * buildFraction(p);
+  return HASH_SHARE + (1 - HASH_SHARE) * buildFraction(p, sdxl ? PART_SHARE_SDXL : PART_SHARE);
 }
 
 /** Calls `emit` only when the whole percent changes. */
@@ -141,13 +152,13 @@ export class ModelResolver {
       prepareCheckpoint(file, {
         cacheDir: this.options.cacheDir,
         tokenizerDir,
-        onProgress: (p: PrepareProgress) => reportPrepare(prepareFraction(p)),
+        onProgress: (p: PrepareProgress) => reportPrepare(prepareFraction(p, info.family === 'sdxl')),
         ...(hooks.signal ? { signal: hooks.signal } : {}),
       }),
     );
     if (loraFiles.length === 0) return { key: prepared.dir, describe: () => this.describe(prepared.dir, info.name, prepared.sha256, tokenizerDir) };
     const family = prepared.info.family;
-    if (family !== 'sd1' && family !== 'sd2') throw new EngineError('model', `model "${info.name}" cannot take LoRAs (${family})`);
+    if (family !== 'sd1' && family !== 'sd2' && family !== 'sdxl') throw new EngineError('model', `model "${info.name}" cannot take LoRAs (${family})`);
     const reportVariant = percentStages(hooks.onStage, { stage: 'preparing', model: info.name, loras: loraFiles.map((l) => l.name) });
     const variant = await this.guard(info.name, hooks.signal, () =>
       prepareLoraVariant(
@@ -187,6 +198,9 @@ export class ModelResolver {
     if (known) return known;
     // A folder prepared ahead of time (`npm run models -- prepare` without --tokenizer) has none.
     if (!(await exists(path.join(dir, 'tokenizer', 'vocab.json')))) await cp(tokenizerDir, path.join(dir, 'tokenizer'), { recursive: true });
+    if ((await exists(path.join(dir, 'text_encoder_2'))) && !(await exists(path.join(dir, 'tokenizer_2', 'vocab.json')))) {
+      await copyTokenizer(tokenizerDir, path.join(dir, 'tokenizer_2'), SDXL_TOKENIZER_2_PAD);
+    }
     const info = await inspectModelFolder(dir, name);
     if ('reason' in info) throw new EngineError('model', `model "${name}" was prepared but its folder cannot be used: ${info.reason}`);
     const described: ModelInfo = { ...info, source: 'checkpoint', sha256 };

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { attachAddons, CHECKPOINT_SUBFOLDERS, diffusersFolderProblem, inspectCheckpointFile, WEIGHTS_FILE } from './checkpoint-models.js';
 import { OnnxElemType, readOnnxSignature, type OnnxSignature, type OnnxValueDecl } from './onnx-header.js';
+import { defaultsFor, isTurbo, type ModelDefaults } from './model-defaults.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import { SAMPLERS, type ExportGeneration, type ModelFamily, type ModelInfo, type ModelProblem, type ModelScan, type SamplerName } from './types.js';
 
@@ -172,24 +173,6 @@ function floatDtype(decl: OnnxValueDecl, rel: string): 'float32' | 'float16' {
 function lastDim(decl: OnnxValueDecl | undefined): number | undefined {
   const d = decl?.dims?.[decl.dims.length - 1];
   return typeof d === 'number' && d > 0 ? d : undefined;
-}
-
-function isTurbo(name: string, scheduler: Record<string, unknown>): boolean {
-  // Names as the distilled releases spell them (SD-Turbo, SDXL-Turbo, SDXL-Lightning, Hyper-SDXL),
-  // not any "hyper…" (HyperRealism is an ordinary fine-tune).
-  if (/turbo|lightning|hyper[-_ ]?sd/i.test(name)) return true;
-  return scheduler['_class_name'] === 'EulerDiscreteScheduler' && scheduler['timestep_spacing'] === 'trailing';
-}
-
-type ModelDefaults = Pick<ModelInfo, 'defaultSampler' | 'defaultSteps' | 'defaultGuidance'>;
-
-function defaultsFor(family: ModelFamily, turbo: boolean, name: string): ModelDefaults {
-  // Turbo models are distilled for 1–4 steps without guidance (Lightning/Hyper checkpoints for 4
-  // or more); the rest take A1111's usual settings.
-  if (family === 'sd-turbo' || (family === 'sdxl' && turbo)) {
-    return { defaultSampler: 'Turbo', defaultSteps: /lightning|hyper/i.test(name) ? 4 : 1, defaultGuidance: 0 };
-  }
-  return { defaultSampler: 'DPM++ 2M Karras', defaultSteps: 20, defaultGuidance: 7 };
 }
 
 /** The optional per-model settings file: a fine-tune's own defaults, which its weights cannot show. */

@@ -3,6 +3,9 @@
 // 2,567,463,684 UNet / 83,653,863 VAE — SDXL base's own): detection calls it SDXL at 1024², and
 // the graph builders consume every tensor of CLIP-L, the UNet and the VAE exactly once and build
 // bigG at its real size. Shapes only — no weights are read.
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { detectWeights } from '../engine/checkpoint/detect.js';
 import { clipLTextEncoderWeights, openClipTextEncoderWeights, unetWeights, vaeWeights } from '../engine/checkpoint/ldm-names.js';
@@ -10,6 +13,8 @@ import { buildClipTextGraph, clipTextConfig } from '../engine/onnx-build/clip-te
 import type { GraphBuilder } from '../engine/onnx-build/graph.js';
 import { buildUnetGraph, UNET_HEADS } from '../engine/onnx-build/unet.js';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../engine/onnx-build/vae.js';
+import { encodeSafetensorsHeader } from '../engine/checkpoint/safetensors-write.js';
+import { scanModels } from '../engine/registry.js';
 import layout from './fixtures/reference/sdxl_layout.json' with { type: 'json' };
 
 const tensors = new Map(Object.entries(layout.tensors).map(([name, shape]) => [name, { shape, dtype: 'F16' }]));
@@ -59,5 +64,30 @@ describe('full-size SDXL base layout', () => {
     // Per layer: q, k, v, out (weight + bias), two LayerNorms, fc1, fc2 = 16; plus embeddings, final LN, projection.
     const named = graph.initializerList.filter((i) => bigG.shape(i.name) !== undefined).length;
     expect(named).toBe(32 * 16 + 2 + 2 + 1);
+  });
+});
+
+describe('full-size SDXL checkpoints in models/', () => {
+  /** Real header, zero weights: a sparse file that takes no disk. */
+  async function sparseSdxl(file: string): Promise<void> {
+    const list = Object.entries(layout.tensors as Record<string, number[]>).map(([name, shape]) => ({ name, dtype: 'F16' as const, shape, data: () => new Uint8Array(0) }));
+    const header = encodeSafetensorsHeader(list);
+    await writeFile(file, header);
+    await truncate(file, header.length + list.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1) * 2, 0));
+  }
+
+  it('are listed as SDXL at 1024²; a Lightning fine-tune, told by its name, gets 4 Turbo steps without guidance', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'sdxl-models-'));
+    try {
+      await sparseSdxl(path.join(dir, 'base-xl.safetensors'));
+      await sparseSdxl(path.join(dir, 'dreamshaper-xl-lightning.safetensors'));
+      const scan = await scanModels(dir);
+      expect(scan.problems).toEqual([]);
+      const byName = new Map(scan.models.map((m) => [m.name, m]));
+      expect(byName.get('base-xl')).toMatchObject({ family: 'sdxl', nativeWidth: 1024, nativeHeight: 1024, defaultSampler: 'DPM++ 2M Karras', defaultSteps: 20, defaultGuidance: 7, source: 'checkpoint' });
+      expect(byName.get('dreamshaper-xl-lightning')).toMatchObject({ family: 'sdxl', defaultSampler: 'Turbo', defaultSteps: 4, defaultGuidance: 0 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -115,12 +115,15 @@ export async function writeModelFolder(
   await writeFile(join(dir, 'model_index.json'), JSON.stringify(index, null, 2));
   if (opts.tokenizerDir !== undefined) {
     await copyTokenizer(opts.tokenizerDir, join(dir, 'tokenizer'));
-    if (plan.family === 'sdxl') await copyTokenizer(opts.tokenizerDir, join(dir, 'tokenizer_2'), '!');
+    if (plan.family === 'sdxl') await copyTokenizer(opts.tokenizerDir, join(dir, 'tokenizer_2'), SDXL_TOKENIZER_2_PAD);
   }
 }
 
-/** Copies a CLIP tokenizer folder; `pad` replaces its padding token (SDXL's tokenizer_2 pads with "!", id 0). */
-async function copyTokenizer(from: string, to: string, pad?: string): Promise<void> {
+/** SDXL's second tokenizer is CLIP's, padding with "!" (id 0) as OpenCLIP does. */
+export const SDXL_TOKENIZER_2_PAD = '!';
+
+/** Copies a CLIP tokenizer folder; `pad` replaces its padding token (SDXL's tokenizer_2). */
+export async function copyTokenizer(from: string, to: string, pad?: string): Promise<void> {
   await mkdir(to, { recursive: true });
   for (const f of await readdir(from, { withFileTypes: true })) {
     if (f.isFile()) await copyFile(join(from, f.name), join(to, f.name));
