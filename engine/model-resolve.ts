@@ -6,12 +6,13 @@
 // key of the result is the folder itself, which is what the pipeline keeps loaded models by.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { cp, open, readdir, readFile, stat } from 'node:fs/promises';
+import { open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { checkpointName, WEIGHTS_FILE } from './checkpoint-models.js';
 import { CheckpointError } from './checkpoint/errors.js';
 import { prepareLoraVariant } from './checkpoint/lora-variants.js';
-import { copyTokenizer, SDXL_TOKENIZER_2_PAD, type FolderProgress } from './checkpoint/model-folder.js';
+import { copyTokenizer, OPENCLIP_PAD, SDXL_TOKENIZER_2_PAD, type FolderProgress } from './checkpoint/model-folder.js';
 import { openWeightsFile } from './checkpoint/pickle-guard.js';
 import { prepareCheckpoint, type PrepareProgress } from './checkpoint/prepare.js';
 import { nearNames } from './near-names.js';
@@ -46,6 +47,8 @@ export interface ResolvedModel {
 export const DEFAULT_LORA_CACHE_MB = 20_000;
 /** Where A1111 and ComfyUI users keep LoRAs, under the models directory. */
 const LORA_FOLDERS = ['loras', 'Lora'];
+/** CLIP's vocabulary, shipped with the engine (assets/tokenizers/clip/README.md): the last resort. */
+export const BUNDLED_CLIP_TOKENIZER = fileURLToPath(new URL('../assets/tokenizers/clip/', import.meta.url));
 /** Tensors whose first dimension is the text encoder's vocabulary (SD 1.x, SD 2.x, SGM layout). */
 const TOKEN_EMBEDDINGS = [
   'cond_stage_model.transformer.text_model.embeddings.token_embedding.weight',
@@ -156,7 +159,7 @@ export class ModelResolver {
         ...(hooks.signal ? { signal: hooks.signal } : {}),
       }),
     );
-    if (loraFiles.length === 0) return { key: prepared.dir, describe: () => this.describe(prepared.dir, info.name, prepared.sha256, tokenizerDir) };
+    if (loraFiles.length === 0) return { key: prepared.dir, describe: () => this.describe(prepared.dir, info, prepared.sha256, tokenizerDir) };
     const family = prepared.info.family;
     if (family !== 'sd1' && family !== 'sd2' && family !== 'sdxl') throw new EngineError('model', `model "${info.name}" cannot take LoRAs (${family})`);
     const reportVariant = percentStages(hooks.onStage, { stage: 'preparing', model: info.name, loras: loraFiles.map((l) => l.name) });
@@ -175,7 +178,7 @@ export class ModelResolver {
     );
     const loraHashes: Record<string, string> = {};
     for (const l of loraFiles) loraHashes[l.name] = (await this.loraHash(l.path)).slice(0, 12);
-    return { key: variant.dir, describe: () => this.describe(variant.dir, info.name, prepared.sha256, tokenizerDir), loraHashes };
+    return { key: variant.dir, describe: () => this.describe(variant.dir, info, prepared.sha256, tokenizerDir), loraHashes };
   }
 
   /** CheckpointErrors (a LoRA that does not fit, a damaged file) are answers for the member, in one line. */
@@ -193,11 +196,14 @@ export class ModelResolver {
   }
 
   /** The built folder as the loader sees it, with the checkpoint's hash (A1111's "Model hash"). */
-  private async describe(dir: string, name: string, sha256: string, tokenizerDir: string): Promise<ModelInfo> {
+  private async describe(dir: string, checkpoint: ModelInfo, sha256: string, tokenizerDir: string): Promise<ModelInfo> {
     const known = this.described.get(dir);
     if (known) return known;
+    const name = checkpoint.name;
     // A folder prepared ahead of time (`npm run models -- prepare` without --tokenizer) has none.
-    if (!(await exists(path.join(dir, 'tokenizer', 'vocab.json')))) await cp(tokenizerDir, path.join(dir, 'tokenizer'), { recursive: true });
+    if (!(await exists(path.join(dir, 'tokenizer', 'vocab.json')))) {
+      await copyTokenizer(tokenizerDir, path.join(dir, 'tokenizer'), checkpoint.family === 'sd2' ? OPENCLIP_PAD : undefined);
+    }
     if ((await exists(path.join(dir, 'text_encoder_2'))) && !(await exists(path.join(dir, 'tokenizer_2', 'vocab.json')))) {
       await copyTokenizer(tokenizerDir, path.join(dir, 'tokenizer_2'), SDXL_TOKENIZER_2_PAD);
     }
@@ -246,6 +252,7 @@ export class ModelResolver {
     const candidates = [
       path.join(this.options.modelsDir, 'tokenizer'),
       ...installed.filter((m) => (m.source ?? 'onnx') === 'onnx').map((m) => path.join(m.dir, 'tokenizer')),
+      BUNDLED_CLIP_TOKENIZER,
     ];
     for (const dir of candidates) {
       const size = await this.vocabSize(dir);

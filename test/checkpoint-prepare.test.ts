@@ -9,6 +9,8 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cachedBuild, isCompleteEntry } from '../engine/checkpoint/cache.js';
 import { writeModelFolder, type FolderPlan, type FolderProgress } from '../engine/checkpoint/model-folder.js';
+import { BUNDLED_CLIP_TOKENIZER } from '../engine/model-resolve.js';
+import { ClipTokenizer } from '../engine/tokenizer.js';
 import { openWeightsFile } from '../engine/checkpoint/pickle-guard.js';
 import { memoizedSha256, prepareCheckpoint, sha256File } from '../engine/checkpoint/prepare.js';
 import { bytesOf, writeSafetensors } from '../engine/checkpoint/safetensors-write.js';
@@ -100,6 +102,7 @@ describe('SD 2.x model folder', () => {
           vae: { groups: vaeTiny.config.groups, eps: 1e-6 },
         },
         out,
+        { tokenizerDir: BUNDLED_CLIP_TOKENIZER },
       );
     } finally {
       await weights.close();
@@ -136,6 +139,11 @@ describe('SD 2.x model folder', () => {
 
     const scheduler = JSON.parse(await readFile(path.join(out, 'scheduler', 'scheduler_config.json'), 'utf8')) as Record<string, unknown>;
     expect(scheduler['prediction_type']).toBe('v_prediction');
+
+    // OpenCLIP pads with "!" (id 0) where CLIP pads with its end token.
+    const tokenizer = await ClipTokenizer.load(path.join(out, 'tokenizer'));
+    expect(tokenizer.padId).toBe(0);
+    expect((await ClipTokenizer.load(BUNDLED_CLIP_TOKENIZER)).padId).toBe(49_407);
   });
 });
 

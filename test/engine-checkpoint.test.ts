@@ -10,9 +10,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEngine, type WorkerEngine } from '../engine/index.js';
+import { BUNDLED_CLIP_TOKENIZER } from '../engine/model-resolve.js';
 import { EngineError, type GenerateRequest, type GenerateResult, type ModelStage } from '../engine/types.js';
 import { DEMO_TOKENIZER_DIR, writeTinyCheckpoint, writeTinyLora } from './fixtures/tiny-checkpoint.js';
 import { writeTinyModel } from './fixtures/tiny-models.js';
+
+/** Entries in CLIP's BPE vocabulary (every SD 1.x/2.x/SDXL text encoder's token rows). */
+const CLIP_VOCAB_SIZE = 49_408;
 
 let root: string;
 let modelsDir: string;
@@ -231,7 +235,23 @@ describe('checkpoints in the models folder', () => {
     expect(pixels(next.result).equals(plain)).toBe(false);
   });
 
-  it('says what to do when no tokenizer can be found for a checkpoint', async () => {
+  it('a checkpoint with CLIP\'s vocabulary and no tokenizer installed draws with the bundled CLIP tokenizer', async () => {
+    const bare = path.join(root, 'clip-vocab');
+    await mkdir(bare);
+    await writeTinyCheckpoint(path.join(bare, 'fullvocab.safetensors'), { vocab: CLIP_VOCAB_SIZE, dtype: 'F16' });
+    const e = createEngine({ modelsDir: bare, modelCacheDir: path.join(root, 'clip-vocab-cache'), providers: ['cpu'], threads: 1 });
+    try {
+      const result = await e.generate(request({ model: 'fullvocab' }));
+      expect(result.images).toHaveLength(1);
+      const [entry] = (await readdir(path.join(root, 'clip-vocab-cache'))).filter((n) => !n.startsWith('.'));
+      const copied = await readFile(path.join(root, 'clip-vocab-cache', entry!, 'tokenizer', 'vocab.json'));
+      expect(copied.equals(await readFile(path.join(BUNDLED_CLIP_TOKENIZER, 'vocab.json')))).toBe(true);
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('says what to do when no tokenizer fits a checkpoint\'s vocabulary', async () => {
     const bare = path.join(root, 'bare');
     await mkdir(bare);
     await writeTinyCheckpoint(path.join(bare, 'lonely.safetensors'));

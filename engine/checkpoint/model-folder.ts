@@ -114,13 +114,15 @@ export async function writeModelFolder(
       : { _class_name: 'OnnxStableDiffusionPipeline', source: 'checkpoint' };
   await writeFile(join(dir, 'model_index.json'), JSON.stringify(index, null, 2));
   if (opts.tokenizerDir !== undefined) {
-    await copyTokenizer(opts.tokenizerDir, join(dir, 'tokenizer'));
+    await copyTokenizer(opts.tokenizerDir, join(dir, 'tokenizer'), plan.family === 'sd2' ? OPENCLIP_PAD : undefined);
     if (plan.family === 'sdxl') await copyTokenizer(opts.tokenizerDir, join(dir, 'tokenizer_2'), SDXL_TOKENIZER_2_PAD);
   }
 }
 
-/** SDXL's second tokenizer is CLIP's, padding with "!" (id 0) as OpenCLIP does. */
-export const SDXL_TOKENIZER_2_PAD = '!';
+/** OpenCLIP's text encoders (SD 2.x, SDXL's second) read CLIP's vocabulary padded with "!" (id 0). */
+export const OPENCLIP_PAD = '!';
+/** SDXL's second tokenizer is CLIP's, padding as OpenCLIP does. */
+export const SDXL_TOKENIZER_2_PAD = OPENCLIP_PAD;
 
 /** Copies a CLIP tokenizer folder; `pad` replaces its padding token (SDXL's tokenizer_2). */
 export async function copyTokenizer(from: string, to: string, pad?: string): Promise<void> {
