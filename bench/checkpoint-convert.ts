@@ -1,4 +1,5 @@
 // npx tsx bench/checkpoint-convert.ts [--family sd15|sdxl] [--dir DIR] [--keep] [--step] [--skip-load] [--tokenizer DIR]
+//                                      [--forms fp16-resident:fused,fp32:plain,...]
 //
 // --family sdxl writes the SDXL base layout instead (test/fixtures/reference/sdxl_layout.json:
 // 3.47 B parameters, ≈6.9 GB as fp16; the prepared fp32 folder is ≈14 GB, so check the disk
@@ -13,6 +14,9 @@
 // the three parts into onnxruntime. Each phase runs in its own process so its peak RSS is its own.
 // --step also times one UNet call at 512² with guidance (batch 2). --tokenizer copies a CLIP
 // tokenizer folder into the prepared model, so `npm run imagine -- --model <entry>` can draw.
+// --forms prepares, loads (and steps) once per graph form (precision:attention, onnx-build/layers.ts),
+// each into its own cache; default: the form the CPU provider gets (checkpoint/graph-form.ts).
+// With --dir, a checkpoint already there is reused (not rewritten) and kept.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,7 +25,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { du } from './dir-size.js';
 import * as ort from 'onnxruntime-node';
+import { graphFormFor } from '../engine/checkpoint/graph-form.js';
 import { prepareCheckpoint } from '../engine/checkpoint/prepare.js';
+import type { AttentionForm, GraphForm, GraphPrecision } from '../engine/onnx-build/layers.js';
 import { writeSafetensors } from '../engine/checkpoint/safetensors-write.js';
 import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
 import { float32ToFloat16Bits } from '../engine/fp16.js';
@@ -38,7 +44,15 @@ const MB = 1024 * 1024;
 const peakRssMb = (): number => Math.round(process.resourceUsage().maxRSS / 1024);
 
 
-async function phase(name: string, file: string, cache: string, tokenizerDir: string | undefined): Promise<Report> {
+function parseForm(text: string): GraphForm {
+  const [precision, attention] = text.split(':') as [GraphPrecision, AttentionForm | undefined];
+  if (!['fp32', 'fp16-storage', 'fp16'].includes(precision) || !['plain', 'fused'].includes(attention ?? '')) {
+    throw new Error(`--forms: "${text}" is not precision:attention (fp32|fp16-storage|fp16 : plain|fused)`);
+  }
+  return { precision, attention: attention! };
+}
+
+async function phase(name: string, file: string, cache: string, form: GraphForm, tokenizerDir: string | undefined): Promise<Report> {
   const started = performance.now();
   const seconds = () => Math.round((performance.now() - started) / 100) / 10;
   switch (name) {
@@ -63,6 +77,7 @@ async function phase(name: string, file: string, cache: string, tokenizerDir: st
       const partStart = new Map<string, number>();
       const prepared = await prepareCheckpoint(file, {
         cacheDir: cache,
+        form,
         ...(tokenizerDir === undefined ? {} : { tokenizerDir }),
         onProgress: (p) => {
           if (p.stage === 'hashing' && p.bytesDone === p.bytesTotal) hashSeconds = seconds();
@@ -81,7 +96,9 @@ async function phase(name: string, file: string, cache: string, tokenizerDir: st
     }
     case 'load':
     case 'step': {
-      const dir = path.join(cache, (await readdir(cache))[0]!);
+      const entries = (await readdir(cache, { withFileTypes: true })).filter((e) => e.isDirectory());
+      if (entries.length !== 1) throw new Error(`${cache} should hold one prepared folder, holds ${entries.length}`);
+      const dir = path.join(cache, entries[0]!.name);
       const sessions: Record<string, ort.InferenceSession> = {};
       for (const part of ['text_encoder', ...(layoutOf(file) === 'sdxl' ? ['text_encoder_2'] : []), 'unet', 'vae_decoder']) {
         sessions[part] = await ort.InferenceSession.create(path.join(dir, part, 'model.onnx'));
@@ -119,30 +136,48 @@ async function main(): Promise<void> {
       step: { type: 'boolean' },
       'skip-load': { type: 'boolean' },
       tokenizer: { type: 'string' },
+      forms: { type: 'string' },
     },
   });
   const family = values.family as string;
   if (family !== 'sd15' && family !== 'sdxl') throw new Error(`--family ${family}: use sd15 or sdxl`);
   if (family === 'sdxl' && values.step) throw new Error('--step times an SD 1.5 UNet call; it is not written for SDXL');
   if (positionals[0] === 'phase') {
-    const [, name, file, cache, tokenizerDir] = positionals as [string, string, string, string, string | undefined];
-    process.stdout.write(`${JSON.stringify(await phase(name, file, cache, tokenizerDir))}\n`);
+    const [, name, file, cache, form, tokenizerDir] = positionals as [string, string, string, string, string, string | undefined];
+    process.stdout.write(`${JSON.stringify(await phase(name, file, cache, parseForm(form), tokenizerDir))}\n`);
     return;
   }
+  const forms = values.forms?.split(',').map(parseForm) ?? [graphFormFor(['cpu'], 'fp16')];
   const dir = values.dir ?? (await mkdtemp(path.join(tmpdir(), 'ckpt-bench-')));
   const file = path.join(dir, `random-${family}-fp16.safetensors`);
-  const cache = path.join(dir, 'cache');
+  const reuseFile = values.dir !== undefined && (await stat(file).then(() => true, () => false));
   const self = fileURLToPath(import.meta.url);
+  const run = (name: string, cache: string, form: GraphForm): void => {
+    const formText = `${form.precision}:${form.attention}`;
+    const child = spawnSync(process.execPath, [...process.execArgv, self, 'phase', name, file, cache, formText, ...(values.tokenizer === undefined ? [] : [values.tokenizer])], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    if (child.status !== 0) throw new Error(`phase ${name} (${formText}) failed (exit ${child.status})`);
+    const line = child.stdout.trim().split('\n').at(-1) ?? '{}';
+    process.stdout.write(`${formText.padEnd(20)} ${name.padEnd(14)} ${line}\n`);
+  };
+  const caches: string[] = [];
   try {
-    const phases = ['write', 'prepare', 'prepare-again', ...(values['skip-load'] ? [] : [values.step ? 'step' : 'load'])];
-    for (const name of phases) {
-      const child = spawnSync(process.execPath, [...process.execArgv, self, 'phase', name, file, cache, ...(values.tokenizer === undefined ? [] : [values.tokenizer])], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-      if (child.status !== 0) throw new Error(`phase ${name} failed (exit ${child.status})`);
-      const line = child.stdout.trim().split('\n').at(-1) ?? '{}';
-      process.stdout.write(`${name.padEnd(14)} ${line}\n`);
+    if (!reuseFile) run('write', '', forms[0]!);
+    for (const form of forms) {
+      const cache = path.join(dir, `cache-${form.precision}-${form.attention}`);
+      caches.push(cache);
+      await rm(cache, { recursive: true, force: true });
+      // First start: prepare then load; second start: prepare (cache hit) then load again.
+      const phases = values['skip-load'] ? ['prepare', 'prepare-again'] : ['prepare', 'load', 'prepare-again', values.step ? 'step' : 'load'];
+      for (const name of phases) run(name, cache, form);
     }
   } finally {
-    if (!values.keep) await rm(dir, { recursive: true, force: true });
+    if (!values.keep) {
+      if (values.dir === undefined) await rm(dir, { recursive: true, force: true });
+      else for (const cache of caches) await rm(cache, { recursive: true, force: true });
+    }
   }
 }
 

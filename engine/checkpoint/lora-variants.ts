@@ -16,6 +16,8 @@ import { assertLoraFits, loraFamily, mergedWeights, planLoras, type LoraInput } 
 import { writeModelFolder, type FolderPlan, type FolderProgress } from './model-folder.js';
 import { openWeightsFile } from './pickle-guard.js';
 import { GRAPH_VERSION, memoizedSha256 } from './prepare.js';
+import { formKey } from './graph-form.js';
+import { REFERENCE_FORM, type GraphForm } from '../onnx-build/layers.js';
 import type { SafetensorsFile } from './safetensors.js';
 
 export interface LoraChoice {
@@ -98,6 +100,8 @@ export async function prepareLoraVariant(
     plainDir: string;
     /** The plan the plain folder was built with, when not the family's defaults (reduced-width test models). */
     plan?: FolderPlan;
+    /** The graph form the plain folder was built in (PreparedCheckpoint.form): variants are built alike. */
+    form?: GraphForm;
   },
   loras: readonly LoraChoice[],
   opts: VariantOptions,
@@ -121,7 +125,8 @@ export async function prepareLoraVariant(
       .map((h, i) => `${h.sha256}:${loras[i]!.textEncoderWeight}:${loras[i]!.unetWeight}`)
       .sort()
       .join('|');
-    const key = `${checkpoint.sha256.slice(0, 16)}-lora-${createHash('sha256').update(identity).digest('hex').slice(0, 16)}-g${GRAPH_VERSION}`;
+    const form = checkpoint.form ?? checkpoint.plan?.form ?? REFERENCE_FORM;
+    const key = `${checkpoint.sha256.slice(0, 16)}-lora-${createHash('sha256').update(identity).digest('hex').slice(0, 16)}-g${GRAPH_VERSION}${formKey(form)}`;
 
     const { dir, reused } = await cachedBuild(opts.cacheDir, key, async (tmp) => {
       const weights = await openWeightsFile(checkpoint.path);
@@ -130,7 +135,7 @@ export async function prepareLoraVariant(
         const touched = new Set([...plan.byTensor.values()].flat().map((m) => folderPart(m.target)));
         const all: FolderProgress['part'][] = ['text_encoder', 'text_encoder_2', 'unet', 'vae_decoder', 'vae_encoder'];
         const parts = new Set(all.filter((p) => !touched.has(p)));
-        await writeModelFolder(mergedWeights(weights, plan), checkpoint.plan ?? { family: checkpoint.info.family, prediction: checkpoint.info.prediction }, tmp, {
+        await writeModelFolder(mergedWeights(weights, plan), { ...(checkpoint.plan ?? { family: checkpoint.info.family, prediction: checkpoint.info.prediction }), form }, tmp, {
           reuse: { dir: checkpoint.plainDir, parts },
           ...(opts.tokenizerDir === undefined ? {} : { tokenizerDir: opts.tokenizerDir }),
           ...(opts.signal === undefined ? {} : { signal: opts.signal }),

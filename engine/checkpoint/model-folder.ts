@@ -9,6 +9,7 @@ import { copyFile, link, mkdir, readdir, readFile, writeFile } from 'node:fs/pro
 import { join } from 'node:path';
 import { buildClipTextGraph, clipTextConfig } from '../onnx-build/clip-text.js';
 import type { GraphBuilder } from '../onnx-build/graph.js';
+import type { GraphForm } from '../onnx-build/layers.js';
 import { buildUnetGraph, UNET_HEADS, type UnetConfig } from '../onnx-build/unet.js';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph, SD_VAE, type VaeConfig } from '../onnx-build/vae.js';
 import type { TensorReader } from '../onnx-build/weights.js';
@@ -23,6 +24,8 @@ export interface FolderPlan {
   textHeads2?: number;
   unet?: UnetConfig;
   vae?: VaeConfig;
+  /** Precision and attention form of every part (onnx-build/layers.ts); fp32 plain ops when absent. */
+  form?: GraphForm;
 }
 
 export interface FolderProgress {
@@ -78,7 +81,7 @@ export async function writeModelFolder(
 
   // The embedding override inputs let textual-inversion vectors in (engine/conditioning.ts); with
   // a zero mask the outputs are the plain graph's, bit for bit.
-  const TEXT_GRAPH = { embeddingOverride: true } as const;
+  const TEXT_GRAPH = { embeddingOverride: true, ...(plan.form === undefined ? {} : { form: plan.form }) } as const;
   await part('text_encoder', () => {
     if (plan.family === 'sd1' || plan.family === 'sdxl') {
       // SDXL's first encoder is SD 1.x's CLIP ViT-L; SDXL reads its penultimate_hidden_state output.
@@ -97,11 +100,14 @@ export async function writeModelFolder(
       return buildClipTextGraph(source, clipTextConfig(source, { activation: 'gelu', ...(plan.textHeads2 === undefined ? {} : { heads: plan.textHeads2 }) }), TEXT_GRAPH);
     });
   }
-  await part('unet', () => buildUnetGraph(unetWeights(weights), plan.unet ?? UNET_HEADS[plan.family]));
-  await part('vae_decoder', () => buildVaeDecoderGraph(vaeWeights(weights), plan.vae ?? SD_VAE));
+  await part('unet', () => buildUnetGraph(unetWeights(weights), plan.unet ?? UNET_HEADS[plan.family], plan.form));
+  // SDXL's VAE overflows in half precision (the reason for the "fp16-fix" VAEs): it keeps float32
+  // arithmetic (fp16 weights cast to float32) when the rest of the model computes in fp16.
+  const vaeForm = plan.family === 'sdxl' && plan.form?.precision === 'fp16' ? { ...plan.form, precision: 'fp16-storage' as const } : plan.form;
+  await part('vae_decoder', () => buildVaeDecoderGraph(vaeWeights(weights), plan.vae ?? SD_VAE, vaeForm));
   // The encoder (img2img, hires) is optional for the loader: written when the file has one.
   if (weights.header.tensors.has('first_stage_model.encoder.conv_in.weight')) {
-    await part('vae_encoder', () => buildVaeEncoderGraph(vaeWeights(weights), plan.vae ?? SD_VAE));
+    await part('vae_encoder', () => buildVaeEncoderGraph(vaeWeights(weights), plan.vae ?? SD_VAE, vaeForm));
   }
 
   await mkdir(join(dir, 'scheduler'), { recursive: true });

@@ -9,7 +9,10 @@ import { cachedBuild } from './cache.js';
 import type { CheckpointInfo } from './detect.js';
 import { CheckpointError } from './errors.js';
 import { inspectWeightsFile } from './inspect.js';
+import { formKey, graphFormFor } from './graph-form.js';
 import { writeModelFolder, type FolderProgress } from './model-folder.js';
+import type { GraphForm } from '../onnx-build/layers.js';
+import type { ExecutionProviderName } from '../types.js';
 import { openWeightsFile } from './pickle-guard.js';
 
 /** Bump when a graph builder's output changes, so cached folders are rebuilt.
@@ -23,6 +26,8 @@ export interface PreparedCheckpoint {
   reused: boolean;
   sha256: string;
   info: CheckpointInfo;
+  /** The graph form the folder was built in (part of its cache key). */
+  form: GraphForm;
 }
 
 export async function sha256File(path: string, onBytes?: (done: number, total: number) => void): Promise<string> {
@@ -85,17 +90,27 @@ export function assertBuildable(info: Awaited<ReturnType<typeof inspectWeightsFi
 
 export async function prepareCheckpoint(
   file: string,
-  opts: { cacheDir: string; tokenizerDir?: string; onProgress?: (p: PrepareProgress) => void; signal?: AbortSignal },
+  opts: {
+    cacheDir: string;
+    tokenizerDir?: string;
+    onProgress?: (p: PrepareProgress) => void;
+    signal?: AbortSignal;
+    /** Providers the model will run on (default CPU): they choose the graph form (graph-form.ts). */
+    providers?: readonly ExecutionProviderName[];
+    /** An explicit graph form, overriding the providers' choice (benchmarks, tests). */
+    form?: GraphForm;
+  },
 ): Promise<PreparedCheckpoint> {
   const label = basename(file);
   const info = await inspectWeightsFile(file);
   assertBuildable(info, label);
+  const form = opts.form ?? graphFormFor(opts.providers ?? ['cpu'], info.dtype);
   const sha256 = await memoizedSha256(file, opts.cacheDir, (bytesDone, bytesTotal) => opts.onProgress?.({ stage: 'hashing', bytesDone, bytesTotal }));
-  const key = `${sha256.slice(0, 16)}-g${GRAPH_VERSION}`;
+  const key = `${sha256.slice(0, 16)}-g${GRAPH_VERSION}${formKey(form)}`;
   const { dir, reused } = await cachedBuild(opts.cacheDir, key, async (tmp) => {
     const weights = await openWeightsFile(file);
     try {
-      await writeModelFolder(weights, { family: info.family, prediction: info.prediction }, tmp, {
+      await writeModelFolder(weights, { family: info.family, prediction: info.prediction, form }, tmp, {
         ...(opts.tokenizerDir === undefined ? {} : { tokenizerDir: opts.tokenizerDir }),
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),
         onProgress: (p) => opts.onProgress?.({ stage: 'building', ...p }),
@@ -104,5 +119,5 @@ export async function prepareCheckpoint(
       await weights.close();
     }
   });
-  return { dir, reused, sha256, info };
+  return { dir, reused, sha256, info, form };
 }

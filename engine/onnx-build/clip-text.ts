@@ -19,8 +19,9 @@
 // Choices: plain ONNX ops (opset 17, LayerNormalization) so every execution provider runs it;
 // Linear weights are transposed once at build time to [in, out] so each projection is one
 // MatMul + Add; the causal mask is a constant added to the scores (float32 lowest, as HF does).
+// Precision and attention form: layers.ts (GraphForm).
 import { GraphBuilder } from './graph.js';
-import { Layers } from './layers.js';
+import { Layers, REFERENCE_FORM, type GraphForm } from './layers.js';
 import { requireShape, type WeightSource } from './weights.js';
 
 export interface ClipTextConfig {
@@ -58,26 +59,24 @@ export interface ClipTextGraphOptions {
    * for bit (Where picks the gathered embedding unchanged).
    */
   embeddingOverride?: boolean;
+  /** Precision and attention form (layers.ts); the fp32 plain-op graph when absent. */
+  form?: GraphForm;
 }
 
 export function buildClipTextGraph(source: WeightSource, config: ClipTextConfig, options: ClipTextGraphOptions = {}): GraphBuilder {
   const { width: D, positions: T } = config;
   const g = new GraphBuilder('clip_text_encoder');
-  const L = new Layers(g, source);
+  const L = new Layers(g, source, options.form ?? REFERENCE_FORM);
 
   const ids = g.input('input_ids', 'int32', ['batch', T]);
   let tokens = g.op('Gather', [L.weight('embeddings.token_embedding.weight', [config.vocab, D]), ids], { axis: { i: 0 } });
   if (options.embeddingOverride === true) {
-    const override = g.input('embedding_override', 'float32', ['batch', T, D]);
+    const override = L.input('embedding_override', ['batch', T, D]);
     const mask = g.input('override_mask', 'float32', ['batch', T, 1]);
     // Cast to BOOL (9): nonzero = take the override.
     tokens = g.op('Where', [g.op('Cast', [mask], { to: { i: 9 } }), override, tokens]);
   }
   let x = g.op('Add', [tokens, L.weight('embeddings.position_embedding.weight', [T, D])]);
-
-  const mask = new Float32Array(T * T);
-  for (let r = 0; r < T; r++) for (let c = r + 1; c < T; c++) mask[r * T + c] = -3.4028234663852886e38;
-  const causal = g.float32s(mask, [T, T], 'causal_mask');
 
   let penultimate: string | undefined;
   for (let l = 0; l < config.layers; l++) {
@@ -85,7 +84,7 @@ export function buildClipTextGraph(source: WeightSource, config: ClipTextConfig,
     const p = `encoder.layers.${l}`;
     const h = L.layerNorm(x, `${p}.layer_norm1`, config.eps);
     const proj = (name: string) => L.linear(h, `${p}.self_attn.${name}`);
-    const attn = L.attention(proj('q_proj'), proj('k_proj'), proj('v_proj'), D, config.heads, causal);
+    const attn = L.attention(proj('q_proj'), proj('k_proj'), proj('v_proj'), D, config.heads, T);
     x = g.op('Add', [x, L.linear(attn, `${p}.self_attn.out_proj`)]);
 
     const f = L.linear(L.layerNorm(x, `${p}.layer_norm2`, config.eps), `${p}.mlp.fc1`);
@@ -93,18 +92,18 @@ export function buildClipTextGraph(source: WeightSource, config: ClipTextConfig,
     x = g.op('Add', [x, L.linear(act, `${p}.mlp.fc2`)]);
   }
   const last = L.layerNorm(x, 'final_layer_norm', config.eps);
-  g.output(last, 'last_hidden_state', 'float32', ['batch', T, D]);
+  L.output(last, 'last_hidden_state', ['batch', T, D]);
   if (options.penultimate !== false && penultimate !== undefined) {
-    g.output(penultimate, 'penultimate_hidden_state', 'float32', ['batch', T, D]);
+    L.output(penultimate, 'penultimate_hidden_state', ['batch', T, D]);
   }
   if (options.pooled !== false) {
     // ArgMax over float ids: exact for ids < 2^24, and float ArgMax is implemented by every provider.
     const eos = g.op('ArgMax', [g.op('Cast', [ids], { to: { i: 1 } })], { axis: { i: 1 }, keepdims: { i: 1 } });
     const pooled = g.op('GatherND', [last, eos], { batch_dims: { i: 1 } });
-    g.output(pooled, 'pooler_output', 'float32', ['batch', D]);
+    L.output(pooled, 'pooler_output', ['batch', D]);
     if (L.has('text_projection.weight')) {
       const [projection] = L.shape('text_projection.weight', 2) as [number];
-      g.output(L.linear(pooled, 'text_projection'), 'text_embeds', 'float32', ['batch', projection]);
+      L.output(L.linear(pooled, 'text_projection'), 'text_embeds', ['batch', projection]);
     }
   }
   return g;

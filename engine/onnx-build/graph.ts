@@ -4,6 +4,7 @@
 // data file — a multi-gigabyte UNet is never held in memory whole, and protobuf's 2 GB message
 // limit never applies because the weights are not inside the message.
 import { open } from 'node:fs/promises';
+import { float32ToFloat16Bits } from '../fp16.js';
 import { ProtoWriter } from './proto.js';
 
 /** TensorProto.DataType codes used here. */
@@ -87,6 +88,12 @@ export class GraphBuilder {
   float32s(values: Float32Array, dims: readonly number[], hint = 'const'): string {
     const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
     return this.initializer(this.fresh(hint), 'float32', dims, () => bytes);
+  }
+
+  /** A float16 constant of the given shape, rounded from float32 values (to nearest even). */
+  float16s(values: Float32Array, dims: readonly number[], hint = 'const'): string {
+    const bits = float32ToFloat16Bits(values);
+    return this.initializer(this.fresh(hint), 'float16', dims, () => new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
   }
 
   useOpset(domain: string, version: number): void {

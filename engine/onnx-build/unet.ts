@@ -13,7 +13,7 @@
 // the weights cannot show is the attention head layout: SD 1.x uses 8 heads at every width, SD 2.x
 // and SDXL 64 channels per head — the caller says which (`UNET_HEADS`).
 import { GraphBuilder } from './graph.js';
-import { Layers } from './layers.js';
+import { Layers, REFERENCE_FORM, type GraphForm } from './layers.js';
 import { upsampleNearest2x } from './vae.js';
 import type { WeightSource } from './weights.js';
 
@@ -40,28 +40,29 @@ function sinusoid(g: GraphBuilder, L: Layers, x: string, dim: number): string {
   return g.op('Concat', [g.op('Cos', [args]), g.op('Sin', [args])], { axis: { i: -1 } });
 }
 
-export function buildUnetGraph(source: WeightSource, config: UnetConfig): GraphBuilder {
+export function buildUnetGraph(source: WeightSource, config: UnetConfig, form: GraphForm = REFERENCE_FORM): GraphBuilder {
   const g = new GraphBuilder('unet');
-  const L = new Layers(g, source);
+  const L = new Layers(g, source, form);
 
   const [modelChannels, inChannels] = L.shape('input_blocks.0.0.weight', 4) as [number, number];
   const [outChannels] = L.shape('out.2.weight', 4) as [number];
   const contextDim = findContextDim(L);
 
-  const sample = g.input('sample', 'float32', ['batch', inChannels, 'height', 'width']);
+  const sample = L.input('sample', ['batch', inChannels, 'height', 'width']);
   const timestep = g.input('timestep', 'float32', ['batch']);
-  const context = g.input('encoder_hidden_states', 'float32', ['batch', 'tokens', contextDim]);
+  const context = L.input('encoder_hidden_states', ['batch', 'tokens', contextDim]);
 
   // Timestep embedding → time_embed MLP → emb [B, 4·mc], plus SDXL's added conditioning.
-  let emb = L.linear(L.silu(L.linear(sinusoid(g, L, timestep, modelChannels), 'time_embed.0')), 'time_embed.2');
+  // The sinusoids are computed in float32 (timesteps up to 1000 times frequencies): cast after.
+  let emb = L.linear(L.silu(L.linear(L.toCompute(sinusoid(g, L, timestep, modelChannels)), 'time_embed.0')), 'time_embed.2');
   if (L.has('label_emb.0.0.weight')) {
     const [, admIn] = L.shape('label_emb.0.0.weight', 2) as [number, number];
     const timeIdDim = config.timeIdDim ?? 256;
     const pooledDim = admIn - 6 * timeIdDim;
     if (pooledDim <= 0) throw new Error(`label_emb takes ${admIn} inputs, too few for 6 time ids of ${timeIdDim}`);
-    const textEmbeds = g.input('text_embeds', 'float32', ['batch', pooledDim]);
+    const textEmbeds = L.input('text_embeds', ['batch', pooledDim]);
     const timeIds = g.input('time_ids', 'float32', ['batch', 6]);
-    const ids = g.op('Reshape', [sinusoid(g, L, g.op('Reshape', [timeIds, L.ints([-1])]), timeIdDim), L.ints([-1, 6 * timeIdDim])]);
+    const ids = L.toCompute(g.op('Reshape', [sinusoid(g, L, g.op('Reshape', [timeIds, L.ints([-1])]), timeIdDim), L.ints([-1, 6 * timeIdDim])]));
     const y = g.op('Concat', [textEmbeds, ids], { axis: { i: -1 } });
     emb = g.op('Add', [emb, L.linear(L.silu(L.linear(y, 'label_emb.0.0')), 'label_emb.0.2')]);
   }
@@ -138,7 +139,7 @@ export function buildUnetGraph(source: WeightSource, config: UnetConfig): GraphB
   if (skips.length !== 0) throw new Error(`${skips.length} skip connections are left unused: the UNet's blocks do not pair up`);
 
   x = L.conv(L.silu(L.groupNorm(x, 'out.0', config.groups, 1e-5)), 'out.2');
-  g.output(x, 'out_sample', 'float32', ['batch', outChannels, 'height', 'width']);
+  L.output(x, 'out_sample', ['batch', outChannels, 'height', 'width']);
   return g;
 }
 

@@ -14,7 +14,7 @@
 // downsampling as LDM does it (pad right/bottom by one, 3×3 conv with stride 2), and the
 // mid-block attention as plain MatMul/Softmax.
 import { GraphBuilder } from './graph.js';
-import { Layers } from './layers.js';
+import { Layers, REFERENCE_FORM, type GraphForm } from './layers.js';
 import type { WeightSource } from './weights.js';
 
 export interface VaeConfig {
@@ -58,32 +58,32 @@ function vaeBlocks(g: GraphBuilder, L: Layers, config: VaeConfig) {
   return { resnet, mid, levels, out };
 }
 
-export function buildVaeDecoderGraph(source: WeightSource, config: VaeConfig = SD_VAE): GraphBuilder {
+export function buildVaeDecoderGraph(source: WeightSource, config: VaeConfig = SD_VAE, form: GraphForm = REFERENCE_FORM): GraphBuilder {
   const g = new GraphBuilder('vae_decoder');
-  const L = new Layers(g, source);
+  const L = new Layers(g, source, form);
   const { resnet, mid, levels, out } = vaeBlocks(g, L, config);
   const n = levels('decoder', 'up');
 
   const [, z] = L.shape('post_quant_conv.weight') as [number, number];
-  const latent = g.input('latent_sample', 'float32', ['batch', z, 'height', 'width']);
+  const latent = L.input('latent_sample', ['batch', z, 'height', 'width']);
   let x = mid(L.conv(L.conv(latent, 'post_quant_conv'), 'decoder.conv_in'), 'decoder');
   for (let level = n - 1; level >= 0; level--) {
     for (let j = 0; L.has(`decoder.up.${level}.block.${j}.conv1.weight`); j++) x = resnet(x, `decoder.up.${level}.block.${j}`);
     if (L.has(`decoder.up.${level}.upsample.conv.weight`)) x = L.conv(upsampleNearest2x(g, x), `decoder.up.${level}.upsample.conv`);
   }
   const [outChannels] = L.shape('decoder.conv_out.weight') as [number];
-  g.output(out(x, 'decoder'), 'sample', 'float32', ['batch', outChannels, 'image_height', 'image_width']);
+  L.output(out(x, 'decoder'), 'sample', ['batch', outChannels, 'image_height', 'image_width']);
   return g;
 }
 
-export function buildVaeEncoderGraph(source: WeightSource, config: VaeConfig = SD_VAE): GraphBuilder {
+export function buildVaeEncoderGraph(source: WeightSource, config: VaeConfig = SD_VAE, form: GraphForm = REFERENCE_FORM): GraphBuilder {
   const g = new GraphBuilder('vae_encoder');
-  const L = new Layers(g, source);
+  const L = new Layers(g, source, form);
   const { resnet, mid, levels, out } = vaeBlocks(g, L, config);
   const n = levels('encoder', 'down');
 
   const [, inChannels] = L.shape('encoder.conv_in.weight', 4) as [number, number];
-  const image = g.input('sample', 'float32', ['batch', inChannels, 'height', 'width']);
+  const image = L.input('sample', ['batch', inChannels, 'height', 'width']);
   let x = L.conv(image, 'encoder.conv_in');
   for (let level = 0; level < n; level++) {
     for (let j = 0; L.has(`encoder.down.${level}.block.${j}.conv1.weight`); j++) x = resnet(x, `encoder.down.${level}.block.${j}`);
@@ -93,7 +93,7 @@ export function buildVaeEncoderGraph(source: WeightSource, config: VaeConfig = S
   }
   const moments = L.conv(out(mid(x, 'encoder'), 'encoder'), 'quant_conv');
   const [twoZ] = L.shape('quant_conv.weight') as [number];
-  g.output(moments, 'latent_parameters', 'float32', ['batch', twoZ, 'latent_height', 'latent_width']);
+  L.output(moments, 'latent_parameters', ['batch', twoZ, 'latent_height', 'latent_width']);
   return g;
 }
 
