@@ -19,13 +19,18 @@ export interface LoraTarget {
 }
 
 const RESNET_LAYER: Record<string, string> = {
+  'in_layers.0': 'norm1',
   'in_layers.2': 'conv1',
+  'out_layers.0': 'norm2',
   'emb_layers.1': 'time_emb_proj',
   'out_layers.3': 'conv2',
   skip_connection: 'conv_shortcut',
 };
 
-/** The diffusers module name of an LDM UNet weight (without `.weight`), for SD 1.x/2.x's two resnets per level. */
+/**
+ * The diffusers module name of an LDM UNet module (a tensor name without `.weight`/`.bias`), for
+ * SD 1.x/2.x's two resnets per level. Used both for LoRA names and, inverted, to read diffusers folders.
+ */
 export function diffusersUnetModule(ldm: string, tensors: ReadonlySet<string>): string | undefined {
   const resnet = (rest: string) => {
     for (const [from, to] of Object.entries(RESNET_LAYER)) if (rest === from) return to;
@@ -65,7 +70,12 @@ export function diffusersUnetModule(ldm: string, tensors: ReadonlySet<string>): 
     if (m[2] === '1' && tensors.has(`output_blocks.${n}.1.proj_in.weight`)) return `up_blocks.${level}.attentions.${j}.${m[3]}`;
     return undefined;
   }
-  const fixed: Record<string, string> = { 'time_embed.0': 'time_embedding.linear_1', 'time_embed.2': 'time_embedding.linear_2', 'out.2': 'conv_out' };
+  const fixed: Record<string, string> = {
+    'time_embed.0': 'time_embedding.linear_1',
+    'time_embed.2': 'time_embedding.linear_2',
+    'out.0': 'conv_norm_out',
+    'out.2': 'conv_out',
+  };
   return fixed[ldm];
 }
 

@@ -13,7 +13,7 @@ import type { GraphForm } from '../onnx-build/layers.js';
 import { buildUnetGraph, UNET_HEADS, type UnetConfig } from '../onnx-build/unet.js';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph, SD_VAE, type VaeConfig } from '../onnx-build/vae.js';
 import type { TensorReader } from '../onnx-build/weights.js';
-import { clipLTextEncoderWeights, openClipTextEncoderWeights, unetWeights, vaeWeights } from './ldm-names.js';
+import { clipLTextEncoderWeights, OPENCLIP_PREFIXES, openClipTextEncoderWeights, unetWeights, vaeWeights } from './ldm-names.js';
 
 export interface FolderPlan {
   family: 'sd1' | 'sd2' | 'sdxl';
@@ -87,6 +87,11 @@ export async function writeModelFolder(
       // SDXL's first encoder is SD 1.x's CLIP ViT-L; SDXL reads its penultimate_hidden_state output.
       const source = clipLTextEncoderWeights(weights);
       return buildClipTextGraph(source, clipTextConfig(source, plan.textHeads === undefined ? {} : { heads: plan.textHeads }), TEXT_GRAPH);
+    }
+    // A diffusers SD 2.x folder holds the tower in HF's layout, already one layer short.
+    if (!OPENCLIP_PREFIXES.sd2.some((p) => weights.header.tensors.has(`${p}token_embedding.weight`))) {
+      const source = clipLTextEncoderWeights(weights);
+      return buildClipTextGraph(source, clipTextConfig(source, { activation: 'gelu', ...(plan.textHeads === undefined ? {} : { heads: plan.textHeads }) }), form);
     }
     // SD 2.x conditions on ln_final(penultimate layer): build the tower one layer short.
     const source = openClipTextEncoderWeights(weights, 'sd2');

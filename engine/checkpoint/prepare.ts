@@ -88,19 +88,19 @@ export function assertBuildable(info: Awaited<ReturnType<typeof inspectWeightsFi
   if (!info.parts.vae) throw new CheckpointError('missing-tensor', `${label} has no VAE; checkpoints without one are not supported yet.`);
 }
 
-export async function prepareCheckpoint(
-  file: string,
-  opts: {
-    cacheDir: string;
-    tokenizerDir?: string;
-    onProgress?: (p: PrepareProgress) => void;
-    signal?: AbortSignal;
-    /** Providers the model will run on (default CPU): they choose the graph form (graph-form.ts). */
-    providers?: readonly ExecutionProviderName[];
-    /** An explicit graph form, overriding the providers' choice (benchmarks, tests). */
-    form?: GraphForm;
-  },
-): Promise<PreparedCheckpoint> {
+export interface PrepareOptions {
+  cacheDir: string;
+  /** A CLIP tokenizer folder to copy in (checkpoints carry none). */
+  tokenizerDir?: string;
+  onProgress?: (p: PrepareProgress) => void;
+  signal?: AbortSignal;
+  /** Providers the model will run on (default CPU): they choose the graph form (graph-form.ts). */
+  providers?: readonly ExecutionProviderName[];
+  /** An explicit graph form, overriding the providers' choice (benchmarks, tests). */
+  form?: GraphForm;
+}
+
+export async function prepareCheckpoint(file: string, opts: PrepareOptions): Promise<PreparedCheckpoint> {
   const label = basename(file);
   const info = await inspectWeightsFile(file);
   assertBuildable(info, label);
