@@ -46,8 +46,8 @@ const peakRssMb = (): number => Math.round(process.resourceUsage().maxRSS / 1024
 
 function parseForm(text: string): GraphForm {
   const [precision, attention] = text.split(':') as [GraphPrecision, AttentionForm | undefined];
-  if (!['fp32', 'fp16-storage', 'fp16'].includes(precision) || !['plain', 'fused'].includes(attention ?? '')) {
-    throw new Error(`--forms: "${text}" is not precision:attention (fp32|fp16-storage|fp16 : plain|fused)`);
+  if (!['fp32', 'fp16-storage', 'fp16-resident', 'fp16'].includes(precision) || !['plain', 'fused'].includes(attention ?? '')) {
+    throw new Error(`--forms: "${text}" is not precision:attention (fp32|fp16-storage|fp16-resident|fp16 : plain|fused)`);
   }
   return { precision, attention: attention! };
 }
@@ -101,7 +101,7 @@ async function phase(name: string, file: string, cache: string, form: GraphForm,
       const dir = path.join(cache, entries[0]!.name);
       const sessions: Record<string, ort.InferenceSession> = {};
       for (const part of ['text_encoder', ...(layoutOf(file) === 'sdxl' ? ['text_encoder_2'] : []), 'unet', 'vae_decoder']) {
-        sessions[part] = await ort.InferenceSession.create(path.join(dir, part, 'model.onnx'));
+        sessions[part] = await ort.InferenceSession.create(path.join(dir, part, 'model.onnx'), { logSeverityLevel: 3 });
       }
       const report: Report = { loadSeconds: seconds(), loadPeakRssMb: peakRssMb() };
       if (name === 'step') {

@@ -26,6 +26,8 @@ const FORMS: Record<string, GraphForm> = {
   'fp32 fused': { precision: 'fp32', attention: 'fused' },
   'fp16-storage plain': { precision: 'fp16-storage', attention: 'plain' },
   'fp16-storage fused': { precision: 'fp16-storage', attention: 'fused' },
+  'fp16-resident plain': { precision: 'fp16-resident', attention: 'plain' },
+  'fp16-resident fused': { precision: 'fp16-resident', attention: 'fused' },
   'fp16 plain': { precision: 'fp16', attention: 'plain' },
   'fp16 fused': { precision: 'fp16', attention: 'fused' },
 };
@@ -34,7 +36,7 @@ const peakRssMb = (): number => Math.round(process.resourceUsage().maxRSS / 1024
 
 async function child(dir: string, runs: number): Promise<void> {
   const t0 = performance.now();
-  const open = (part: string) => ort.InferenceSession.create(path.join(dir, part, 'model.onnx'));
+  const open = (part: string) => ort.InferenceSession.create(path.join(dir, part, 'model.onnx'), { logSeverityLevel: 3 });
   const sessions = { text: await open('text_encoder'), unet: await open('unet'), vae: await open('vae_decoder') };
   const loadMs = performance.now() - t0;
   const loadRss = peakRssMb();

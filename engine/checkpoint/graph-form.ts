@@ -27,6 +27,6 @@ export function graphFormFor(providers: readonly ExecutionProviderName[], dtype:
 
 /** The form's part of a cache key: '' for the reference form, so entries built before forms existed stay valid. */
 export function formKey(form: GraphForm): string {
-  const precision = { fp32: '', 'fp16-storage': '-h16s', fp16: '-h16' }[form.precision];
+  const precision = { fp32: '', 'fp16-storage': '-h16s', 'fp16-resident': '-h16r', fp16: '-h16' }[form.precision];
   return precision + (form.attention === 'fused' ? '-mha' : '');
 }

@@ -43,6 +43,7 @@ export class GraphBuilder {
   private readonly inputs: ValueRecord[] = [];
   private readonly outputs: ValueRecord[] = [];
   private readonly initializers: InitializerRecord[] = [];
+  private readonly overridable: ValueRecord[] = [];
   private readonly names = new Set<string>();
   private readonly opsets = new Map<string, number>([['', 17]]);
   private counter = 0;
@@ -73,8 +74,15 @@ export class GraphBuilder {
     this.outputs.push({ name, type, dims });
   }
 
-  initializer(name: string, type: ElemTypeName, dims: readonly number[], data: InitializerRecord['data']): string {
+  /**
+   * A weight stored in the model. `overridable` also lists it among the graph inputs (a default
+   * value a caller could replace): onnxruntime then treats it as a variable, so it never folds the
+   * ops that consume it into new constants at load (see layers.ts, 'fp16-resident'). Such inputs
+   * are not in a session's inputNames.
+   */
+  initializer(name: string, type: ElemTypeName, dims: readonly number[], data: InitializerRecord['data'], opts: { overridable?: boolean } = {}): string {
     this.initializers.push({ name: this.claim(name), type, dims, data });
+    if (opts.overridable === true) this.overridable.push({ name, type, dims });
     return name;
   }
 
@@ -204,7 +212,7 @@ export class GraphBuilder {
           writeData(init, t);
         });
       }
-      for (const v of this.inputs) g.message(11, (w) => writeValueInfo(w, v));
+      for (const v of [...this.inputs, ...this.overridable]) g.message(11, (w) => writeValueInfo(w, v));
       for (const v of this.outputs) g.message(12, (w) => writeValueInfo(w, v));
     });
     return model.finish();

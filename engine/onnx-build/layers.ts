@@ -7,6 +7,10 @@
 //             'fp16-storage'  float16 weights, each followed by a Cast to float32: half the disk,
 //                             and onnxruntime folds the Casts at load, so the arithmetic — and
 //                             every output — is the fp32 graph's of the same (fp16) weights;
+//             'fp16-resident' float16 weights that stay float16 in memory: each is an overridable
+//                             initializer (graph.ts), so onnxruntime cannot fold its Cast, and the
+//                             Cast to float32 runs at every use — half the weight memory, float32
+//                             arithmetic (outputs within rounding of the fp32 graph's), a cast per step;
 //             'fp16'          float16 weights and arithmetic (what GPU providers run fast), with
 //                             float32 islands where half precision loses accuracy: GroupNorm and
 //                             LayerNorm statistics, the softmax of plain attention, the sinusoidal
@@ -21,7 +25,7 @@ import { float32Bytes, requireShape, transpose2d, type WeightSource } from './we
 
 const count = (dims: readonly number[]): number => dims.reduce((a, b) => a * b, 1);
 
-export type GraphPrecision = 'fp32' | 'fp16-storage' | 'fp16';
+export type GraphPrecision = 'fp32' | 'fp16-storage' | 'fp16-resident' | 'fp16';
 export type AttentionForm = 'plain' | 'fused';
 
 export interface GraphForm {
@@ -90,8 +94,9 @@ export class Layers {
     if (this.form.precision === 'fp32' || keepFloat32) {
       return this.g.initializer(name, 'float32', dims, async () => float32Bytes(await produce()));
     }
-    const half = this.g.initializer(name, 'float16', dims, async () => float16Bytes(await produce()));
-    return this.form.precision === 'fp16-storage' ? this.cast(half, 'float16', 'float32') : half;
+    const resident = this.form.precision === 'fp16-resident';
+    const half = this.g.initializer(name, 'float16', dims, async () => float16Bytes(await produce()), { overridable: resident });
+    return this.form.precision === 'fp16' ? half : this.cast(half, 'float16', 'float32');
   }
 
   private checkedDims(name: string, dims?: readonly number[]): readonly number[] {
