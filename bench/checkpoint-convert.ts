@@ -103,7 +103,8 @@ async function phase(name: string, file: string, cache: string, form: GraphForm,
       for (const part of ['text_encoder', ...(layoutOf(file) === 'sdxl' ? ['text_encoder_2'] : []), 'unet', 'vae_decoder']) {
         sessions[part] = await ort.InferenceSession.create(path.join(dir, part, 'model.onnx'), { logSeverityLevel: 3 });
       }
-      const report: Report = { loadSeconds: seconds(), loadPeakRssMb: peakRssMb() };
+      // After loading, the weights as onnxruntime holds them; the load's own peak can be higher.
+      const report: Report = { loadSeconds: seconds(), loadPeakRssMb: peakRssMb(), rssAfterLoadMb: Math.round(process.memoryUsage().rss / MB) };
       if (name === 'step') {
         const unet = sessions['unet']!;
         const run = () =>

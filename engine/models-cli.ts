@@ -5,11 +5,12 @@
 // the LoRAs and embeddings that fit it, and every file that cannot be used with the reason.
 // `prepare` turns a single-file checkpoint into its cached model folder (what first use would
 // do), with a progress bar. Refusals are one line on stderr and a non-zero exit.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { familyLabel, modelFamilyKey, scanCatalogue, type Catalogue } from './checkpoint/catalogue.js';
 import { CheckpointError } from './checkpoint/errors.js';
+import { prepareDiffusersFolder } from './checkpoint/diffusers-folder.js';
 import { prepareCheckpoint, type PrepareProgress } from './checkpoint/prepare.js';
 
 const USAGE = `usage: npm run models -- list [--models DIR]
@@ -87,12 +88,14 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command !== 'prepare') throw new UsageError(`unknown command "${command}"; use list or prepare`);
-  if (target === undefined || extra.length > 0) throw new UsageError('prepare takes one checkpoint name or file');
+  if (target === undefined || extra.length > 0) throw new UsageError('prepare takes one checkpoint name or file, or a diffusers folder');
   const file = locateCheckpoint(target, modelsDir);
   const tty = process.stderr.isTTY;
   let lastStage = '';
   const started = performance.now();
-  const prepared = await prepareCheckpoint(file, {
+  // A folder is a diffusers model (unet/ + config.json …); a file a single-file checkpoint.
+  const prepare = statSync(file).isDirectory() ? prepareDiffusersFolder : prepareCheckpoint;
+  const prepared = await prepare(file, {
     cacheDir: path.resolve(values.cache ?? path.join('data', 'model-cache')),
     ...(values.tokenizer === undefined ? {} : { tokenizerDir: values.tokenizer }),
     onProgress: (p) => {

@@ -92,4 +92,17 @@ describe('npm run models (the process)', () => {
     expect(first).toMatch(message);
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
+
+  it('prepare takes a diffusers folder, and refuses one with a pickled part naming the part', async () => {
+    const folder = path.join(dir, 'pickled-diffusers');
+    await mkdir(path.join(folder, 'unet'), { recursive: true });
+    await mkdir(path.join(folder, 'text_encoder'), { recursive: true });
+    await writeFile(path.join(folder, 'unet', 'config.json'), JSON.stringify({ cross_attention_dim: 768 }));
+    await small(path.join(folder, 'unet', 'diffusion_pytorch_model.safetensors'), { 'conv_in.weight': [320, 4, 3, 3] });
+    await writeFile(path.join(folder, 'text_encoder', 'pytorch_model.bin'), Buffer.from([0x80, 0x02, 0x7d, 0x2e]));
+    const r = run('prepare', folder, '--cache', path.join(dir, 'cache'));
+    expect(r.status).not.toBe(0);
+    expect(r.stderr.split('\n')[0]).toMatch(/^models: pickled-diffusers\/text_encoder: pytorch_model\.bin .*pickle/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
 });
