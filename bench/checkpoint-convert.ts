@@ -1,5 +1,5 @@
 // npx tsx bench/checkpoint-convert.ts [--family sd15|sdxl] [--dir DIR] [--keep] [--step] [--skip-load] [--tokenizer DIR]
-//                                      [--forms fp16-resident:fused,fp32:plain,...]
+//                                      [--forms fp16-resident:fused,fp32:plain,...] [--alternate]
 //
 // --family sdxl writes the SDXL base layout instead (test/fixtures/reference/sdxl_layout.json:
 // 3.47 B parameters, ≈6.9 GB as fp16; the prepared fp32 folder is ≈14 GB, so check the disk
@@ -16,7 +16,8 @@
 // tokenizer folder into the prepared model, so `npm run imagine -- --model <entry>` can draw.
 // --forms prepares, loads (and steps) once per graph form (precision:attention, onnx-build/layers.ts),
 // each into its own cache; default: the form the CPU provider gets (checkpoint/graph-form.ts).
-// With --dir, a checkpoint already there is reused (not rewritten) and kept.
+// With --dir, a checkpoint already there is reused (not rewritten) and kept. --alternate then
+// loads every form's UNet together and times calls in turn (A B A B …: 3 rounds after a warm-up).
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -50,6 +51,25 @@ function parseForm(text: string): GraphForm {
     throw new Error(`--forms: "${text}" is not precision:attention (fp32|fp16-storage|fp16-resident|fp16 : plain|fused)`);
   }
   return { precision, attention: attention! };
+}
+
+const ALTERNATE_ROUNDS = 3;
+
+async function preparedDir(cache: string): Promise<string> {
+  const entries = (await readdir(cache, { withFileTypes: true })).filter((e) => e.isDirectory());
+  if (entries.length !== 1) throw new Error(`${cache} should hold one prepared folder, holds ${entries.length}`);
+  return path.join(cache, entries[0]!.name);
+}
+
+/** One UNet call at 512² with guidance (batch 2), in seconds. */
+async function unetStep(unet: ort.InferenceSession): Promise<number> {
+  const t0 = performance.now();
+  await unet.run({
+    sample: new ort.Tensor('float32', new Float32Array(2 * 4 * 64 * 64).fill(0.1), [2, 4, 64, 64]),
+    timestep: new ort.Tensor('float32', Float32Array.of(500, 500), [2]),
+    encoder_hidden_states: new ort.Tensor('float32', new Float32Array(2 * 77 * 768).fill(0.01), [2, 77, 768]),
+  });
+  return Math.round((performance.now() - t0) / 100) / 10;
 }
 
 async function phase(name: string, file: string, cache: string, form: GraphForm, tokenizerDir: string | undefined): Promise<Report> {
@@ -96,9 +116,7 @@ async function phase(name: string, file: string, cache: string, form: GraphForm,
     }
     case 'load':
     case 'step': {
-      const entries = (await readdir(cache, { withFileTypes: true })).filter((e) => e.isDirectory());
-      if (entries.length !== 1) throw new Error(`${cache} should hold one prepared folder, holds ${entries.length}`);
-      const dir = path.join(cache, entries[0]!.name);
+      const dir = await preparedDir(cache);
       const sessions: Record<string, ort.InferenceSession> = {};
       for (const part of ['text_encoder', ...(layoutOf(file) === 'sdxl' ? ['text_encoder_2'] : []), 'unet', 'vae_decoder']) {
         sessions[part] = await ort.InferenceSession.create(path.join(dir, part, 'model.onnx'), { logSeverityLevel: 3 });
@@ -106,21 +124,23 @@ async function phase(name: string, file: string, cache: string, form: GraphForm,
       // After loading, the weights as onnxruntime holds them; the load's own peak can be higher.
       const report: Report = { loadSeconds: seconds(), loadPeakRssMb: peakRssMb(), rssAfterLoadMb: Math.round(process.memoryUsage().rss / MB) };
       if (name === 'step') {
-        const unet = sessions['unet']!;
-        const run = () =>
-          unet.run({
-            sample: new ort.Tensor('float32', new Float32Array(2 * 4 * 64 * 64).fill(0.1), [2, 4, 64, 64]),
-            timestep: new ort.Tensor('float32', Float32Array.of(500, 500), [2]),
-            encoder_hidden_states: new ort.Tensor('float32', new Float32Array(2 * 77 * 768).fill(0.01), [2, 77, 768]),
-          });
-        await run(); // warm-up
-        const t0 = performance.now();
-        await run();
-        report['unetStepSeconds'] = Math.round((performance.now() - t0) / 100) / 10;
+        await unetStep(sessions['unet']!); // warm-up
+        report['unetStepSeconds'] = await unetStep(sessions['unet']!);
         report['stepPeakRssMb'] = peakRssMb();
       }
       for (const s of Object.values(sessions)) await s.release();
       return report;
+    }
+    case 'alternate': {
+      // Every form's UNet loaded at once, then timed calls taken in turn (A B A B …), so the
+      // shared machine's changing load falls on the forms alike.
+      const caches = cache.split(',');
+      const unets = await Promise.all(caches.map(async (c) => ort.InferenceSession.create(path.join(await preparedDir(c), 'unet', 'model.onnx'), { logSeverityLevel: 3 })));
+      const times: number[][] = caches.map(() => []);
+      for (const u of unets) await unetStep(u); // warm-up
+      for (let round = 0; round < ALTERNATE_ROUNDS; round++) for (const [i, u] of unets.entries()) times[i]!.push(await unetStep(u));
+      for (const u of unets) await u.release();
+      return Object.fromEntries(caches.map((c, i) => [path.basename(c), times[i]!.join(' / ')]));
     }
     default:
       throw new Error(`unknown phase ${name}`);
@@ -138,6 +158,7 @@ async function main(): Promise<void> {
       'skip-load': { type: 'boolean' },
       tokenizer: { type: 'string' },
       forms: { type: 'string' },
+      alternate: { type: 'boolean' },
     },
   });
   const family = values.family as string;
@@ -174,6 +195,7 @@ async function main(): Promise<void> {
       const phases = values['skip-load'] ? ['prepare', 'prepare-again'] : ['prepare', 'load', 'prepare-again', values.step ? 'step' : 'load'];
       for (const name of phases) run(name, cache, form);
     }
+    if (values.alternate) run('alternate', caches.join(','), forms[0]!);
   } finally {
     if (!values.keep) {
       if (values.dir === undefined) await rm(dir, { recursive: true, force: true });

@@ -123,7 +123,7 @@ describe('graph forms on the tiny SD 1.x model', () => {
 
 describe('graph form choice', () => {
   it('chooses by provider and stored dtype', () => {
-    expect(graphFormFor(['cpu'], 'fp16')).toEqual({ precision: 'fp16-storage', attention: 'fused' });
+    expect(graphFormFor(['cpu'], 'fp16')).toEqual({ precision: 'fp16-resident', attention: 'fused' });
     expect(graphFormFor(['cuda', 'cpu'], 'fp16')).toEqual({ precision: 'fp16', attention: 'fused' });
     expect(graphFormFor(['webgpu'], 'fp16')).toEqual({ precision: 'fp16', attention: 'plain' });
     // bf16 and fp32 files keep float32 weights (bf16's range does not fit in fp16).

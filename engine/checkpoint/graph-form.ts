@@ -1,15 +1,18 @@
 // Which graph form (onnx-build/layers.ts) a prepared model gets, from the execution providers it
 // will run on and the dtype the checkpoint stores. Measured on this project's CPU (README of this
-// folder, "Graph forms"):
-//   - CPU: float16 weights stored, Cast to float32 at load (fp16-storage) when the file is fp16:
-//     half the disk and the same arithmetic as the fp32 graph (bit-identical outputs). fp16
-//     compute on the CPU provider is slower (few fp16 kernels: onnxruntime inserts casts) and
-//     less exact, so never chosen for it. Attention fused (com.microsoft MultiHeadAttention, which
-//     the CPU provider implements): within 1e-5 of the plain ops and smaller at 512².
+// folder, "Graph forms at full size"):
+//   - CPU: float16 weights kept float16 in memory and cast at each use (fp16-resident) when the
+//     file is fp16: half the disk, a 2 s / 125 MB session load instead of 20 s / 4 GB (the
+//     weights stay in the memory-mapped file), a 3.3 GB UNet peak at 512² instead of 4.5 GB, and
+//     the same step time within 1.4 % (bench/unet-forms-alternate.ts). fp16-storage (Casts
+//     folded at load) is the fp32 graph in memory after a slower, higher-peak load; fp16 compute
+//     has no float16 MatMul/Conv kernels on the CPU provider (bench/ort-fp16-kernels.ts). Fused
+//     attention (com.microsoft MultiHeadAttention, which the CPU provider implements): within
+//     1e-5 of the plain ops, and the UNet's 512² peak falls from 7–9 GB to 3.3–4.5 GB.
 //   - CUDA: fp16 weights and arithmetic when the file is fp16, fused attention (flash /
-//     memory-efficient kernels).
-//   - WebGPU: fp16 weights and arithmetic, plain attention ops (not measured here: no GPU on
-//     the development machine, and the WebGPU provider's contrib-op coverage varies by version).
+//     memory-efficient kernels). Not measured here: no GPU on the development machine.
+//   - WebGPU: fp16 weights and arithmetic, plain attention ops (not measured either, and the
+//     WebGPU provider's contrib-op coverage varies by version).
 // fp32 and bf16 files keep float32 weights everywhere: bf16 values above 65504 or below 2^-24
 // do not survive a conversion to fp16, and an fp32 file's precision is what its author chose.
 import type { GraphForm } from '../onnx-build/layers.js';
@@ -22,7 +25,7 @@ export function graphFormFor(providers: readonly ExecutionProviderName[], dtype:
   const half = dtype === 'fp16';
   if (first === 'cuda') return { precision: half ? 'fp16' : 'fp32', attention: 'fused' };
   if (first === 'webgpu') return { precision: half ? 'fp16' : 'fp32', attention: 'plain' };
-  return { precision: half ? 'fp16-storage' : 'fp32', attention: 'fused' };
+  return { precision: half ? 'fp16-resident' : 'fp32', attention: 'fused' };
 }
 
 /** The form's part of a cache key: '' for the reference form, so entries built before forms existed stay valid. */
