@@ -165,7 +165,7 @@ export class ModelResolver {
     const reportVariant = percentStages(hooks.onStage, { stage: 'preparing', model: info.name, loras: loraFiles.map((l) => l.name) });
     const variant = await this.guard(info.name, hooks.signal, () =>
       prepareLoraVariant(
-        { path: file, sha256: prepared.sha256, info: { family, prediction: prepared.info.prediction }, plainDir: prepared.dir },
+        { path: file, sha256: prepared.sha256, info: { family, prediction: prepared.info.prediction }, plainDir: prepared.dir, form: prepared.form },
         loraFiles.map((l) => ({ path: l.path, textEncoderWeight: l.request.textEncoderWeight, unetWeight: l.request.unetWeight })),
         {
           cacheDir: this.options.cacheDir,

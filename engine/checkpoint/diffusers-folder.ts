@@ -184,7 +184,7 @@ export async function prepareDiffusersFolder(dir: string, opts: PrepareDiffusers
   }
   const sha256 = createHash('sha256').update(`${hashes.join(':')}:${info.prediction}`).digest('hex');
   const form = opts.form ?? graphFormFor(opts.providers ?? ['cpu'], dtype);
-  const key = `${sha256.slice(0, 16)}-d-g${GRAPH_VERSION}${formKey(form)}`;
+  const key = `${sha256.slice(0, 16)}-d${formKey(form)}-g${GRAPH_VERSION}`;
   const tokenizerDir = await tokenizerFor(dir, opts.tokenizerDir);
   const { dir: built, reused } = await cachedBuild(opts.cacheDir, key, async (tmp) => {
     const source = await openDiffusersWeights(dir, info);

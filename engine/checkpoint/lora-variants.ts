@@ -126,7 +126,7 @@ export async function prepareLoraVariant(
       .sort()
       .join('|');
     const form = checkpoint.form ?? checkpoint.plan?.form ?? REFERENCE_FORM;
-    const key = `${checkpoint.sha256.slice(0, 16)}-lora-${createHash('sha256').update(identity).digest('hex').slice(0, 16)}-g${GRAPH_VERSION}${formKey(form)}`;
+    const key = `${checkpoint.sha256.slice(0, 16)}-lora-${createHash('sha256').update(identity).digest('hex').slice(0, 16)}${formKey(form)}-g${GRAPH_VERSION}`;
 
     const { dir, reused } = await cachedBuild(opts.cacheDir, key, async (tmp) => {
       const weights = await openWeightsFile(checkpoint.path);

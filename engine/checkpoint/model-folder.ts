@@ -91,7 +91,7 @@ export async function writeModelFolder(
     // A diffusers SD 2.x folder holds the tower in HF's layout, already one layer short.
     if (!OPENCLIP_PREFIXES.sd2.some((p) => weights.header.tensors.has(`${p}token_embedding.weight`))) {
       const source = clipLTextEncoderWeights(weights);
-      return buildClipTextGraph(source, clipTextConfig(source, { activation: 'gelu', ...(plan.textHeads === undefined ? {} : { heads: plan.textHeads }) }), form);
+      return buildClipTextGraph(source, clipTextConfig(source, { activation: 'gelu', ...(plan.textHeads === undefined ? {} : { heads: plan.textHeads }) }), TEXT_GRAPH);
     }
     // SD 2.x conditions on ln_final(penultimate layer): build the tower one layer short.
     const source = openClipTextEncoderWeights(weights, 'sd2');

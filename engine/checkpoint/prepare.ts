@@ -106,7 +106,7 @@ export async function prepareCheckpoint(file: string, opts: PrepareOptions): Pro
   assertBuildable(info, label);
   const form = opts.form ?? graphFormFor(opts.providers ?? ['cpu'], info.dtype);
   const sha256 = await memoizedSha256(file, opts.cacheDir, (bytesDone, bytesTotal) => opts.onProgress?.({ stage: 'hashing', bytesDone, bytesTotal }));
-  const key = `${sha256.slice(0, 16)}-g${GRAPH_VERSION}${formKey(form)}`;
+  const key = `${sha256.slice(0, 16)}${formKey(form)}-g${GRAPH_VERSION}`;
   const { dir, reused } = await cachedBuild(opts.cacheDir, key, async (tmp) => {
     const weights = await openWeightsFile(file);
     try {
