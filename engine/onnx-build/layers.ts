@@ -231,8 +231,9 @@ export class Layers {
     const qh = this.g.op('Transpose', [this.g.op('Reshape', [q, split])], { perm: { ints: [0, 2, 1, 3] } });
     const kT = this.g.op('Transpose', [this.g.op('Reshape', [k, split])], { perm: { ints: [0, 2, 3, 1] } });
     const vh = this.g.op('Transpose', [this.g.op('Reshape', [v, split])], { perm: { ints: [0, 2, 1, 3] } });
-    // Scale, mask and softmax in float32: half-precision exp over thousands of scores underflows.
-    let scores = this.g.op('Mul', [this.toFloat32(this.g.op('MatMul', [qh, kT])), this.scalar(1 / Math.sqrt(headDim), 'float32')]);
+    // Scores, mask and softmax in float32 (diffusers' upcast_attention): q·k can pass fp16's
+    // 65504 (SD 2.1 does), and half-precision exp over thousands of scores underflows.
+    let scores = this.g.op('Mul', [this.g.op('MatMul', [this.toFloat32(qh), this.toFloat32(kT)]), this.scalar(1 / Math.sqrt(headDim), 'float32')]);
     if (causal !== undefined) scores = this.g.op('Add', [scores, this.causalMask(causal, 'float32', [causal, causal])]);
     const mixed = this.g.op('MatMul', [this.toCompute(this.g.op('Softmax', [scores], { axis: { i: -1 } })), vh]);
     return this.g.op('Reshape', [this.g.op('Transpose', [mixed], { perm: { ints: [0, 2, 1, 3] } }), this.ints([0, 0, channels])]);
