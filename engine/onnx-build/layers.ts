@@ -13,7 +13,7 @@
 //                             arithmetic (outputs within rounding of the fp32 graph's), a cast per step;
 //             'fp16'          float16 weights and arithmetic (what GPU providers run fast), with
 //                             float32 islands where half precision loses accuracy: GroupNorm and
-//                             LayerNorm statistics, the softmax of plain attention, the sinusoidal
+//                             LayerNorm statistics, plain attention's scores and softmax, the sinusoidal
 //                             timestep embedding. Graph inputs and outputs stay float32 in every
 //                             form, so the loader and pipeline do not change.
 //   attention 'plain'         MatMul/Softmax/MatMul (every provider);
