@@ -107,8 +107,8 @@ export async function writeModelFolder(
   }
   await part('unet', () => buildUnetGraph(unetWeights(weights), plan.unet ?? UNET_HEADS[plan.family], plan.form));
   // SDXL's VAE overflows in half precision (the reason for the "fp16-fix" VAEs): it keeps float32
-  // arithmetic (fp16 weights cast to float32) when the rest of the model computes in fp16.
-  const vaeForm = plan.family === 'sdxl' && plan.form?.precision === 'fp16' ? { ...plan.form, precision: 'fp16-storage' as const } : plan.form;
+  // arithmetic (fp16 weights cast at each use) when the rest of the model computes in fp16.
+  const vaeForm = plan.family === 'sdxl' && plan.form?.precision === 'fp16' ? { ...plan.form, precision: 'fp16-resident' as const } : plan.form;
   await part('vae_decoder', () => buildVaeDecoderGraph(vaeWeights(weights), plan.vae ?? SD_VAE, vaeForm));
   // The encoder (img2img, hires) is optional for the loader: written when the file has one.
   if (weights.header.tensors.has('first_stage_model.encoder.conv_in.weight')) {
