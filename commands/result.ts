@@ -33,9 +33,12 @@ function captionOf(job: Job): string {
 function detailsOf(job: Job): string[] {
   const details = [...job.notes];
   const t = job.result?.truncation;
-  if (t?.prompt?.dropped) details.push(`The model reads 75 tokens; these words of the prompt were left out: ${t.prompt.dropped}`);
+  // tokenLimit is absent in results stored before long prompts were read in chunks (75 then).
+  if (t?.prompt?.dropped) {
+    details.push(`The model reads ${t.prompt.tokenLimit ?? 75} tokens; these words of the prompt were left out: ${t.prompt.dropped}`);
+  }
   if (t?.negativePrompt?.dropped) {
-    details.push(`These words of the negative prompt were left out (75-token limit): ${t.negativePrompt.dropped}`);
+    details.push(`These words of the negative prompt were left out (${t.negativePrompt.tokenLimit ?? 75}-token limit): ${t.negativePrompt.dropped}`);
   }
   return details;
 }

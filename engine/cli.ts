@@ -10,6 +10,7 @@ import { checkpointName, WEIGHTS_FILE } from './checkpoint-models.js';
 import { scanCatalogue } from './checkpoint/catalogue.js';
 import { createEngine } from './index.js';
 import { formatCatalogue, progressBar } from './models-cli.js';
+import { parseLoraFlag } from './job-loras.js';
 import { DEMO_MODELS_DIR } from './registry.js';
 import { insertTextChunk } from './png.js';
 import {
@@ -18,6 +19,7 @@ import {
   type ExecutionProviderName,
   type GenerateRequest,
   type InitImage,
+  type LoraRequest,
   type ModelInfo,
   type SamplerName,
 } from './types.js';
@@ -42,6 +44,8 @@ const USAGE = `Usage: npm run imagine -- [--model <folder or name>] "a prompt" [
   --n <count>                pictures to draw; seeds seed, seed+1, … (default 1)
   --variation-seed <n>       AUTOMATIC1111 variation seed
   --variation-strength <f>   0..1 (default 0.1 when --variation-seed is given)
+  --lora <name:weight>       apply a LoRA from models/loras (repeatable; name:te:unet for two
+                             weights); <lora:name:weight> in the prompt works too
   --init <png|jpg>           start from a picture (img2img)
   --strength <f>             how much of the schedule is re-run for --init, 0..1 (default 0.75)
   --provider <list>          execution providers in order, e.g. cuda,cpu (default: cpu)
@@ -76,6 +80,7 @@ const OPTIONS = {
   'variation-seed': { type: 'string' },
   'variation-strength': { type: 'string' },
   init: { type: 'string' },
+  lora: { type: 'string', multiple: true },
   strength: { type: 'string' },
   provider: { type: 'string' },
   threads: { type: 'string' },
@@ -85,7 +90,9 @@ const OPTIONS = {
 } as const;
 
 interface CliArgs {
-  values: { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
+  values: {
+    [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : (typeof OPTIONS)[K] extends { multiple: true } ? string[] : string;
+  };
   prompt: string;
 }
 
@@ -226,6 +233,14 @@ async function readInit(file: string, size: { width: number; height: number } | 
   }
 }
 
+function lorasOf(values: string[] | undefined): LoraRequest[] {
+  try {
+    return (values ?? []).map(parseLoraFlag);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
 /** Fails before any drawing when the output file could not be written. */
 function checkOutput(given: string): string {
   const output = path.resolve(given);
@@ -286,6 +301,7 @@ async function main(argv: string[]): Promise<number> {
   const strength = decimal('strength', v.strength, 0, 1);
   if (strength !== undefined && !v.init) throw new UsageError('--strength needs --init');
   if (strength === 0) throw new UsageError('--strength must be above 0');
+  const loras = lorasOf(v.lora);
   const providers = providersOf(v.provider);
   const threads = integer('threads', v.threads, 0, 1024);
   const output = checkOutput(v.output ?? 'out.png');
@@ -335,6 +351,7 @@ async function main(argv: string[]): Promise<number> {
       count,
       ...(variationSeed !== undefined ? { variation: { seed: variationSeed, strength: variationStrength ?? 0.1 } } : {}),
       ...(init ? { init } : {}),
+      ...(loras.length > 0 ? { loras } : {}),
     };
     // Said even with --quiet: a newcomer must learn why the pictures are tiny emoji.
     if (scan.notice) process.stderr.write(`note: ${scan.notice}\n`);
@@ -365,7 +382,7 @@ async function main(argv: string[]): Promise<number> {
     midLine = false;
     if (!quiet) process.stderr.write(`${`\rdone in ${(result.timing.totalMs / 1000).toFixed(1)} s on ${result.provider}`.padEnd(STAGE_LINE_WIDTH)}\n`);
     for (const t of [result.truncation.prompt, result.truncation.negativePrompt]) {
-      if (t) process.stderr.write(`warning: the prompt is too long; dropped: ${t.dropped}\n`);
+      if (t) process.stderr.write(`warning: the prompt is too long (${t.tokenLimit ?? 75} tokens are read); dropped: ${t.dropped}\n`);
     }
     const names = outputNames(output, result.images.length);
     for (const [i, image] of result.images.entries()) {

@@ -75,6 +75,7 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
     ...(options.warmupOnCpu !== undefined ? { warmupOnCpu: options.warmupOnCpu } : {}),
     ...(options.warmupImages !== undefined ? { warmupImages: options.warmupImages } : {}),
     ...(options.imagesPerBatch !== undefined ? { imagesPerBatch: options.imagesPerBatch } : {}),
+    ...(options.maxPromptChunks !== undefined ? { maxPromptChunks: options.maxPromptChunks } : {}),
     ...(options.profileSessions ? { profileSessions: true } : {}),
   };
 

@@ -3,7 +3,7 @@
 // loaded, so the CLI, the bot and the web studio all get the same rules and the same one-line
 // refusals. The tags stay in the prompt the member typed (the info text shows them, so pasting it
 // back draws the same picture); the text encoder never sees them (parsePrompt removes them).
-import { extractExtraNetworks } from './prompt/extra-networks.js';
+import { extractExtraNetworks, weightOf } from './prompt/extra-networks.js';
 import { EngineError, type GenerateRequest, type LoraRequest } from './types.js';
 
 /** A weight beyond this is a typo (A1111 users go from about −2 to 2); it would only draw noise. */
@@ -22,21 +22,25 @@ export function loraTag(lora: LoraRequest): string {
   return `<lora:${lora.name}:${weights}>`;
 }
 
-export function jobLoras(request: GenerateRequest): JobLoras {
-  const fromPrompt = extractExtraNetworks(request.prompt);
+/**
+ * Every LoRA of a job: the prompt's tags, then `extra`. Refuses (EngineError 'bad_request', a line
+ * a member can act on) other kinds of tags, unreadable weights, tags in the negative prompt, a
+ * LoRA named twice and weights out of range. The commands parser calls it too, so a member hears
+ * about a bad tag before the job is queued.
+ */
+export function collectLoras(prompt: string, negativePrompt: string, extra: readonly LoraRequest[] = []): LoraRequest[] {
+  const fromPrompt = extractExtraNetworks(prompt);
   const unsupported = fromPrompt.unsupported[0];
   if (unsupported !== undefined) {
     throw new EngineError('bad_request', `${unsupported} is not supported: only LoRAs can be added to a prompt, as <lora:name:weight>`);
   }
   const invalid = fromPrompt.invalid[0];
   if (invalid !== undefined) throw new EngineError('bad_request', `${invalid} cannot be read: write <lora:name:weight>, e.g. <lora:name:0.8>`);
-  const inNegative = extractExtraNetworks(request.negativePrompt);
+  const inNegative = extractExtraNetworks(negativePrompt);
   const stray = [...inNegative.loras.map(loraTag), ...inNegative.unsupported, ...inNegative.invalid][0];
   if (stray !== undefined) {
     throw new EngineError('bad_request', `${stray} is in the negative prompt; a LoRA changes the whole model, so put its tag in the prompt`);
   }
-
-  const extra = request.loras ?? [];
   const all = [...fromPrompt.loras, ...extra];
   const seen = new Set<string>();
   for (const lora of all) {
@@ -50,10 +54,34 @@ export function jobLoras(request: GenerateRequest): JobLoras {
       }
     }
   }
+  return all;
+}
+
+/** The job's LoRAs joined into the request (see collectLoras for what is refused). */
+export function jobLoras(request: GenerateRequest): JobLoras {
+  const extra = request.loras ?? [];
+  const all = collectLoras(request.prompt, request.negativePrompt, extra);
   const rest: GenerateRequest = { ...request };
   delete rest.loras;
   return {
     request: all.length > 0 ? { ...rest, loras: all } : rest,
     infoPrompt: extra.length > 0 ? `${request.prompt} ${extra.map(loraTag).join(' ')}`.trim() : request.prompt,
   };
+}
+
+const LORA_FLAG = /^([^\s:<>]+)(?::([^:]*))?(?::([^:]*))?$/;
+
+/**
+ * A `--lora` value: `name`, `name:weight` or `name:te:unet` (weights default to 1, the UNet's
+ * to the text encoder's, as in the tag). Refuses, with an example, what it cannot read.
+ */
+export function parseLoraFlag(value: string): LoraRequest {
+  const text = value.normalize('NFKC').trim();
+  const m = LORA_FLAG.exec(text);
+  const te = weightOf(m?.[2], 1);
+  const unet = te === undefined ? undefined : weightOf(m?.[3], te);
+  if (!m?.[1] || te === undefined || unet === undefined) {
+    throw new EngineError('bad_request', `--lora ${JSON.stringify(text.slice(0, 60))} cannot be read: write --lora name:0.8 (or name:te:unet, e.g. name:1:0.6)`);
+  }
+  return { name: m[1], textEncoderWeight: te, unetWeight: unet };
 }

@@ -212,6 +212,9 @@ export interface EngineOptions {
   tokenizerDir?: string;
   /** Disk the LoRA variants may take together, in MB (default 20000); oldest-used go first. */
   loraCacheMB?: number;
+  /** Prompt chunks of 75 tokens read before the rest is cut and reported (default 8; see
+   * engine/conditioning.ts DEFAULT_MAX_PROMPT_CHUNKS). */
+  maxPromptChunks?: number;
 }
 
 export interface EngineLog {

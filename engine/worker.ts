@@ -29,6 +29,7 @@ export interface WorkerInit {
   warmupOnCpu?: boolean;
   warmupImages?: number;
   imagesPerBatch?: number;
+  maxPromptChunks?: number;
   profileSessions?: boolean;
 }
 
@@ -69,6 +70,7 @@ function startWorker(): void {
     ...(init.warmupOnCpu !== undefined ? { warmupOnCpu: init.warmupOnCpu } : {}),
     ...(init.warmupImages !== undefined ? { warmupImages: init.warmupImages } : {}),
     ...(init.imagesPerBatch !== undefined ? { imagesPerBatch: init.imagesPerBatch } : {}),
+    ...(init.maxPromptChunks !== undefined ? { maxPromptChunks: init.maxPromptChunks } : {}),
     ...(sessionClock ? { sessionClock } : {}),
     log: {
       info: (obj, msg) => send({ type: 'log', level: 'info', obj: cloneable(obj), msg }),

@@ -40,6 +40,7 @@ export function createConfiguredEngine(config: Config, log: Logger): Engine {
     warmup: config.engine.warmup,
     // Warm the shapes the default job uses (its picture count), not a single picture.
     warmupImages: config.defaults.images,
+    maxPromptChunks: config.limits.maxPromptChunks,
     log: { info: (o, m) => log.info(o, m), warn: (o, m) => log.warn(o, m) },
   });
 }

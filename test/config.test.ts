@@ -67,6 +67,7 @@ describe('config/default.jsonc', () => {
       maxSide: 1536,
       maxImagesPerJob: 4,
       maxPromptLength: 1000,
+      maxPromptChunks: 8,
       maxGuidance: 30,
     });
     expect(c.defaults).toMatchObject({ aspect: '1:1', steps: 25, guidance: 7, sampler: 'Euler a', images: 4 });

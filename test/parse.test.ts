@@ -470,7 +470,7 @@ describe('parseJobRequest: refused', () => {
 
   it('refuses unknown flags and lists the known ones', () => {
     expect(refused('a fox --foo 3')).toBe(
-      'Unknown flag --foo; flags: --ar, --seed, --no, --steps, --cfg, --sampler, --n, --model, --size, --variation.',
+      'Unknown flag --foo; flags: --ar, --seed, --no, --steps, --cfg, --sampler, --n, --model, --size, --variation, --lora.',
     );
     expect(refused('a fox --chaos 50')).toMatch(/^Unknown flag --chaos;/);
     // Names that exist on every JavaScript object are not flags either.
@@ -566,5 +566,44 @@ describe('parseJobRequest: refused', () => {
       expect(MODELS.map((m) => m.name)).toContain(s.model);
     }
     expect(accepted).toBeGreaterThan(100);
+  });
+});
+
+describe('parseJobRequest: LoRAs', () => {
+  it('--lora becomes a tag at the end of the prompt; repeatable; name:te:unet keeps both weights', () => {
+    const { spec, notes } = ok('a fox <lora:snow:0.5> --lora ink:0.8 --ar 3:2 --lora paper:1:0.6');
+    expect(spec.prompt).toBe('a fox <lora:snow:0.5> <lora:ink:0.8> <lora:paper:1:0.6>');
+    expect(notes.some((n) => /more than once/.test(n))).toBe(false);
+    expect(ok('a fox --lora ink').spec.prompt).toBe('a fox <lora:ink:1>');
+  });
+
+  it('refuses unreadable flags and tags, other add-on tags, tags in the negative and a LoRA named twice', () => {
+    expect(refused('a fox --lora ink:heavy')).toBe('--lora "ink:heavy" cannot be read: write --lora name:0.8 (or name:te:unet, e.g. name:1:0.6).');
+    expect(refused('a fox --lora')).toBe('The flag --lora needs a value, e.g. --lora name:0.8.');
+    expect(refused('a fox <hypernet:glow:1>')).toBe('<hypernet:glow:1> is not supported: only LoRAs can be added to a prompt, as <lora:name:weight>.');
+    expect(refused('a fox <lora:ink:lots>')).toBe('<lora:ink:lots> cannot be read: write <lora:name:weight>, e.g. <lora:name:0.8>.');
+    expect(refused('a fox --no blurry <lora:ink:1>')).toBe(
+      '<lora:ink:1> is in the negative prompt; a LoRA changes the whole model, so put its tag in the prompt.',
+    );
+    expect(refused('a fox <lora:Ink:0.5> --lora ink:1')).toBe('LoRA "ink" is asked for twice; name it once with the weight you want.');
+    expect(refused('a fox --lora ink:40')).toBe('LoRA "ink" weight 40 is not allowed: use a number from -10 to 10.');
+  });
+
+  it('a pasted info text keeps its tags; Lora hashes are noted only when no tag names a LoRA', () => {
+    const tagged = formatInfoText({
+      prompt: 'a fox <lora:ink:0.7>',
+      negativePrompt: '',
+      steps: 20,
+      sampler: 'Euler a',
+      guidance: 7,
+      seed: 5,
+      width: 512,
+      height: 512,
+      model: 'sd15',
+      loraHashes: { ink: '0123456789ab' },
+    });
+    const read = ok(tagged);
+    expect(read.spec.prompt).toBe('a fox <lora:ink:0.7>');
+    expect(read.notes).toEqual(['read as pasted AUTOMATIC1111 parameters']);
   });
 });

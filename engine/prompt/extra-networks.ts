@@ -18,7 +18,8 @@ export interface ExtraNetworks {
 
 const TAG = /<(\w+):([^>]+)>/g;
 
-function weightOf(value: string | undefined, fallback: number): number | undefined {
+/** A tag's weight: empty → `fallback`; not a finite number → undefined. */
+export function weightOf(value: string | undefined, fallback: number): number | undefined {
   if (value === undefined || value.trim() === '') return fallback;
   const n = Number(value.trim());
   return Number.isFinite(n) ? n : undefined;

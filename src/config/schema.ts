@@ -46,6 +46,7 @@ export const ConfigSchema = z
         maxSide: z.number().int().min(64).max(4096),
         maxImagesPerJob: z.number().int().min(1).max(9),
         maxPromptLength: z.number().int().min(1).max(6000),
+        maxPromptChunks: z.number().int().min(1).max(32),
         maxGuidance: z.number().min(1).max(50),
       })
       .strict(),

@@ -7,7 +7,8 @@
 // the member's /settings > the club's config defaults (turbo models: the model's own defaults
 // instead of the member's and the club's steps, guidance and sampler).
 import { randomInt } from 'node:crypto';
-import { SAMPLERS, type ModelInfo, type SamplerName } from '../../engine/types.js';
+import { collectLoras, loraTag, parseLoraFlag } from '../../engine/job-loras.js';
+import { EngineError, SAMPLERS, type LoraRequest, type ModelInfo, type SamplerName } from '../../engine/types.js';
 import type { Config } from '../config/schema.js';
 import { parseInfoText } from '../../engine/infotext.js';
 import { aspectToSize, exactSize, SDXL_BUCKETS, type SizeResult } from './aspect.js';
@@ -46,6 +47,8 @@ interface Wish {
   images?: number;
   model?: string;
   variation?: { seed: number; strength: number };
+  /** `--lora` flags (repeatable); they become `<lora:…>` tags at the end of the prompt. */
+  loras?: LoraRequest[];
   /** How a number was written when that differs from its value (1e400, 99999999999999999999). */
   typed?: Partial<Record<'steps' | 'guidance' | 'images', string>>;
 }
@@ -107,6 +110,11 @@ function build(input: ParseInput, ctx: ParseContext): ParseResult {
     throw new Refusal('Tell me what to draw, e.g. `a fox in the snow --ar 3:2`. Flags come after the prompt.');
   }
 
+  // ---- LoRAs: --lora flags become tags, so the prompt alone says what was drawn (the info text,
+  // rerolls and the ℹ️ command carry them) ----
+  const flagTags = (wish.loras ?? []).map(loraTag).join(' ');
+  const promptWithLoras = flagTags ? `${prompt} ${flagTags}` : prompt;
+
   // ---- model ----
   const model = chooseModel(wish.model, lenient.has('model'), models, member, config, notes);
   const turbo = model !== undefined && (model.family === 'sd-turbo' || model.defaultSampler === 'Turbo');
@@ -153,6 +161,14 @@ function build(input: ParseInput, ctx: ParseContext): ParseResult {
     notes,
   );
 
+  // Bad tags, a LoRA named twice, or a tag in the negative: the member hears now, not after queueing.
+  try {
+    collectLoras(promptWithLoras, negativePrompt);
+  } catch (err) {
+    if (err instanceof EngineError) throw new Refusal(capitalize(err.message));
+    throw err;
+  }
+
   // ---- size ----
   const native = model
     ? {
@@ -188,7 +204,7 @@ function build(input: ParseInput, ctx: ParseContext): ParseResult {
   const seed = wish.seed ?? randomInt(0, UINT32);
 
   const spec: JobSpec = {
-    prompt,
+    prompt: promptWithLoras,
     negativePrompt,
     width: size.width,
     height: size.height,
@@ -267,9 +283,12 @@ const FLAGS: Record<string, FlagDef> = {
   model: { field: 'model', wholeValue: true },
   size: { field: 'size', wholeValue: false },
   variation: { field: 'variation', wholeValue: false },
+  lora: { field: 'loras', wholeValue: false },
 };
 
-const FLAG_LIST = '--ar, --seed, --no, --steps, --cfg, --sampler, --n, --model, --size, --variation';
+const FLAG_LIST = '--ar, --seed, --no, --steps, --cfg, --sampler, --n, --model, --size, --variation, --lora';
+/** Flags that may be given several times, each adding one more. */
+const REPEATABLE = new Set<Field>(['loras']);
 
 function readText(text: string, notes: string[], lenient: Set<Field>): Wish {
   const info = parseInfoText(text);
@@ -371,7 +390,7 @@ function readFlags(text: string, notes: string[]): Wish {
     } else {
       [value, rest] = firstToken(rawValue);
     }
-    if (seen.has(def.field) && !repeated.has(def.field)) {
+    if (seen.has(def.field) && !repeated.has(def.field) && !REPEATABLE.has(def.field)) {
       repeated.add(def.field);
       notes.push(`--${hit.name} was given more than once; the last one counts`);
     }
@@ -406,6 +425,7 @@ function exampleFor(flag: string): string {
     model: '--model NAME',
     size: '--size 512x768',
     variation: '--variation 1234:0.2',
+    lora: '--lora name:0.8',
   };
   return lookup(examples, flag) ?? `--${flag} VALUE`;
 }
@@ -434,7 +454,8 @@ function firstToken(value: string): [string, string] {
 // ---- a pasted AUTOMATIC1111 info text -----------------------------------------------------------
 
 /** Keys that describe the file rather than the picture; ignoring them changes nothing. */
-const SILENT_KEYS = new Set(['model hash', 'vae hash', 'version', 'hashes', 'batch size', 'batch pos', 'schedule type']);
+// TI hashes only identify files: the prompt's embedding words already say what is used.
+const SILENT_KEYS = new Set(['model hash', 'vae hash', 'version', 'hashes', 'ti hashes', 'batch size', 'batch pos', 'schedule type']);
 
 function readInfoText(info: { prompt: string; negativePrompt: string; params: Record<string, string> }, notes: string[], lenient: Set<Field>): Wish {
   const wish: Wish = { prompt: info.prompt, negative: info.negativePrompt };
@@ -484,6 +505,10 @@ function readInfoText(info: { prompt: string; negativePrompt: string; params: Re
         break;
       case 'variation seed strength':
         if (!byKey.has('variation seed')) ignored.push(key);
+        break;
+      case 'lora hashes':
+        // The prompt's <lora:…> tags draw them; hashes without tags name LoRAs that are not applied.
+        if (!/<lora:/i.test(info.prompt)) ignored.push(key);
         break;
       default:
         if (!SILENT_KEYS.has(lower)) ignored.push(key);
@@ -549,6 +574,17 @@ function assign(wish: Wish, field: Field, raw: string, label: string, notes: str
         throw new Refusal(`${label} strength must be between 0 and 1 (got ${clip(m[2])}).`);
       }
       wish.variation = { seed, strength };
+      return;
+    }
+    case 'loras': {
+      let lora: LoraRequest;
+      try {
+        lora = parseLoraFlag(raw);
+      } catch (err) {
+        if (err instanceof EngineError) throw new Refusal(capitalize(err.message));
+        throw err;
+      }
+      wish.loras = [...(wish.loras ?? []), lora];
       return;
     }
   }
