@@ -644,8 +644,8 @@ function validateForModel(req: GenerateRequest, info: ModelInfo): void {
   if (req.init && !info.hasVaeEncoder) throw new EngineError('model', NO_VAE_ENCODER);
 }
 
-/** The model's text encoder(s) as the conditioning module drives them. */
-function textEncoderOf(model: LoadedModel): PromptEncoder {
+/** The model's text encoder(s) as encodePrompts drives them (exported for tests). */
+export function textEncoderOf(model: LoadedModel): PromptEncoder {
   if (model.sdxl) return sdxlPromptEncoder(model.sdxl, model.tokenizer.eosId);
   return {
     parts: [{ slot: 'text', width: model.hiddenDim }],

@@ -36,6 +36,25 @@ describe('formatInfoText', () => {
     );
   });
 
+  it('writes Model hash (10 hex), Lora hashes and TI hashes as A1111 does, names without ":" or ","', () => {
+    const text = formatInfoText({
+      ...base,
+      prompt: 'a fox <lora:ink:0.7> in the snow',
+      modelSha256: '6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa',
+      loraHashes: { ink: '0123456789ab', 'odd:name,x': 'ba9876543210' },
+      tiHashes: { sparkle: 'fedcba987654' },
+    });
+    expect(text).toBe(
+      'a fox <lora:ink:0.7> in the snow\nNegative prompt: blurry\n' +
+        'Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x768, Model hash: 6ce0161689, Model: sd15, ' +
+        'Lora hashes: "ink: 0123456789ab, oddnamex: ba9876543210", TI hashes: "sparkle: fedcba987654", RNG: CPU',
+    );
+    const back = parseInfoText(text)!;
+    expect(back.prompt).toBe('a fox <lora:ink:0.7> in the snow');
+    expect(back.params['Lora hashes']).toBe('ink: 0123456789ab, oddnamex: ba9876543210');
+    expect(back.params['Model hash']).toBe('6ce0161689');
+  });
+
   it('quotes values containing a comma or colon', () => {
     const text = formatInfoText({ ...base, model: 'my, model: v2' });
     expect(text).toContain('Model: "my, model: v2", RNG: CPU');

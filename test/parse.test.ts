@@ -6,6 +6,8 @@ import type { Config } from '../src/config/schema.js';
 import { parseInfoText } from '../engine/infotext.js';
 import { aspectToSize, exactSize } from '../src/jobs/aspect.js';
 import { parseJobRequest, resolveSampler, type ParseResult } from '../src/jobs/parse.js';
+import { reproduceCommand } from '../commands/format.js';
+import { collectLoras, jobLoras } from '../engine/job-loras.js';
 import type { JobSpec, MemberSettings } from '../src/jobs/types.js';
 
 function model(name: string, o: Partial<ModelInfo> = {}): ModelInfo {
@@ -605,5 +607,43 @@ describe('parseJobRequest: LoRAs', () => {
     const read = ok(tagged);
     expect(read.spec.prompt).toBe('a fox <lora:ink:0.7>');
     expect(read.notes).toEqual(['read as pasted AUTOMATIC1111 parameters']);
+  });
+});
+
+describe('LoRAs and embeddings survive the info text and the ℹ️ command', () => {
+  it('the engine info text and the copy-paste command both redraw the same job, LoRA weights included', () => {
+    const { spec } = ok('a fox <lora:ink:0.7> in sparkle snow --lora paper:1:0.5 --no blurry, EasyNegative --seed 5 --steps 20 --cfg 6 --size 512x768 --model sd15 --n 1');
+    const loras = collectLoras(spec.prompt, spec.negativePrompt);
+    expect(loras).toEqual([
+      { name: 'ink', textEncoderWeight: 0.7, unetWeight: 0.7 },
+      { name: 'paper', textEncoderWeight: 1, unetWeight: 0.5 },
+    ]);
+    const info = formatInfoText({
+      prompt: spec.prompt,
+      negativePrompt: spec.negativePrompt,
+      steps: spec.steps,
+      sampler: spec.sampler,
+      guidance: spec.guidance,
+      seed: spec.seed,
+      width: spec.width,
+      height: spec.height,
+      model: spec.model,
+      modelSha256: 'ab'.repeat(32),
+      loraHashes: { ink: '0123456789ab', paper: 'ba9876543210' },
+      tiHashes: { sparkle: 'fedcba987654', EasyNegative: '0a1b2c3d4e5f' },
+    });
+    const fromInfo = ok(info).spec;
+    expect(fromInfo).toEqual({ ...spec, count: fromInfo.count });
+    const command = reproduceCommand(spec, 'telegram').replace(/^\/imagine /, '');
+    expect(ok(command).spec).toEqual(spec);
+    expect(collectLoras(ok(command).spec.prompt, '')).toEqual(loras);
+  });
+
+  it('LoRAs given to the engine as a list appear as tags in the info text prompt', () => {
+    const base = { model: 'm', negativePrompt: '', width: 64, height: 64, steps: 1, guidance: 1, sampler: 'Euler' as const, seed: 1, count: 1 };
+    const got = jobLoras({ ...base, prompt: 'a fox <lora:ink:0.5>', loras: [{ name: 'paper', textEncoderWeight: 1, unetWeight: 0.25 }] });
+    expect(got.infoPrompt).toBe('a fox <lora:ink:0.5> <lora:paper:1:0.25>');
+    expect(got.request.loras?.map((l) => l.name)).toEqual(['ink', 'paper']);
+    expect(jobLoras({ ...base, prompt: 'a fox' }).request).not.toHaveProperty('loras');
   });
 });
