@@ -32,6 +32,8 @@ export function embeddingFamily(family: ModelFamily | Family): Family {
 
 export class EmbeddingLibrary {
   private readonly cache = new Map<string, Promise<Loaded>>();
+  /** Files already reported as shadowed by a same-named one (reported once per file version). */
+  private readonly shadowed = new Set<string>();
 
   constructor(
     private readonly dir: string,
@@ -54,7 +56,8 @@ export class EmbeddingLibrary {
       const loaded = await pending;
       const lower = name.toLowerCase();
       if ([...set.usable.keys(), ...set.refused.keys()].some((n) => n.toLowerCase() === lower)) {
-        if (!('reason' in loaded)) this.log?.warn({ file: file.path }, `embedding "${name}" is ignored: another embedding file has the same name`);
+        if (!this.shadowed.has(key)) this.log?.warn({ file: file.path }, `embedding "${name}" is ignored: another embedding file has the same name`);
+        this.shadowed.add(key);
         continue;
       }
       if ('reason' in loaded) set.refused.set(name, loaded.reason);
@@ -64,7 +67,9 @@ export class EmbeddingLibrary {
       }
     }
     // Forget files that changed or went away, so the cache does not grow with every edit.
-    for (const key of this.cache.keys()) if (key.startsWith(`${family}:${width ?? ''}\0`) && !live.has(key)) this.cache.delete(key);
+    for (const seen of [this.cache, this.shadowed]) {
+      for (const key of seen.keys()) if (key.startsWith(`${family}:${width ?? ''}\0`) && !live.has(key)) seen.delete(key);
+    }
     return set;
   }
 

@@ -296,3 +296,33 @@ describe('a model folder built from a checkpoint (the real CLIP graph with its o
     }
   });
 });
+
+describe('EmbeddingLibrary', () => {
+  it('reports a file that does not fit once, picks up changed files, and keeps the first of two same-named files', async () => {
+    const dir = path.join(root, 'library');
+    await mkdir(path.join(dir, 'sub'), { recursive: true });
+    const write = (file: string, width: number, seed: number) =>
+      writeSafetensors(path.join(dir, file), [{ name: 'emb_params', dtype: 'F32', shape: [1, width], data: () => bytesOf(syntheticTensor('emb_params', [1, width], seed)) }]);
+    await write('glow.safetensors', 768, 1);
+    await write('sub/Glow.safetensors', 768, 2);
+    await write('tall.safetensors', 1024, 3);
+    const warnings: string[] = [];
+    const library = new EmbeddingLibrary(dir, { info: () => undefined, warn: (_o, msg) => warnings.push(msg) });
+
+    const first = await library.forModel('sd1', 768);
+    await library.forModel('sd1', 768);
+    expect([...first.usable.keys()]).toEqual(['glow']);
+    expect([...first.refused.keys()]).toEqual(['tall']);
+    expect(warnings.filter((w) => w.startsWith('Embedding "tall"'))).toHaveLength(1);
+    expect(warnings.filter((w) => /"Glow" is ignored/.test(w))).toHaveLength(1);
+
+    // A new version of a file (here: two vectors instead of one) counts from the next call.
+    await writeSafetensors(path.join(dir, 'glow.safetensors'), [
+      { name: 'emb_params', dtype: 'F32', shape: [2, 768], data: () => bytesOf(syntheticTensor('emb_params', [2, 768], 4)) },
+    ]);
+    expect((await library.forModel('sd1', 768)).usable.get('glow')?.vectors).toBe(2);
+    // The same files for an SD 2.x model: now the 1024-wide one fits and the others do not.
+    const sd2 = await library.forModel('sd2', 1024);
+    expect([...sd2.usable.keys()]).toEqual(['tall']);
+  });
+});
