@@ -216,5 +216,5 @@ function rowOverrides(rows: readonly PromptChunk[], embeddings: ReadonlyMap<stri
 
 function toTruncation(p: ParsedPrompt): PromptTruncation {
   const t = p.truncation!;
-  return { kept: '', dropped: t.droppedFrom, tokenLimit: t.keptChunks * (CHUNK_LENGTH - 2) };
+  return { dropped: t.droppedFrom, tokenLimit: t.keptChunks * (CHUNK_LENGTH - 2) };
 }

@@ -42,6 +42,7 @@ beforeAll(async () => {
   // Synthetic tokenizer: "a", "photo", "cat", "fox", … are one token each, other words one per letter.
   await writeTinyModel(path.join(root, 'ti'), { generation: 'optimum-new', unet: 'oracle', tokenizer: 'synthetic', embeddingInputs: true });
   await writeTinyModel(path.join(root, 'export'), { generation: 'optimum-new', unet: 'oracle', tokenizer: 'synthetic' });
+  await writeTinyModel(path.join(root, 'fixed77'), { generation: 'diffusers-legacy', unet: 'oracle', tokenizer: 'synthetic', unetSequence: 77 });
   const embeddings = path.join(root, 'embeddings');
   await mkdir(path.join(embeddings, 'negatives'), { recursive: true });
   const write = (file: string, shape: number[], data: Float32Array) =>
@@ -171,6 +172,15 @@ describe('prompts longer than 75 tokens', () => {
     // Padding the negative with its own chunk again instead would land elsewhere.
     const wrong = mean(hiddenOf([chunkIds(tokenizer.tokenize('blurry')), chunkIds(tokenizer.tokenize('blurry'))]));
     expect(maxAbsDiff(target(mc, wrong, 7), target(mc, mu, 7))).toBeGreaterThan(1e-2);
+  });
+
+  it('a UNet export that fixes 77 positions gets the first chunk, and the cut is reported', async () => {
+    const tokens = tokenizer.tokenize(long);
+    const mc = mean(hiddenOf([chunkIds(tokens.slice(0, 75))]));
+    const mu = mean(hiddenOf([chunkIds(tokenizer.tokenize('blurry'))]));
+    const got = await draw(request({ model: 'fixed77', prompt: long, negativePrompt: 'blurry', guidance: 7 }));
+    expect(maxAbsDiff(got.latents, target(mc, mu, 7))).toBeLessThan(2e-4);
+    expect(got.truncation).toEqual({ prompt: { dropped: long.split(' ').slice(75).join(' '), tokenLimit: 75 } });
   });
 
   it('BREAK starts a new chunk', async () => {
