@@ -166,6 +166,7 @@ describe('npm run imagine', () => {
     ['a value-taking flag with no value', ['--model', 'MODEL', 'a cat', '--steps'], /--steps/],
     ['an unknown sampler', ['--model', 'MODEL', 'a cat', '--sampler', 'heun'], /--sampler "heun" is unknown/],
     ['an init file that is not a picture', ['--model', 'MODEL', 'a cat', '--init', 'NOT_IMAGE'], /--init .*not a readable picture/],
+    ['an unreadable --lora', ['--model', 'MODEL', 'a cat', '--lora', 'ink:heavy'], /--lora "ink:heavy" cannot be read: write --lora name:0\.8/],
   ];
   for (const [what, args, message] of badInputs) {
     it(`${what}: one clear line on stderr, exit code 2, no file`, async () => {
