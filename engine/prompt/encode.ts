@@ -25,8 +25,10 @@ export async function encodeChunks(chunks: readonly PromptChunk[], width: number
 
 /**
  * Prompt and negative prompt must have the same length to share a UNet batch. The shorter one is
- * extended with the encoding of the empty prompt, repeated (A1111's "pad prompt/negative prompt"
- * option; without it A1111 runs them as two UNet calls, which draws the same picture).
+ * extended with the encoding of the empty prompt, repeated: A1111 with its "Pad prompt/negative
+ * prompt" option on. With it off (A1111's default) A1111 runs the two halves as separate UNet
+ * calls at their own lengths instead; the extra keys of the padding shift the cross-attention a
+ * little, so where the lengths differ the two settings draw slightly different pictures.
  */
 export function padToLength(c: Conditioning, tokens: number, emptyChunk: Float32Array): Conditioning {
   if (c.tokens >= tokens) return c;
