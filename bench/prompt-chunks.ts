@@ -6,9 +6,10 @@
 // needs the shared lock: `flock /tmp/fullsize.lock nice -n 10 npm run bench:prompt -- DIR`.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { encodePrompts, modelTextEncoder } from '../engine/conditioning.js';
+import { encodePrompts } from '../engine/conditioning.js';
 import * as ort from 'onnxruntime-node';
 import { loadModel, type LoadedModel } from '../engine/model.js';
+import { textEncoderOf } from '../engine/pipeline.js';
 import { scanModels } from '../engine/registry.js';
 import { ClipTokenizer } from '../engine/tokenizer.js';
 import type { ModelInfo } from '../engine/types.js';
@@ -46,7 +47,7 @@ for (const chunks of counts) {
   // 75 single-token words per chunk (no commas, so no backtracking moves words between chunks).
   const prompt = Array.from({ length: 75 * chunks }, (_, i) => words[i % words.length]).join(' ');
   const text = await timed(() =>
-    encodePrompts(prompt, 'blurry', { tokenizer: model.tokenizer, encoder: modelTextEncoder(model), guidance: true, maxChunks: 32, modelName: info.name }),
+    encodePrompts(prompt, 'blurry', { tokenizer: model.tokenizer, encoder: textEncoderOf(model), guidance: true, maxChunks: 32, modelName: info.name }),
   );
   const cond = text.value.hidden.slice(0, text.value.tokens * text.value.width);
   const sample = new Float32Array(4 * side * side).fill(0.1);
