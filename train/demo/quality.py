@@ -90,17 +90,26 @@ def main():
     random_hits = sum(has_word(captions[noise_near[i]], prompts[i // PICTURES][1]) for i in range(total))
     chance = float(np.mean([np.mean([has_word(c, w) for c in captions]) for _, w in prompts]))
 
+    # Colour check: the drawn pictures' mean RGB against the training pictures' (a CFG colour drift,
+    # e.g. towards blue/magenta, shows as a gap), both 0-255.
+    drawn_rgb = np.concatenate(list(drawn.values())).astype(np.float64).mean(axis=(0, 2, 3))
+    train_rgb = (pics.astype(np.float64) / 2 + 0.5).mean(axis=(0, 2, 3)) * 255
+
     result = {
         'prompts': len(prompts), 'pictures': total, 'hits': int(hits), 'score': hits / total,
         'random_pictures_score': random_hits / total, 'random_training_picture_score': chance,
         'sampler': 'DPM++ 2M Karras', 'steps': 20, 'guidance': 7, 'unet_steps_trained': model.step,
-        'feature_space': '4x4-block mean RGB (16x16x3), Euclidean', 'per_prompt': per_prompt,
+        'feature_space': '4x4-block mean RGB (16x16x3), Euclidean',
+        'mean_rgb_drawn': [round(float(v), 1) for v in drawn_rgb],
+        'mean_rgb_training': [round(float(v), 1) for v in train_rgb],
+        'per_prompt': per_prompt,
     }
     with open(args.out, 'w') as f:
         json.dump(result, f, indent=1)
         f.write('\n')
     print(f'score {hits}/{total} = {hits / total:.1%}; random pictures {random_hits / total:.1%}; '
-          f'random training picture {chance:.1%}', flush=True)
+          f'random training picture {chance:.1%}; mean RGB drawn {result["mean_rgb_drawn"]} vs training '
+          f'{result["mean_rgb_training"]}', flush=True)
 
     shown = ['red apple', 'green apple', 'blue circle', 'yellow square', 'rocket', 'pizza']
     rows = [(p, np.stack([sampling.sample(model, cfg, p, 1000 + i)[1] for i in range(PICTURES)])) for p in shown]

@@ -7,8 +7,9 @@ epsilon prediction) and 10 % empty captions for classifier-free guidance.
     /usr/bin/python3 train/demo/train.py --data /work/demo-data --work train/demo/out
     /usr/bin/python3 train/demo/export.py --work train/demo/out --out assets/models/demo
 
-Debian's python3-torch (1.13, CPU) is enough: 13 min for the VAE and 48 min for the UNet on the
-2-core machine while four other people ran their tests (OMP_WAIT_POLICY=PASSIVE helps there). Everything random comes
+Debian's python3-torch (1.13, CPU) is enough: 16 min for the VAE and 33 min for the UNet (1,600
+steps) on the 2-core machine under a load of 10-17 (run it with `nice -n -5` and
+OMP_WAIT_POLICY=PASSIVE). Everything random comes
 from the fixed seeds below, so a rerun on the same machine gives the same weights. The loss curve
 goes to <work>/loss.csv (copied to train/demo/loss.csv for the repository).
 """
@@ -77,20 +78,47 @@ def train_vae(pics, steps, batch, log, gen):
     return vae
 
 
-def train_unet(latent_mean, latent_logvar, sf, recs, tok, steps, batch, log, gen, rng, work, stop_after):
+def min_snr_weights(ac, t, gamma):
+    """Min-SNR-γ loss weighting for epsilon prediction (Hang et al. 2023): min(SNR, γ)/SNR. The
+    low-noise steps, where predicting the noise is easy and tells little, stop dominating."""
+    snr = ac[t] / (1 - ac[t])
+    return snr.clamp(max=gamma) / snr
+
+
+def train_unet(latent_mean, latent_logvar, sf, recs, tok, args, log, gen, rng, work):
     text = models.TextEncoder(len(tok.vocab))
     unet = models.UNet()
     params = list(text.parameters()) + list(unet.parameters())
-    opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.01)
+    # The exported weights are an exponential moving average of the trained ones.
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     ac = models.ddpm_alphas_cumprod().float()
+    steps, batch = args.unet_steps, args.unet_batch
     running = None
-    last = min(steps, stop_after or steps)
+    last = min(steps, args.stop_after or steps)
+    ids_of = {}
+
+    def encode(caption):
+        if caption not in ids_of:
+            ids_of[caption] = tok.encode(caption)
+        return ids_of[caption]
+
+    def save(step):
+        live = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, e in zip(params, ema):
+                p.copy_(e)
+        torch.save({'text': text.state_dict(), 'unet': unet.state_dict(), 'step': step}, os.path.join(work, 'unet.pt'))
+        with torch.no_grad():
+            for p, v in zip(params, live):
+                p.copy_(v)
+
     for step in range(last):
         for g in opt.param_groups:
-            g['lr'] = lr_at(step, steps, 5e-4)
+            g['lr'] = lr_at(step, steps, args.lr)
         idx = torch.randint(0, len(recs), (batch,), generator=gen)
         captions = ['' if rng.random() < P_UNCOND else data.sample_caption(recs[i], rng) for i in idx.tolist()]
-        ids = torch.tensor([tok.encode(c) for c in captions], dtype=torch.long)
+        ids = torch.tensor([encode(c) for c in captions], dtype=torch.long)
         mean, logvar = latent_mean[idx], latent_logvar[idx]
         x0 = (mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen)) * sf
         t = torch.randint(0, 1000, (batch,), generator=gen)
@@ -98,18 +126,34 @@ def train_unet(latent_mean, latent_logvar, sf, recs, tok, steps, batch, log, gen
         a = ac[t][:, None, None, None]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         pred = unet(xt, t.float(), text(ids, factored=True))
-        loss = F.mse_loss(pred, noise)
+        per = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
+        w = min_snr_weights(ac, t, args.snr_gamma) if args.snr_gamma > 0 else torch.ones_like(per)
+        loss = (w * per).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        # EMA with a warm-up (decay grows from 0 towards args.ema), so a short run is not all initial weights.
+        d = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for p, e in zip(params, ema):
+                e.mul_(d).add_(p.detach(), alpha=1 - d)
+        # The curve shows the plain noise-prediction error, comparable across weightings.
+        mse = per.mean().item()
+        running = mse if running is None else 0.98 * running + 0.02 * mse
         if step % 20 == 0 or step == last - 1:
             log.row('unet', step, running)
-        if (step + 1) % 250 == 0 or step == last - 1:
-            torch.save({'text': text.state_dict(), 'unet': unet.state_dict(), 'step': step + 1},
-                       os.path.join(work, 'unet.pt'))
+        if (step + 1) % 500 == 0 or step == last - 1:
+            save(step + 1)
     return text, unet
+
+
+def encode_all(vae, pics):
+    """Posterior means and log-variances of every training picture, computed once."""
+    with torch.no_grad():
+        p = torch.cat([vae.encoder(pics[i:i + 256]) for i in range(0, len(pics), 256)])
+    mean, logvar = p.chunk(2, 1)
+    return mean, logvar.clamp(-30, 20)
 
 
 def main():
@@ -117,12 +161,15 @@ def main():
     ap.add_argument('--data', default='/work/demo-data', help='npm prefix holding the emoji packages')
     ap.add_argument('--work', default='train/demo/out', help='checkpoints, tokenizer, loss.csv')
     ap.add_argument('--vae-steps', type=int, default=1200)
-    ap.add_argument('--unet-steps', type=int, default=1200)
+    ap.add_argument('--unet-steps', type=int, default=1600)
     ap.add_argument('--stop-after', type=int, default=0,
                     help='end the UNet stage after this many steps of the --unet-steps schedule (0: run it all)')
     ap.add_argument('--vae-batch', type=int, default=32)
     ap.add_argument('--unet-batch', type=int, default=32)
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--lr', type=float, default=1e-3)
+    ap.add_argument('--ema', type=float, default=0.999, help='EMA decay of the exported UNet/text weights')
+    ap.add_argument('--snr-gamma', type=float, default=5.0, help='min-SNR loss weighting; 0: plain MSE')
     ap.add_argument('--stage', choices=['all', 'vae', 'unet'], default='all',
                     help='vae: train the autoencoder and stop; unet: reuse <work>/vae.pt (same result as all)')
     args = ap.parse_args()
@@ -150,30 +197,37 @@ def main():
     if args.stage == 'unet':
         vae = models.VAE()
         vae.load_state_dict(torch.load(os.path.join(args.work, 'vae.pt')))
+        vae.eval()
+        mean, logvar = encode_all(vae, pics)
     else:
         vae = train_vae(pics, args.vae_steps, args.vae_batch, log, gen)
+        vae.eval()
+        mean, logvar = encode_all(vae, pics)
+        # Centre the latents per channel inside the VAE: the encoder's means lose their average,
+        # the decoder adds it back first (models.Decoder.shift), so pictures are unchanged.
+        centre = mean.mean(dim=(0, 2, 3))
+        with torch.no_grad():
+            vae.encoder.net[-1].bias[:models.LATENT_CHANNELS] -= centre
+            vae.decoder.shift += centre
+        mean = mean - centre[None, :, None, None]
         torch.save(vae.state_dict(), os.path.join(args.work, 'vae.pt'))
+        print('latent channel means before centring', [round(v, 3) for v in centre.tolist()], flush=True)
+        # As SD chose 0.18215: the factor that gives the training latents unit standard deviation.
+        sf = float(f'{1.0 / mean.std().item():.5f}')
+        with open(os.path.join(args.work, 'vae_scaling.json'), 'w') as f:
+            json.dump({'scaling_factor': sf}, f)
+        print(f'latent std {mean.std().item():.4f} -> scaling_factor {sf}', flush=True)
         if args.stage == 'vae':
             print('vae done', flush=True)
             return
-    vae.eval()
-    with torch.no_grad():
-        p = torch.cat([vae.encoder(pics[i:i + 256]) for i in range(0, len(pics), 256)])
-    mean, logvar = p.chunk(2, 1)
-    logvar = logvar.clamp(-30, 20)
-    # As SD chose 0.18215: the factor that gives the training latents unit standard deviation.
-    sf = float(f'{1.0 / mean.std().item():.5f}')
-    with open(os.path.join(args.work, 'vae_scaling.json'), 'w') as f:
-        json.dump({'scaling_factor': sf}, f)
-    print(f'latent std {mean.std().item():.4f} -> scaling_factor {sf}', flush=True)
+    sf = json.load(open(os.path.join(args.work, 'vae_scaling.json')))['scaling_factor']
 
     # The UNet stage starts from seeds of its own, so `--stage unet` after `--stage vae` gives the
     # same weights as one `--stage all` run.
     torch.manual_seed(1)
     gen = torch.Generator().manual_seed(1)
     rng = random.Random(1)
-    train_unet(mean, logvar, sf, recs, tok, args.unet_steps, args.unet_batch, log, gen, rng, args.work,
-               args.stop_after)
+    train_unet(mean, logvar, sf, recs, tok, args, log, gen, rng, args.work)
     print('done', flush=True)
 
 
