@@ -54,6 +54,9 @@ async function startAdapter(fake: FakeBotApi, harness: Harness, onFatal?: (reaso
   return adapter;
 }
 
+/** Prompts beyond 75 tokens are cut (and the cut reported in a details message). */
+const ONE_CHUNK: HarnessOptions = { config: { limits: { maxPromptChunks: 1 } } };
+
 async function setup(options: HarnessOptions = {}, onFatal?: (reason: string) => void): Promise<World> {
   const fake = await FakeBotApi.start();
   const harness = await createHarness({
@@ -434,7 +437,7 @@ describe('Telegram adapter end to end (fake Bot API, real grammY, real engine)',
   });
 
   it('puts details that do not fit the caption in a follow-up message, and queues a re-delivered update once', async () => {
-    const w = await setup();
+    const w = await setup(ONE_CHUNK);
     const { fake, harness } = w;
     const alice = fake.user(42, 'Alice');
     const chat = fake.privateChat(alice);
@@ -479,7 +482,7 @@ describe('Telegram adapter end to end (fake Bot API, real grammY, real engine)',
   });
 
   it('records the delivery the moment Telegram accepts the photo, before the details message and the status removal', async () => {
-    const w = await setup();
+    const w = await setup(ONE_CHUNK);
     const { fake, harness } = w;
     const alice = fake.user(42, 'Alice');
     const chat = fake.privateChat(alice);
