@@ -19,11 +19,14 @@ import { parseArgs } from 'node:util';
 import { createEngine, type WorkerEngine } from '../engine/index.js';
 import { SAMPLERS, type ExecutionProviderName, type GenerateRequest, type ModelInfo, type SamplerName } from '../engine/types.js';
 import { writeTinyModel } from '../test/fixtures/tiny-models.js';
+import { fullsizeTable, optionsTable, type FullsizeOptions } from './fullsize.js';
 
 const USAGE = `npm run bench:engine -- [--provider cpu|webgpu|cuda] [--generations 50] [--steps 10]
                         [--model DIR] [--threads N] [--size 512] [--sampler NAME] [--no-batch-compare]
                         [--grid-steps 4]   (steps of the 4-picture job; 20 times a real 2×2 grid)
-                        [--proxy-only | --no-proxy] [--proxy-generations 12]`;
+                        [--proxy-only | --no-proxy] [--proxy-generations 12]
+                        [--fullsize DIR [--fullsize-before CHECKOUT] [--fullsize-size 512] [--fullsize-steps 1] [--fullsize-options]]
+                           (only the full-size figures: bench/fullsize.ts)`;
 
 interface Args {
   provider: ExecutionProviderName;
@@ -37,6 +40,7 @@ interface Args {
   gridSteps: number;
   proxy: 'only' | 'also' | 'skip';
   proxyGenerations: number;
+  fullsize: FullsizeOptions | undefined;
 }
 
 function fail(message: string): never {
@@ -61,6 +65,11 @@ function parse(): Args {
         'proxy-only': { type: 'boolean', default: false },
         'no-proxy': { type: 'boolean', default: false },
         'proxy-generations': { type: 'string', default: '12' },
+        fullsize: { type: 'string' },
+        'fullsize-before': { type: 'string' },
+        'fullsize-size': { type: 'string', default: '512' },
+        'fullsize-steps': { type: 'string', default: '1' },
+        'fullsize-options': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -96,6 +105,16 @@ function parse(): Args {
     gridSteps: whole('grid-steps', values['grid-steps'], 1),
     proxy: values['proxy-only'] ? 'only' : values['no-proxy'] ? 'skip' : 'also',
     proxyGenerations: whole('proxy-generations', values['proxy-generations'], 3),
+    fullsize:
+      values.fullsize === undefined
+        ? undefined
+        : {
+            modelDir: values.fullsize,
+            before: values['fullsize-before'],
+            size: whole('fullsize-size', values['fullsize-size'], 64),
+            steps: whole('fullsize-steps', values['fullsize-steps'], 1),
+            optionsOnly: values['fullsize-options'],
+          },
   };
 }
 
@@ -212,6 +231,11 @@ async function proxyTable(args: Args): Promise<void> {
 
 async function main(): Promise<void> {
   const args = parse();
+  if (args.fullsize) {
+    if (args.fullsize.optionsOnly) await optionsTable(args.fullsize.modelDir, args.fullsize.size);
+    else await fullsizeTable(args.fullsize);
+    return;
+  }
   if (args.proxy !== 'skip') await proxyTable(args);
   if (args.proxy === 'only') return;
   let scratch: string | undefined;

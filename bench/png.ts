@@ -7,6 +7,7 @@
 // random-weight model draws). Prints each candidate's median time and size relative to today's.
 import { parseArgs } from 'node:util';
 import sharp, { type PngOptions } from 'sharp';
+import { makeGrid, pngWithParameters } from '../src/render/index.js';
 
 const { values } = parseArgs({ options: { size: { type: 'string', default: '512' }, repeats: { type: 'string', default: '15' } } });
 const SIDE = Number(values.size);
@@ -71,6 +72,21 @@ async function encode(rgb: Uint8Array, options: PngOptions): Promise<{ ms: numbe
   return { ms: times[times.length >> 1]!, bytes };
 }
 
+/** CPU ms (median) of a 2×2 grid of four photo-like pictures, composed from their PNGs or from their RGB. */
+async function gridCost(fromRaw: boolean): Promise<number> {
+  const raw = [0, 1, 2, 3].map(() => ({ rgb: picture('photo'), width: SIDE, height: SIDE }));
+  const pngs = await Promise.all(raw.map((r) => pngWithParameters(r.rgb, SIDE, SIDE, 'a fox\nSteps: 20, Seed: 1')));
+  const times: number[] = [];
+  for (let r = 0; r < REPEATS + 2; r++) {
+    const c0 = process.cpuUsage();
+    await makeGrid(pngs, fromRaw ? raw : undefined);
+    const c1 = process.cpuUsage(c0);
+    if (r >= 2) times.push((c1.user + c1.system) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1]!;
+}
+
 async function main(): Promise<void> {
   // One encode at a time, like the bot's render step, so the figures are per picture.
   sharp.concurrency(1);
@@ -87,6 +103,11 @@ async function main(): Promise<void> {
       );
     }
   }
+  const [fromPngs, fromRaw] = [await gridCost(false), await gridCost(true)];
+  process.stdout.write(
+    `\n2x2 grid of four ${SIDE}x${SIDE} pictures (the bot's setting): from the PNGs ${fromPngs.toFixed(1)} ms, ` +
+      `from the RGB the engine returned ${fromRaw.toFixed(1)} ms (CPU, median)\n`,
+  );
 }
 
 main().catch((err: unknown) => {

@@ -56,6 +56,7 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
   let current: InFlight | undefined;
   let statsWaiters = new Map<number, (stats: PipelineStats) => void>();
   let provider: ExecutionProviderName | undefined;
+  let loaded: readonly string[] = [];
   let nextId = 1;
   let closed = false;
   // Calls run one at a time in arrival order: the worker draws one job at a time anyway, and a
@@ -77,6 +78,9 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
     ...(options.imagesPerBatch !== undefined ? { imagesPerBatch: options.imagesPerBatch } : {}),
     ...(options.maxPromptChunks !== undefined ? { maxPromptChunks: options.maxPromptChunks } : {}),
     ...(options.profileSessions ? { profileSessions: true } : {}),
+    ...(options.memoryBudgetMB !== undefined ? { memoryBudgetMB: options.memoryBudgetMB } : {}),
+    ...(options.memory !== undefined ? { memory: options.memory } : {}),
+    ...(options.optimizedCacheDir !== undefined ? { optimizedCacheDir: options.optimizedCacheDir } : {}),
   };
 
   function failInFlight(err: EngineError): void {
@@ -94,11 +98,13 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
     w.on('error', (err: Error) => {
       if (worker !== w) return;
       worker = undefined;
+      loaded = [];
       failInFlight(new EngineError('worker_crashed', `the engine worker crashed: ${err.message}`));
     });
     w.on('exit', (code) => {
       if (worker !== w) return;
       worker = undefined;
+      loaded = [];
       failInFlight(new EngineError('worker_crashed', `the engine worker stopped unexpectedly (exit code ${code})`));
     });
     worker = w;
@@ -144,6 +150,9 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
       }
       case 'provider':
         provider = message.provider;
+        break;
+      case 'loaded':
+        loaded = message.models;
         break;
       case 'log':
         options.log?.[message.level](message.obj, message.msg);
@@ -199,6 +208,9 @@ export function createEngine(options: WorkerEngineOptions): WorkerEngine {
     },
     provider(): ExecutionProviderName | undefined {
       return provider;
+    },
+    loadedModels(): readonly string[] {
+      return loaded;
     },
     generate(request: GenerateRequest, opts: GenerateOptions = {}): Promise<GenerateResult> {
       const result = chain.then(() => runOne(request, opts));

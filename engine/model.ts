@@ -10,11 +10,12 @@ import { float16BitsToFloat32, float32ToFloat16Bits } from './fp16.js';
 import { createSession } from './providers.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import { ClipTokenizer } from './tokenizer.js';
-import { EngineError, type EngineLog, type ExecutionProviderName, type ModelInfo } from './types.js';
+import { EngineError, type EngineLog, type ExecutionProviderName, type MemoryMode, type ModelInfo } from './types.js';
 
 /** diffusers' AutoencoderKL default for SD 1.x/2.x when vae_decoder/config.json does not say. */
 export const DEFAULT_VAE_SCALING_FACTOR = 0.18215;
 const LATENT_CHANNELS = 4;
+const UNET_FILE = 'unet/model.onnx';
 
 /** Textual-inversion vectors for a batch of rows: [rows × 77 × width] where `mask` [rows × 77] is 1. */
 export interface TextOverrides {
@@ -90,6 +91,9 @@ export interface LoadedModel {
    * `latent_sample` exports sample inside the graph and `noise` is not called.
    */
   vaeEncode?(image: Float32Array, batch: number, height: number, width: number, noise: () => Float32Array): Promise<Float32Array>;
+  /** Runs `fn` with the text encoder's or VAE decoder's session kept (low memory mode creates it
+   * once for all the calls `fn` makes instead of once per call). */
+  holding<T>(part: 'text' | 'decoder', fn: () => Promise<T>): Promise<T>;
   release(): Promise<void>;
 }
 
@@ -97,15 +101,24 @@ export interface LoadModelOptions {
   providers: ExecutionProviderName[];
   threads?: number;
   log?: EngineLog;
+  /** "low": only the UNet session stays resident; the text encoder and VAE are created for each call and released after it. */
+  memory?: MemoryMode;
+  /** Where optimised graphs are cached between starts (see optimized-cache.ts); absent: no cache. */
+  optimizedCacheDir?: string;
 }
 
 type TensorMeta = ort.InferenceSession.TensorValueMetadata;
 
 interface Part {
   rel: string;
-  session: ort.InferenceSession;
+  /** The resident session; undefined for a part created per call (low memory mode). */
+  session: ort.InferenceSession | undefined;
+  /** Creates the part's session again (parts that are not resident). */
+  reopen: () => Promise<ort.InferenceSession>;
   inputs: Map<string, TensorMeta>;
   outputs: string[];
+  /** Kept from the first session: a part created per call has none between calls. */
+  outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
 }
 
 function modelError(info: ModelInfo, message: string): EngineError {
@@ -116,10 +129,10 @@ function describeError(err: unknown): string {
   return ((err as Error)?.message ?? String(err)).split('\n')[0]!.slice(0, 500);
 }
 
-function toPart(rel: string, session: ort.InferenceSession): Part {
+function toPart(rel: string, session: ort.InferenceSession, reopen: () => Promise<ort.InferenceSession>): Part {
   const inputs = new Map<string, TensorMeta>();
   for (const m of session.inputMetadata) if (m.isTensor) inputs.set(m.name, m);
-  return { rel, session, inputs, outputs: session.outputMetadata.map((m) => m.name) };
+  return { rel, session, reopen, inputs, outputs: session.outputMetadata.map((m) => m.name), outputMetadata: session.outputMetadata };
 }
 
 function requireInput(info: ModelInfo, part: Part, name: string): TensorMeta {
@@ -182,10 +195,20 @@ function readFloat(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined
 }
 
 async function run(info: ModelInfo, part: Part, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
+  let session = part.session;
+  if (!session) {
+    try {
+      session = await part.reopen();
+    } catch (err) {
+      throw modelError(info, `cannot load ${part.rel}: ${describeError(err)}`);
+    }
+  }
   try {
-    return await part.session.run(feeds);
+    return await session.run(feeds);
   } catch (err) {
     throw modelError(info, `${part.rel} failed to run: ${describeError(err)}`);
+  } finally {
+    if (!part.session) await session.release().catch(() => undefined);
   }
 }
 
@@ -235,23 +258,39 @@ export async function loadModel(info: ModelInfo, opts: LoadModelOptions): Promis
 
   const parts: Part[] = [];
   let provider: ExecutionProviderName | undefined;
-  const open = async (rel: string): Promise<Part> => {
+  const memory = opts.memory ?? 'normal';
+  const create = async (rel: string): Promise<ort.InferenceSession> => {
     // After the UNet picked a provider, the other parts start from it: no point retrying a GPU
     // provider that already failed, and all parts should live on the same device.
     const order = provider ? opts.providers.slice(Math.max(0, opts.providers.indexOf(provider))) : opts.providers;
+    const created = await createSession(path.join(info.dir, rel), order, {
+      threads: opts.threads,
+      log: opts.log,
+      memory,
+      ...(opts.optimizedCacheDir !== undefined ? { optimizedCacheDir: opts.optimizedCacheDir } : {}),
+    });
+    provider ??= created.provider;
+    return created.session;
+  };
+  /** Creates a part's session; in low memory mode only the UNet's stays (the others were opened
+   * once to check their inputs and outputs, and are created again for each call). */
+  const open = async (rel: string): Promise<Part> => {
+    let part: Part;
     try {
-      const created = await createSession(path.join(info.dir, rel), order, { threads: opts.threads, log: opts.log });
-      provider ??= created.provider;
-      const part = toPart(rel, created.session);
-      parts.push(part);
-      return part;
+      part = toPart(rel, await create(rel), () => create(rel));
     } catch (err) {
       throw modelError(info, `cannot load ${rel}: ${describeError(err)}`);
     }
+    if (memory === 'low' && rel !== UNET_FILE) {
+      await part.session?.release();
+      part.session = undefined;
+    }
+    parts.push(part);
+    return part;
   };
 
   try {
-    const unetPart = await open('unet/model.onnx');
+    const unetPart = await open(UNET_FILE);
     const textPart = await open('text_encoder/model.onnx');
     const text2Part = tokenizer2 ? await open('text_encoder_2/model.onnx') : undefined;
     const decoderPart = await open('vae_decoder/model.onnx');
@@ -266,12 +305,12 @@ export async function loadModel(info: ModelInfo, opts: LoadModelOptions): Promis
       const release = model.release;
       model.sdxl = sdxlText(info, textPart, text2Part, tokenizer2, await readForceZeros(info));
       model.release = async () => {
-        await Promise.allSettled([release(), text2Part.session.release()]);
+        await Promise.allSettled([release(), text2Part.session?.release()]);
       };
     }
     return model;
   } catch (err) {
-    await Promise.allSettled(parts.map((p) => p.session.release()));
+    await Promise.allSettled(parts.map((p) => p.session?.release()));
     throw err instanceof EngineError ? err : modelError(info, describeError(err));
   }
 }
@@ -349,7 +388,7 @@ function penultimateOutput(info: ModelInfo, part: Part): string {
 }
 
 function lastDimOf(part: Part, output: string, fallback: number): number {
-  const meta = part.session.outputMetadata.find((m) => m.name === output);
+  const meta = part.outputMetadata.find((m) => m.name === output);
   const d = meta?.isTensor ? meta.shape[meta.shape.length - 1] : undefined;
   return typeof d === 'number' && d > 0 ? d : fallback;
 }
@@ -503,11 +542,30 @@ function assemble(
       return readFloat(info, decoderPart, out[imageOut], imageOut);
     },
 
+    async holding(which, fn) {
+      const part = which === 'text' ? textPart : decoderPart;
+      if (part.session) return fn();
+      live();
+      let session: ort.InferenceSession;
+      try {
+        session = await part.reopen();
+      } catch (err) {
+        throw modelError(info, `cannot load ${part.rel}: ${describeError(err)}`);
+      }
+      part.session = session;
+      try {
+        return await fn();
+      } finally {
+        part.session = undefined;
+        await session.release().catch(() => undefined);
+      }
+    },
+
     async release() {
       if (released) return;
       released = true;
       const sessions = [unetPart, textPart, decoderPart, encoderPart].filter((x): x is Part => x !== undefined);
-      await Promise.allSettled(sessions.map((s) => s.session.release()));
+      await Promise.allSettled(sessions.map((s) => s.session?.release()));
     },
   };
 

@@ -1,15 +1,20 @@
 // The diffusion loop: text encoder → sampler × UNet → VAE decoder, with seeds that mean
-// something. It owns the loaded models (sessions are created once per model and kept, because
-// onnxruntime-node grows memory on every create/release) and runs wherever it is constructed:
-// inside the engine's worker thread in production, in-process in tests.
+// something. It owns the loaded models (sessions are created once per model and kept while the
+// memory budget allows, because onnxruntime-node grows memory on every create/release; low memory
+// mode trades that for the memory of the text encoder and VAE) and runs wherever it is
+// constructed: inside the engine's worker thread in production, in-process in tests. Calls are
+// expected one at a time (the worker's owner chains them): loading a model may release another.
+import { totalmem } from 'node:os';
 import path from 'node:path';
 import { DEFAULT_MAX_PROMPT_CHUNKS, encodePrompts, type PromptEncoder } from './conditioning.js';
 import { EmbeddingLibrary, embeddingFamily } from './embedding-library.js';
 import { formatInfoText, type InfoTextParams } from './infotext.js';
 import { jobLoras } from './job-loras.js';
 import { loadModel, type AddedConditioning, type LoadedModel } from './model.js';
+import { estimateResidentBytes, ModelCache } from './model-cache.js';
 import { DEFAULT_LORA_CACHE_MB, ModelResolver, type ResolvedModel } from './model-resolve.js';
 import { drawHere, NoiseAhead } from './noise-ahead.js';
+import { decodeTiled, VAE_TILE } from './vae-tiles.js';
 import { scanModels } from './registry.js';
 import { CHUNK_LENGTH } from './prompt/chunks.js';
 import { TorchCpuGenerator, slerp } from './rng.js';
@@ -23,6 +28,7 @@ import {
   type ExecutionProviderName,
   type GenerateRequest,
   type GenerateResult,
+  type MemoryMode,
   type ModelInfo,
   type ModelScan,
   type ModelStage,
@@ -44,6 +50,14 @@ export interface PipelineOptions {
   warmupOnCpu?: boolean;
   warmupImages?: number;
   log?: EngineLog;
+  /** See EngineOptions.memoryBudgetMB: absent, loaded models are never evicted. */
+  memoryBudgetMB?: number;
+  /** See MemoryMode (default "normal"). */
+  memory?: MemoryMode;
+  /** See EngineOptions.optimizedCacheDir. */
+  optimizedCacheDir?: string;
+  /** Tells the engine's owner which models are resident after each load or eviction. */
+  onLoadedModels?: (names: string[]) => void;
   /**
    * How many pictures of a job share one UNet call (each picture still has its own noise
    * stream, so the pictures do not depend on this). Default: one by one on the CPU provider,
@@ -95,6 +109,11 @@ export interface PipelineStats {
 const RECENT_STEPS = 2000;
 
 const LATENT_CHANNELS = 4;
+const MB = 1024 * 1024;
+/** The folders whose weights a loaded model holds (what its memory footprint is estimated from). */
+const MODEL_PARTS = ['unet', 'text_encoder', 'vae_decoder', 'vae_encoder'] as const;
+/** memoryBudgetMB 0: this share of the machine's memory. */
+const AUTO_BUDGET_SHARE = 0.6;
 /** Three 2× downsamplings in the SD UNet: latent sides must divide by 8, pixels by 64. */
 const SIZE_MULTIPLE = 64;
 const MAX_SIDE = 4096;
@@ -155,7 +174,8 @@ interface DenoiseJob {
 
 export class Pipeline {
   private readonly options: PipelineOptions;
-  private readonly models = new Map<string, LoadedModel>();
+  private readonly models: ModelCache<LoadedModel>;
+  /** Loads in progress, by model folder. */
   private readonly loading = new Map<string, Promise<LoadedModel>>();
   private scan: ModelScan | undefined;
   private lastProvider: ExecutionProviderName | undefined;
@@ -175,6 +195,12 @@ export class Pipeline {
       ...(options.tokenizerDir !== undefined ? { tokenizerDir: options.tokenizerDir } : {}),
       loraCacheBytes: (options.loraCacheMB ?? DEFAULT_LORA_CACHE_MB) * 1e6,
     });
+    this.models = new ModelCache(memoryBudgetBytes(options.memoryBudgetMB));
+  }
+
+  /** Names of the models resident now (the scheduler prefers their jobs among equals). */
+  loadedModels(): string[] {
+    return this.models.names();
   }
 
   provider(): ExecutionProviderName | undefined {
@@ -192,9 +218,7 @@ export class Pipeline {
   }
 
   async close(): Promise<void> {
-    const loaded = [...this.models.values()];
-    this.models.clear();
-    for (const model of loaded) await model.release();
+    await this.models.clear();
     await this.noiseAhead.close();
   }
 
@@ -216,6 +240,10 @@ export class Pipeline {
     });
     this.counters.generations++;
     result.timing.totalMs = performance.now() - started;
+    if (this.options.memory === 'low') {
+      // The figure low memory mode is for: what this process has needed at most so far.
+      this.options.log?.info({ model: request.model, peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024) }, 'memory peak so far');
+    }
     return result;
   }
 
@@ -231,7 +259,7 @@ export class Pipeline {
       installed: this.scan?.models ?? [],
     });
     const loraHashes = resolved.loraHashes ? { loraHashes: resolved.loraHashes } : {};
-    const ready = this.models.get(resolved.key);
+    const ready = this.models.get(resolved.key, info.name);
     if (ready) return { model: ready, ...loraHashes };
     const pending = this.loading.get(resolved.key);
     if (pending) return { model: await pending, ...loraHashes };
@@ -261,16 +289,30 @@ export class Pipeline {
 
   private async load(resolved: ResolvedModel, name: string, onStage: PipelineRunOptions['onStage']): Promise<LoadedModel> {
     const info = await resolved.describe();
+    const bytes = await estimateResidentBytes(info.dir, MODEL_PARTS);
+    const evicted = await this.models.makeRoom(bytes);
+    if (evicted.length > 0) {
+      this.options.log?.info({ model: name, evicted, budgetMB: this.options.memoryBudgetMB }, 'models released to make room');
+      this.options.onLoadedModels?.(this.models.names());
+    }
     onStage?.({ stage: 'loading', model: name });
     const model = await loadModel(info, {
       providers: this.options.providers,
       ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
       ...(this.options.log ? { log: this.options.log } : {}),
+      ...(this.options.memory ? { memory: this.options.memory } : {}),
+      ...(this.options.optimizedCacheDir !== undefined ? { optimizedCacheDir: this.options.optimizedCacheDir } : {}),
     });
     this.lastProvider = model.provider;
-    this.options.log?.info({ model: name, provider: model.provider }, 'model loaded');
-    if (this.options.warmup && (model.provider !== 'cpu' || this.options.warmupOnCpu)) await this.warmUp(model);
-    this.models.set(resolved.key, model);
+    this.options.log?.info({ model: name, provider: model.provider, estimatedMB: Math.round(bytes / MB) }, 'model loaded');
+    try {
+      if (this.options.warmup && (model.provider !== 'cpu' || this.options.warmupOnCpu)) await this.warmUp(model);
+    } catch (err) {
+      await model.release();
+      throw err;
+    }
+    this.models.add(resolved.key, model, bytes, name);
+    this.options.onLoadedModels?.(this.models.names());
     return model;
   }
 
@@ -332,16 +374,19 @@ export class Pipeline {
     const family = embeddingFamily(model.info.family);
     const embeddings = await this.embeddings.forModel(family, family === 'sdxl' ? undefined : model.hiddenDim);
     const fixed = model.fixedConditioningTokens;
-    const prompts = await encodePrompts(req.prompt, req.negativePrompt, {
-      tokenizer: model.tokenizer,
-      encoder: textEncoderOf(model),
-      guidance: useCfg,
-      maxChunks: this.options.maxPromptChunks ?? DEFAULT_MAX_PROMPT_CHUNKS,
-      ...(fixed !== undefined ? { fixedChunks: Math.max(1, Math.floor(fixed / CHUNK_LENGTH)) } : {}),
-      embeddings: embeddings.usable,
-      refusedEmbeddings: embeddings.refused,
-      modelName: model.info.name,
-    });
+    // Low memory mode creates the text encoder once for all the chunks' calls.
+    const prompts = await model.holding('text', () =>
+      encodePrompts(req.prompt, req.negativePrompt, {
+        tokenizer: model.tokenizer,
+        encoder: textEncoderOf(model),
+        guidance: useCfg,
+        maxChunks: this.options.maxPromptChunks ?? DEFAULT_MAX_PROMPT_CHUNKS,
+        ...(fixed !== undefined ? { fixedChunks: Math.max(1, Math.floor(fixed / CHUNK_LENGTH)) } : {}),
+        embeddings: embeddings.usable,
+        refusedEmbeddings: embeddings.refused,
+        modelName: model.info.name,
+      }),
+    );
     if (model.sdxl) zeroEmptyNegative(prompts, req.negativePrompt, useCfg, model.sdxl);
     const text = prompts.hidden;
     const tokenWidth = text.length / (useCfg ? 2 : 1);
@@ -448,11 +493,11 @@ export class Pipeline {
 
       run.onLatents?.(x, first, k);
       throwIfCancelled(run.signal);
-      const decoded = await model.vaeDecode(x, k, lh, lw);
+      const decoded = await this.decode(model, x, k, lh, lw);
       for (let j = 0; j < k; j++) {
         const i = first + j;
         images.push({
-          rgb: modelOutputToRgb(decoded, j, req.width, req.height),
+          rgb: modelOutputToRgb(decoded(j), 0, req.width, req.height),
           width: req.width,
           height: req.height,
           seed: seeds[j]!,
@@ -487,6 +532,29 @@ export class Pipeline {
       },
       info,
     };
+  }
+
+  /**
+   * Decodes a batch's latents; returns picture j's [1,3,H,W]. Low memory mode decodes picture by
+   * picture, and in tiles beyond VAE_TILE latents a side: the decoder's activations grow with both.
+   */
+  private async decode(model: LoadedModel, x: Float32Array, k: number, lh: number, lw: number): Promise<(j: number) => Float32Array> {
+    const plane = 3 * lh * 8 * lw * 8;
+    if (this.options.memory !== 'low') {
+      const decoded = await model.vaeDecode(x, k, lh, lw);
+      return (j) => decoded.subarray(j * plane, (j + 1) * plane);
+    }
+    const decode = (latent: Float32Array, batch: number, h: number, w: number) => model.vaeDecode(latent, batch, h, w);
+    const latentSize = LATENT_CHANNELS * lh * lw;
+    const pictures = await model.holding('decoder', async () => {
+      const out: Float32Array[] = [];
+      for (let j = 0; j < k; j++) {
+        const latent = x.subarray(j * latentSize, (j + 1) * latentSize);
+        out.push(lh > VAE_TILE || lw > VAE_TILE ? await decodeTiled(decode, latent, 1, lh, lw) : await decode(latent, 1, lh, lw));
+      }
+      return out;
+    });
+    return (j) => pictures[j]!;
   }
 
   private imagesPerCall(model: LoadedModel, count: number, latentAreaPerImage: number): number {
@@ -578,6 +646,13 @@ export class Pipeline {
 interface StepBuffers {
   input: Float32Array;
   guided: Float32Array | undefined;
+}
+
+/** The budget in bytes: absent → unbounded; 0 → a share of the machine's memory. */
+function memoryBudgetBytes(mb: number | undefined): number {
+  if (mb === undefined) return Number.POSITIVE_INFINITY;
+  if (mb === 0) return Math.round(totalmem() * AUTO_BUDGET_SHARE);
+  return mb * MB;
 }
 
 function throwIfCancelled(signal: AbortSignal | undefined): void {
@@ -705,20 +780,29 @@ export function rgbToModelInput(rgb: Uint8Array, width: number, height: number):
 }
 
 /** Image j of a decoded [B,3,H,W] batch in [-1,1] → packed RGB bytes, as diffusers does:
- * (x/2 + 0.5) clamped to [0,1], × 255, rounded. */
+ * (x/2 + 0.5) clamped to [0,1], × 255, rounded. One pass over the three planes with sequential
+ * writes (half the time of a pass per channel with strided writes). */
 export function modelOutputToRgb(decoded: Float32Array, j: number, width: number, height: number): Uint8Array {
   const plane = width * height;
   const base = j * 3 * plane;
+  const r = decoded.subarray(base, base + plane);
+  const g = decoded.subarray(base + plane, base + 2 * plane);
+  const b = decoded.subarray(base + 2 * plane, base + 3 * plane);
   const rgb = new Uint8Array(3 * plane);
-  for (let c = 0; c < 3; c++) {
-    const off = base + c * plane;
-    for (let p = 0; p < plane; p++) {
-      const v = decoded[off + p]! / 2 + 0.5;
-      // NaN (a broken fp16 model) lands on 0 rather than poisoning the byte conversion.
-      rgb[3 * p + c] = v > 0 ? (v < 1 ? Math.round(v * 255) : 255) : 0;
-    }
+  for (let p = 0, o = 0; p < plane; p++, o += 3) {
+    rgb[o] = unitToByte(r[p]!);
+    rgb[o + 1] = unitToByte(g[p]!);
+    rgb[o + 2] = unitToByte(b[p]!);
   }
   return rgb;
+}
+
+/** x in [-1,1] → byte. `(y + 0.5) | 0` equals Math.round(y) here: y = (x/2 + 0.5)·255 with x a
+ * float32 has at most 33 significant bits and is below 255, so y + 0.5 is exact in a double.
+ * NaN (a broken fp16 model) lands on 0 rather than poisoning the byte conversion. */
+function unitToByte(x: number): number {
+  const v = x / 2 + 0.5;
+  return v > 0 ? (v < 1 ? (v * 255 + 0.5) | 0 : 255) : 0;
 }
 
 /** The first picture of a latent batch as a tiny RGB preview (one pixel per latent cell). */

@@ -8,8 +8,11 @@
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import type { EngineLog, ExecutionProviderName } from './types.js';
+import { planOptimizedSession, type CachePlan } from './optimized-cache.js';
+import type { EngineLog, ExecutionProviderName, MemoryMode } from './types.js';
 
 export const INSTALL_HINTS: Record<Exclude<ExecutionProviderName, 'cpu'>, string> = {
   cuda:
@@ -86,16 +89,28 @@ export function probeProvider(provider: ExecutionProviderName): Promise<ProbeRes
   return probe;
 }
 
-function sessionOptions(provider: ExecutionProviderName, threads: number | undefined): ort.InferenceSession.SessionOptions {
+function sessionOptions(provider: ExecutionProviderName, threads: number | undefined, memory: MemoryMode): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: provider === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : [provider],
     graphOptimizationLevel: 'all',
     // Keep onnxruntime's own console logging to errors; fallbacks are reported through `log`.
     logSeverityLevel: 3,
+    ...(memory === 'low' ? LOW_MEMORY_OPTIONS : {}),
   };
   if (threads !== undefined && threads > 0) options.intraOpNumThreads = threads;
   return options;
 }
+
+/**
+ * Low memory mode's session options (all in onnxruntime-common 1.30's SessionOptions typings).
+ * The CPU arena keeps every activation buffer a run ever allocated, and the memory pattern plans
+ * one block for all of them: off, a buffer is returned to the allocator as soon as its last reader
+ * ran, so the peak is the largest live set instead of the sum (bench/engine.ts --fullsize).
+ */
+const LOW_MEMORY_OPTIONS: ort.InferenceSession.SessionOptions = {
+  enableCpuMemArena: false,
+  enableMemPattern: false,
+};
 
 /** The configured order with CPU appended as the last resort; duplicates dropped. */
 export function providerOrder(configured: readonly ExecutionProviderName[]): ExecutionProviderName[] {
@@ -124,7 +139,7 @@ export interface CreatedSession {
 export async function createSession(
   file: string,
   providers: readonly ExecutionProviderName[],
-  opts: { threads?: number; log?: EngineLog } = {},
+  opts: { threads?: number; log?: EngineLog; memory?: MemoryMode; optimizedCacheDir?: string } = {},
 ): Promise<CreatedSession> {
   const order = providerOrder(providers);
   for (let i = 0; i < order.length; i++) {
@@ -138,7 +153,10 @@ export async function createSession(
       }
     }
     try {
-      const session = await ort.InferenceSession.create(file, sessionOptions(provider, opts.threads));
+      const options = sessionOptions(provider, opts.threads, opts.memory ?? 'normal');
+      const session = opts.optimizedCacheDir
+        ? await createThroughCache(opts.optimizedCacheDir, file, provider, options, opts.log)
+        : await ort.InferenceSession.create(file, options);
       return { session, provider };
     } catch (err) {
       if (provider === 'cpu') throw err;
@@ -146,6 +164,54 @@ export async function createSession(
     }
   }
   throw new Error('no execution provider could load the model'); // unreachable: CPU is always tried
+}
+
+/**
+ * Creates the session from the cached optimised graph when there is one (optimisation off: it was
+ * done), else from `file`, writing the optimised graph for next time. A cache that cannot be read
+ * or written only costs the optimisation time; the session is created either way.
+ */
+async function createThroughCache(
+  cacheDir: string,
+  file: string,
+  provider: ExecutionProviderName,
+  options: ort.InferenceSession.SessionOptions,
+  log: EngineLog | undefined,
+  again = false,
+): Promise<ort.InferenceSession> {
+  let plan: CachePlan;
+  try {
+    plan = await planOptimizedSession(cacheDir, file, options, { provider, graphOptimizationLevel: String(options.graphOptimizationLevel) });
+  } catch (err) {
+    log?.warn({ file, cacheDir, err: describe(err) }, 'the optimised-model cache cannot be used; optimising at load');
+    return ort.InferenceSession.create(file, options);
+  }
+  if (plan.kind === 'hit') {
+    if (again) return ort.InferenceSession.create(file, options);
+    try {
+      return await ort.InferenceSession.create(plan.graph, { ...options, graphOptimizationLevel: 'disabled' });
+    } catch (err) {
+      log?.warn({ file, cached: plan.graph, err: describe(err) }, 'a cached optimised model did not load; optimising again');
+      await rm(path.dirname(plan.graph), { recursive: true, force: true }).catch(() => undefined);
+      return createThroughCache(cacheDir, file, provider, options, log, true);
+    }
+  }
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(file, plan.options);
+  } catch (err) {
+    await plan.abandon().catch(() => undefined);
+    throw err;
+  }
+  await plan.commit().catch(async (err: unknown) => {
+    log?.warn({ file, cacheDir, err: describe(err) }, 'could not store the optimised model; the next start optimises again');
+    await plan.abandon().catch(() => undefined);
+  });
+  return session;
+}
+
+function describe(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0]!.slice(0, 300);
 }
 
 /** Forget probe results and warnings (tests only). */

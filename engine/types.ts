@@ -7,6 +7,11 @@ export type SamplerName = (typeof SAMPLERS)[number];
 
 export type ExecutionProviderName = 'cuda' | 'webgpu' | 'cpu';
 
+/** "normal": every session of a loaded model stays resident. "low" (8 GB machines): only the
+ * UNet stays; the text encoder and VAE are created around it for each job, large pictures are
+ * decoded in tiles, and sessions run without onnxruntime's memory arena. */
+export type MemoryMode = 'normal' | 'low';
+
 /** sd1: 768-dim conditioning; sd2: 1024-dim; sd-turbo: 1024-dim with trailing Euler in its scheduler config;
  * sdxl: two text encoders (768 + 1280), pooled text and size/crop ids, 1024² native (a Turbo or
  * Lightning fine-tune is still 'sdxl', with turbo defaults). */
@@ -198,6 +203,17 @@ export interface EngineOptions {
   /** Pictures of the warm-up job: the default job's count (default: as many as one UNet call
    * takes on the provider, i.e. 4 on GPU providers). */
   warmupImages?: number;
+  /**
+   * The most memory (MB) the loaded models may take together, estimated from their weight files;
+   * the least recently used is released to make room for another. 0: 60 % of the machine's memory.
+   * Absent: models are never released (one-model tools).
+   */
+  memoryBudgetMB?: number;
+  /** See MemoryMode (default "normal"). */
+  memory?: MemoryMode;
+  /** A folder where the graphs onnxruntime optimises are kept between starts (engine/optimized-cache.ts);
+   * absent: every start optimises again. */
+  optimizedCacheDir?: string;
   /** Where warnings and info go (the bot passes a pino logger's methods). */
   log?: EngineLog;
   /**
@@ -228,5 +244,7 @@ export interface Engine {
   /** The provider in use, once a model has been loaded. */
   provider(): ExecutionProviderName | undefined;
   generate(request: GenerateRequest, options?: GenerateOptions): Promise<GenerateResult>;
+  /** Models loaded now, by the names requests used (a job for one of these needs no load). */
+  loadedModels?(): readonly string[];
   close(): Promise<void>;
 }

@@ -13,6 +13,7 @@ import {
   type ExecutionProviderName,
   type GenerateRequest,
   type GenerateResult,
+  type MemoryMode,
   type ModelStage,
   type StepProgress,
 } from './types.js';
@@ -31,6 +32,9 @@ export interface WorkerInit {
   imagesPerBatch?: number;
   maxPromptChunks?: number;
   profileSessions?: boolean;
+  memoryBudgetMB?: number;
+  memory?: MemoryMode;
+  optimizedCacheDir?: string;
 }
 
 export type ToWorker =
@@ -48,6 +52,7 @@ export type FromWorker =
   | { type: 'error'; id: number; code: EngineErrorCode; message: string }
   | { type: 'stats'; id: number; stats: PipelineStats }
   | { type: 'provider'; provider: ExecutionProviderName }
+  | { type: 'loaded'; models: string[] }
   | { type: 'log'; level: 'info' | 'warn'; obj: Record<string, unknown>; msg: string }
   | { type: 'closed' };
 
@@ -72,6 +77,10 @@ function startWorker(): void {
     ...(init.imagesPerBatch !== undefined ? { imagesPerBatch: init.imagesPerBatch } : {}),
     ...(init.maxPromptChunks !== undefined ? { maxPromptChunks: init.maxPromptChunks } : {}),
     ...(sessionClock ? { sessionClock } : {}),
+    ...(init.memoryBudgetMB !== undefined ? { memoryBudgetMB: init.memoryBudgetMB } : {}),
+    ...(init.memory !== undefined ? { memory: init.memory } : {}),
+    ...(init.optimizedCacheDir !== undefined ? { optimizedCacheDir: init.optimizedCacheDir } : {}),
+    onLoadedModels: (models) => send({ type: 'loaded', models }),
     log: {
       info: (obj, msg) => send({ type: 'log', level: 'info', obj: cloneable(obj), msg }),
       warn: (obj, msg) => send({ type: 'log', level: 'warn', obj: cloneable(obj), msg }),

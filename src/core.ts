@@ -38,6 +38,10 @@ export function createConfiguredEngine(config: Config, log: Logger): Engine {
     providers: [...config.engine.providers],
     threads: config.engine.threads,
     warmup: config.engine.warmup,
+    memoryBudgetMB: config.engine.memoryBudgetMB,
+    memory: config.engine.memory,
+    // Optimised graphs kept between starts: a full-size UNet's optimisation costs seconds each time.
+    optimizedCacheDir: path.join(config.dataDir, 'onnx-optimized'),
     // Warm the shapes the default job uses (its picture count), not a single picture.
     warmupImages: config.defaults.images,
     maxPromptChunks: config.limits.maxPromptChunks,

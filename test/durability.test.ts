@@ -110,12 +110,17 @@ describe('durability across SIGKILL', () => {
     const first = await runChildUntil(
       dataDir,
       'lifecycle',
-      (lines) => lines.some((l) => l.type === 'delivered') && lines.some((l) => l.type === 'progress' && l.prompt === 'hang'),
+      // "hang" starts drawing while "leave-done"'s pictures are still being written: wait for both.
+      (lines) =>
+        lines.some((l) => l.type === 'delivered') &&
+        lines.some((l) => l.type === 'done' && l.prompt === 'leave-done') &&
+        lines.some((l) => l.type === 'progress' && l.prompt === 'hang'),
     );
     const idOf = (prompt: string) => first.find((l) => l.type === 'submitted' && l.prompt === prompt)!.id;
     const [delivered, doneOnly, hung, q1, q2, q3] = ['deliver-me', 'leave-done', 'hang', 'queued-1', 'queued-2', 'queued-3'].map(idOf);
     // The first life got exactly this far: (d) one delivered, (c) one done, (b) one mid-run, (a) three queued.
-    expect(first.filter((l) => l.type === 'done').map((l) => l.prompt)).toEqual(['deliver-me', 'leave-done']);
+    // (Pictures are written while the next job draws, so the two may finish in either order.)
+    expect(first.filter((l) => l.type === 'done').map((l) => l.prompt).sort()).toEqual(['deliver-me', 'leave-done']);
     expect(first.filter((l) => l.type === 'started').map((l) => l.prompt)).toEqual(['deliver-me', 'leave-done', 'hang']);
 
     const engine = new ScriptedEngine();

@@ -79,6 +79,21 @@ describe('makeGrid', () => {
     expect(chunks.find((c) => c.keyword === 'Comment')?.text).toMatch(/Grid of 4 pictures \(2x2\).*picture 1/);
   });
 
+  it('composes the same grid from the packed RGB it is given as from decoding the PNGs', async () => {
+    // Pictures with detail in every pixel, so a misplaced or mis-strided cell shows.
+    const raw = colors.map((c, i) => {
+      const rgb = new Uint8Array(8 * 6 * 3);
+      for (let p = 0; p < rgb.length; p++) rgb[p] = (c[p % 3]! + p * 7 + i * 31) & 0xff;
+      return { rgb, width: 8, height: 6 };
+    });
+    const pngs = await Promise.all(raw.map((r) => pngWithParameters(r.rgb, 8, 6, INFO)));
+    const fromPngs = await makeGrid(pngs);
+    const fromRaw = await makeGrid(pngs, raw);
+    const pixels = (png: Buffer) => sharp(png).raw().toBuffer();
+    expect((await pixels(fromRaw.png)).equals(await pixels(fromPngs.png))).toBe(true);
+    expect(readTextChunks(fromRaw.png)).toEqual(readTextChunks(fromPngs.png));
+  });
+
   it('lays two side by side, leaves a dark cell for three, and returns one unchanged', async () => {
     const pics = await pictures();
     const two = await makeGrid(pics.slice(0, 2));

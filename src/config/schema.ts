@@ -37,6 +37,10 @@ export const ConfigSchema = z
         threads: z.number().int().min(0).max(256),
         warmup: z.boolean(),
         previews: z.boolean(),
+        /** MB the loaded models may take together (estimated from their weight files); 0 = 60 % of RAM. */
+        memoryBudgetMB: z.number().int().min(0).max(16 * 1024 * 1024),
+        /** "low": only the UNet stays loaded; text encoder and VAE are loaded per job, large pictures decoded in tiles. */
+        memory: z.enum(['normal', 'low']),
       })
       .strict(),
     limits: z

@@ -25,10 +25,15 @@ export interface Drawer {
    * always the head. The Redis backend routes by the engine workers' models.
    */
   choose?(candidates: Job[]): Job | undefined;
+  /** Models the drawer holds in memory (the local engine): among equals in fair order their jobs go first. */
+  loadedModels?(): readonly string[];
   /** After the runner stopped: closes connections. */
   close?(): Promise<void>;
 }
 
 export function localDrawer(engine: Engine): Drawer {
-  return { draw: (_job, request, options) => engine.generate(request, options) };
+  return {
+    draw: (_job, request, options) => engine.generate(request, options),
+    loadedModels: () => engine.loadedModels?.() ?? [],
+  };
 }

@@ -187,6 +187,18 @@ export class FairQueue {
     for (let i = 0; i < end; i++) visit(this.ordered[i]!, i);
   }
 
+  /**
+   * How many waiting jobs at the front share the head's finish tag (the same fair round: any order
+   * among them gives every member the same turns), at most `limit`.
+   */
+  tiedWithHead(limit = Number.POSITIVE_INFINITY): number {
+    const head = this.ordered[0];
+    if (!head) return 0;
+    let n = 1;
+    while (n < limit && n < this.ordered.length && this.ordered[n]!.finish === head.finish) n++;
+    return n;
+  }
+
   /** 1-based place in the run order, or undefined when not waiting. */
   positionOf(jobId: string): number | undefined {
     const slot = this.byId.get(jobId);

@@ -60,7 +60,7 @@ export class ResultFiles {
     if (images.length === 0) throw new Error('the engine returned no pictures');
     if (pngs.length === 1) return { images };
     const gridFile = path.posix.join(folder, `${jobId}-grid.png`);
-    const { png } = await makeGrid(pngs);
+    const { png } = await makeGrid(pngs, result.images);
     await writeDurably(path.join(this.dataDir, gridFile), png);
     return { images, grid: gridFile };
   }

@@ -130,7 +130,7 @@ export class Runner {
     if (this.stopping) return;
     const { schedule } = this.ctx;
     const choose = this.drawer.choose?.bind(this.drawer);
-    const job = schedule.takeNext(choose);
+    const job = choose ? schedule.takeNext(choose) : schedule.takeNextPreferring(this.drawer.loadedModels?.() ?? []);
     if (!job) {
       // Jobs wait that no free engine worker can run now: this turn comes back when one may.
       if (choose && schedule.fair.size > 0) setTimeout(() => this.kick(), CHOOSE_RETRY_MS).unref();
@@ -139,7 +139,23 @@ export class Runner {
     await this.execute(job);
   }
 
+  /**
+   * Runs a job; resolves as soon as the engine has drawn it (or failed), so the slot takes the
+   * next job while this one's pictures are PNG-encoded and written: the next UNet overlaps the
+   * encode. The rest finishes in the background and is tracked as the run's `settled`, which
+   * stop() and cancel() wait for; the job stays "running" in the store until its files are
+   * written and recorded, so a kill during the encode re-runs it (never loses or doubles it).
+   */
   private async execute(job: Job): Promise<void> {
+    let slotFree: () => void = () => undefined;
+    const drawn = new Promise<void>((resolve) => {
+      slotFree = resolve;
+    });
+    void this.executeWhole(job, slotFree);
+    await drawn;
+  }
+
+  private async executeWhole(job: Job, slotFree: () => void): Promise<void> {
     const { schedule, store, events } = this.ctx;
     const log = jobLog(this.ctx.log, job);
     let release: () => void = () => undefined;
@@ -162,16 +178,20 @@ export class Runner {
       log.info({ crashes: job.attempts, interruptions: job.interruptions ?? 0 }, 'job started');
       events.emit({ type: 'started', job: view(job) });
       schedule.scheduleMoves();
-      await this.render(run);
+      await this.render(run, slotFree);
+    } catch (err) {
+      log.error({ err }, 'the run loop failed on a job');
     } finally {
       schedule.forget(job.id);
       if (schedule.running.get(job.id) === run) schedule.running.delete(job.id);
       schedule.scheduleMoves();
       release();
+      slotFree();
     }
   }
 
-  private async render(run: RunningJob): Promise<void> {
+  /** Draws the job, calls `drawn` once the engine is done with it, then saves and records the result. */
+  private async render(run: RunningJob, drawn: () => void): Promise<void> {
     const { job } = run;
     const { schedule, files } = this.ctx;
     const log = jobLog(this.ctx.log, job);
@@ -213,6 +233,7 @@ export class Runner {
     try {
       const request = await this.requestFor(job);
       result = await this.drawer.draw(job, request, { signal: run.controller.signal, onStep, onStage });
+      drawn();
       await progressChain;
       // A result that arrives despite a stop() abort is kept (finished work is never thrown
       // away); one that arrives despite a member's cancel is not.

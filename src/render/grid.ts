@@ -11,6 +11,20 @@ export interface GridLayout {
   rows: number;
 }
 
+export interface RawPicture {
+  rgb: Uint8Array;
+  width: number;
+  height: number;
+}
+
+async function pngSizes(pngs: Buffer[]): Promise<{ width: number; height: number }[]> {
+  const metas = await Promise.all(pngs.map((p) => sharp(p).metadata()));
+  return metas.map((m, i) => {
+    if (!m.width || !m.height) throw new Error(`grid picture ${i + 1} has no size (not an image?)`);
+    return { width: m.width, height: m.height };
+  });
+}
+
 /** 1 → 1×1, 2 → 2×1, 3 and 4 → 2×2, then ceil(√n) columns (5–6 → 3×2, 7–9 → 3×3). */
 export function gridLayout(count: number): GridLayout {
   if (!Number.isInteger(count) || count < 1) throw new Error(`a grid needs at least one picture, got ${count}`);
@@ -27,13 +41,13 @@ export function gridLayout(count: number): GridLayout {
  * reproduces picture 1), plus a `Comment` chunk saying so and how the other pictures differ.
  * A single picture is returned unchanged.
  */
-export async function makeGrid(pngs: Buffer[]): Promise<{ png: Buffer; width: number; height: number }> {
+export async function makeGrid(
+  pngs: Buffer[],
+  /** The same pictures as packed RGB, when the caller has them: composed directly instead of decoding the PNGs again. */
+  raw?: readonly RawPicture[],
+): Promise<{ png: Buffer; width: number; height: number }> {
   const { columns, rows } = gridLayout(pngs.length);
-  const metas = await Promise.all(pngs.map((p) => sharp(p).metadata()));
-  const sizes = metas.map((m, i) => {
-    if (!m.width || !m.height) throw new Error(`grid picture ${i + 1} has no size (not an image?)`);
-    return { width: m.width, height: m.height };
-  });
+  const sizes = raw && raw.length === pngs.length ? raw.map(({ width, height }) => ({ width, height })) : await pngSizes(pngs);
   const first = sizes[0];
   const firstPng = pngs[0];
   if (!first || !firstPng) throw new Error('a grid needs at least one picture');
@@ -45,11 +59,13 @@ export async function makeGrid(pngs: Buffer[]): Promise<{ png: Buffer; width: nu
   const height = cellH * rows;
   const grid = await sharp({ create: { width, height, channels: 3, background: EMPTY_CELL } })
     .composite(
-      pngs.map((input, i) => ({
-        input,
-        left: (i % columns) * cellW,
-        top: Math.floor(i / columns) * cellH,
-      })),
+      pngs.map((png, i) => {
+        const place = { left: (i % columns) * cellW, top: Math.floor(i / columns) * cellH };
+        const picture = raw && raw.length === pngs.length ? raw[i] : undefined;
+        if (!picture) return { input: png, ...place };
+        const { rgb, width: w, height: h } = picture;
+        return { input: Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), raw: { width: w, height: h, channels: 3 as const }, ...place };
+      }),
     )
     .png({ compressionLevel: PNG_COMPRESSION })
     .toBuffer();

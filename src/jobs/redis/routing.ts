@@ -11,9 +11,10 @@
  * - The worker chosen for a job is the free one with the job's model loaded, else any free one
  *   that has the model.
  */
+import { PREFER_WITHIN, preferLoaded } from '../model-preference.js';
 import type { WorkerBeat } from './protocol.js';
 
-export const PREFER_WITHIN = 4;
+export { PREFER_WITHIN };
 
 export interface RoutedJob {
   id: string;
@@ -30,10 +31,9 @@ export interface Route<J extends RoutedJob> {
 /** The first job in `candidates` (fair order) a free worker can run, and that worker. */
 export function route<J extends RoutedJob>(candidates: readonly J[], free: readonly WorkerBeat[], preferWithin = PREFER_WITHIN): Route<J> | undefined {
   if (free.length === 0) return undefined;
-  for (const job of candidates.slice(0, preferWithin)) {
-    const worker = free.find((w) => w.loaded === job.spec.model && w.models.includes(job.spec.model));
-    if (worker) return { job, worker, loaded: true };
-  }
+  const loadedOn = (job: J): WorkerBeat | undefined => free.find((w) => w.loaded === job.spec.model && w.models.includes(job.spec.model));
+  const preferred = preferLoaded(candidates, (job) => loadedOn(job) !== undefined, preferWithin);
+  if (preferred) return { job: preferred, worker: loadedOn(preferred)!, loaded: true };
   for (const job of candidates) {
     const able = free.filter((w) => w.models.includes(job.spec.model));
     if (able.length === 0) continue;
