@@ -83,5 +83,6 @@ async function textEncoderOnly(info: ModelInfo): Promise<LoadedModel> {
     unet: unavailable,
     vaeDecode: unavailable,
     release: () => session.release(),
+    holding: (_part, fn) => fn(),
   };
 }
