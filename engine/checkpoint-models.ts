@@ -1,15 +1,16 @@
 // The registry's view of weights files and diffusers folders under the models directory: a
-// single-file checkpoint the engine can build a folder from becomes a ModelInfo (source
-// 'checkpoint'; its ONNX folder is built on first use, see ./model-resolve.ts); a file that cannot
-// be used becomes a ModelProblem with the reason (a pickle, an unknown family, a truncated file,
-// SDXL not yet, …). LoRA, embedding and VAE files are add-ons, not models: they are skipped here
-// and listed by ./checkpoint/catalogue.ts. Detection is by tensor names and shapes, never by name.
+// single-file checkpoint or diffusers folder the engine can build a folder from becomes a
+// ModelInfo (source 'checkpoint' or 'diffusers'; its ONNX folder is built on first use, see
+// ./model-resolve.ts); one that cannot be used becomes a ModelProblem with the reason (a pickle,
+// an unknown family, a truncated file, an SDXL diffusers folder, …). LoRA, embedding and VAE
+// files are add-ons, not models: they are skipped here and listed by ./checkpoint/catalogue.ts. Detection is by tensor names and shapes, never by name.
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { familyLabel, scanCatalogue } from './checkpoint/catalogue.js';
 import type { CheckpointInfo } from './checkpoint/detect.js';
 import { CheckpointError } from './checkpoint/errors.js';
-import { inspectDiffusersFolder, inspectWeightsFile } from './checkpoint/inspect.js';
+import { checkDiffusersFolder } from './checkpoint/diffusers-folder.js';
+import { inspectWeightsFile } from './checkpoint/inspect.js';
 import { assertBuildable } from './checkpoint/prepare.js';
 import { defaultsForName } from './model-defaults.js';
 import type { ModelFamily, ModelInfo, ModelProblem } from './types.js';
@@ -21,24 +22,29 @@ export const CHECKPOINT_SUBFOLDERS = ['checkpoints', 'Stable-diffusion'];
 
 export const checkpointName = (file: string): string => path.basename(file, path.extname(file));
 
-/** What `info` becomes once built: the defaults every SD 1.x/2.x checkpoint gets. */
-function checkpointModel(name: string, file: string, info: CheckpointInfo & { family: 'sd1' | 'sd2' | 'sdxl' }): ModelInfo {
+/** What a checkpoint file or diffusers folder becomes once built: the defaults every SD 1.x/2.x/SDXL model gets. */
+function preparableModel(
+  name: string,
+  dir: string,
+  source: 'checkpoint' | 'diffusers',
+  info: Pick<CheckpointInfo, 'prediction' | 'nativeSize' | 'dtype'> & { family: 'sd1' | 'sd2' | 'sdxl' },
+): ModelInfo {
   const family: ModelFamily = info.family;
   return {
     name,
-    dir: file,
+    dir,
     family,
     predictionType: info.prediction === 'v' ? 'v_prediction' : 'epsilon',
     nativeWidth: info.nativeSize,
     nativeHeight: info.nativeSize,
     // A Turbo/Lightning fine-tune is told by its name only (its weights look like any SDXL's).
     ...defaultsForName(family, name),
-    // The folder builder writes a VAE encoder whenever the file has one (assertBuildable made sure of the VAE).
+    // The folder builder writes a VAE encoder whenever the model has one (both checks made sure of the VAE).
     hasVaeEncoder: true,
     // The builders write plain float32 graphs in the newest Optimum layout (float timestep [batch]).
     generation: 'diffusers-legacy',
     dtype: 'float32',
-    source: 'checkpoint',
+    source,
     storedDtype: info.dtype,
   };
 }
@@ -54,7 +60,7 @@ export async function inspectCheckpointFile(file: string): Promise<ModelInfo | M
     const info = await inspectWeightsFile(file);
     if (info.kind === 'lora' || info.kind === 'embedding' || info.kind === 'vae') return undefined;
     assertBuildable(info, label);
-    return checkpointModel(name, file, info);
+    return preparableModel(name, file, 'checkpoint', info);
   } catch (err) {
     const reason = err instanceof CheckpointError ? err.message : `${label} cannot be read (${(err as Error).message})`;
     return { name, dir: file, reason };
@@ -62,22 +68,19 @@ export async function inspectCheckpointFile(file: string): Promise<ModelInfo | M
 }
 
 /**
- * A folder with model_index.json but no ONNX files: a diffusers folder is named for what it is
- * (the engine draws from its single-file checkpoint or an ONNX export so far); undefined when the
- * folder is not a diffusers folder either, so the ONNX checks give their own reason.
+ * A folder holding diffusers weights (unet/diffusion_pytorch_model.*) and no ONNX UNet: a model
+ * (source 'diffusers', built on first use like a checkpoint) when the builders can take it, else
+ * a problem with the reason (pickled `.bin` parts, a missing part, SDXL, …). Undefined when the
+ * folder has no diffusers UNet weights, so the ONNX checks give their own reason. Reads headers
+ * and configs only. Never throws.
  */
-export async function diffusersFolderProblem(dir: string, name: string): Promise<ModelProblem | undefined> {
+export async function inspectDiffusersModel(dir: string, name: string): Promise<ModelInfo | ModelProblem | undefined> {
   // An ONNX export with its model.onnx missing has unet/config.json too; diffusers weights decide.
   const unetFiles = await readdir(path.join(dir, 'unet')).catch(() => [] as string[]);
   if (!unetFiles.some((f) => f.startsWith('diffusion_pytorch_model.'))) return undefined;
   try {
-    const info = await inspectDiffusersFolder(dir);
-    if (info === undefined) return undefined;
-    const what = `a diffusers folder (${familyLabel(info.family)}, ${info.nativeSize}²)`;
-    const reason = info.supported
-      ? `${what}; the engine cannot draw from diffusers weights yet: use the model's single-file .safetensors or an ONNX export`
-      : `${what} that cannot be used: ${info.reason ?? 'not supported'}`;
-    return { name, dir, reason };
+    const { info, dtype } = await checkDiffusersFolder(dir);
+    return preparableModel(name, dir, 'diffusers', { ...info, dtype });
   } catch (err) {
     return { name, dir, reason: err instanceof CheckpointError ? err.message : `could not read the folder (${(err as Error).message})` };
   }

@@ -1,7 +1,8 @@
 // From a listed model and a job's LoRAs to the ONNX folder the loader opens. An ONNX export is
-// its own folder. A single-file checkpoint is built into `<cacheDir>/<hash>-g<version>/` on first
-// use (./checkpoint/prepare.ts; a half-written entry left by a kill is found by its missing
-// manifest and built again); with LoRAs, into a variant folder beside it
+// its own folder. A single-file checkpoint (or a diffusers folder, ./checkpoint/diffusers-folder.ts)
+// is built into `<cacheDir>/<hash><form>-g<version>/` on first use, in the graph form the engine's
+// providers get (./checkpoint/prepare.ts, graph-form.ts; a half-written entry left by a kill is
+// found by its missing manifest and built again); with LoRAs, into a variant folder beside it
 // (./checkpoint/lora-variants.ts), so a job without LoRAs always draws with the plain folder. The
 // key of the result is the folder itself, which is what the pipeline keeps loaded models by.
 import { createHash } from 'node:crypto';
@@ -14,10 +15,11 @@ import { CheckpointError } from './checkpoint/errors.js';
 import { prepareLoraVariant } from './checkpoint/lora-variants.js';
 import { copyTokenizer, OPENCLIP_PAD, SDXL_TOKENIZER_2_PAD, type FolderProgress } from './checkpoint/model-folder.js';
 import { openWeightsFile } from './checkpoint/pickle-guard.js';
-import { prepareCheckpoint, type PrepareProgress } from './checkpoint/prepare.js';
+import { prepareCheckpoint, type PrepareOptions, type PrepareProgress } from './checkpoint/prepare.js';
+import { openDiffusersWeights, partWeights, prepareDiffusersFolder } from './checkpoint/diffusers-folder.js';
 import { nearNames } from './near-names.js';
 import { inspectModelFolder } from './registry.js';
-import { EngineError, type LoraRequest, type ModelInfo, type ModelStage } from './types.js';
+import { EngineError, type ExecutionProviderName, type LoraRequest, type ModelInfo, type ModelStage } from './types.js';
 
 export interface ResolveOptions {
   modelsDir: string;
@@ -26,6 +28,8 @@ export interface ResolveOptions {
   tokenizerDir?: string;
   /** Bytes LoRA variants may take on disk together. */
   loraCacheBytes: number;
+  /** The engine's providers in order (EngineOptions.providers): they choose the graph form built (checkpoint/graph-form.ts). */
+  providers?: readonly ExecutionProviderName[];
 }
 
 export interface ResolveHooks {
@@ -56,6 +60,8 @@ const TOKEN_EMBEDDINGS = [
   'cond_stage_model.model.token_embedding.weight',
   'conditioner.embedders.0.model.token_embedding.weight',
   'conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight',
+  // A diffusers folder's text_encoder/ (Hugging Face CLIPTextModel names).
+  'text_model.embeddings.token_embedding.weight',
 ];
 /** Building a folder reports per tensor; members need a percent, not a thousand messages. */
 const PERCENT = 100;
@@ -140,32 +146,44 @@ export class ModelResolver {
 
   async resolve(info: ModelInfo, loras: readonly LoraRequest[] | undefined, hooks: ResolveHooks = {}): Promise<ResolvedModel> {
     const wanted = loras ?? [];
-    if ((info.source ?? 'onnx') !== 'checkpoint') {
+    const source = info.source ?? 'onnx';
+    if (source === 'onnx') {
       if (wanted.length > 0) {
-        throw new EngineError('bad_request', `LoRAs work with checkpoint models only; "${info.name}" is an ONNX export (put its .safetensors checkpoint in models/ to use LoRAs)`);
+        throw new EngineError('bad_request', `LoRAs work with checkpoint and diffusers models only; "${info.name}" is an ONNX export (put its .safetensors checkpoint in models/ to use LoRAs)`);
       }
       return { key: info.dir, describe: async () => info };
     }
-    const file = info.dir;
     // Resolve LoRA names before any building, so a typo is answered at once.
     const loraFiles = wanted.length > 0 ? await this.findLoras(wanted) : [];
-    const tokenizerDir = await this.tokenizerFor(info, hooks.installed ?? []);
+    const tokenizerDir = await this.guard(info.name, hooks.signal, () => this.tokenizerFor(info, hooks.installed ?? []));
     const reportPrepare = percentStages(hooks.onStage, { stage: 'preparing', model: info.name });
-    const prepared = await this.guard(info.name, hooks.signal, () =>
-      prepareCheckpoint(file, {
-        cacheDir: this.options.cacheDir,
-        tokenizerDir,
-        onProgress: (p: PrepareProgress) => reportPrepare(prepareFraction(p, info.family === 'sdxl')),
-        ...(hooks.signal ? { signal: hooks.signal } : {}),
-      }),
-    );
+    const options: PrepareOptions = {
+      cacheDir: this.options.cacheDir,
+      tokenizerDir,
+      onProgress: (p: PrepareProgress) => reportPrepare(prepareFraction(p, info.family === 'sdxl')),
+      ...(this.options.providers ? { providers: this.options.providers } : {}),
+      ...(hooks.signal ? { signal: hooks.signal } : {}),
+    };
+    const prepared = await this.guard(info.name, hooks.signal, async () => {
+      if (source === 'checkpoint') return { ...(await prepareCheckpoint(info.dir, options)), open: undefined };
+      const p = await prepareDiffusersFolder(info.dir, options);
+      // LoRAs merge into the folder's weights presented under LDM names, as a checkpoint's would be.
+      return { ...p, open: () => openDiffusersWeights(info.dir, p.info) };
+    });
     if (loraFiles.length === 0) return { key: prepared.dir, describe: () => this.describe(prepared.dir, info, prepared.sha256, tokenizerDir) };
     const family = prepared.info.family;
     if (family !== 'sd1' && family !== 'sd2' && family !== 'sdxl') throw new EngineError('model', `model "${info.name}" cannot take LoRAs (${family})`);
     const reportVariant = percentStages(hooks.onStage, { stage: 'preparing', model: info.name, loras: loraFiles.map((l) => l.name) });
     const variant = await this.guard(info.name, hooks.signal, () =>
       prepareLoraVariant(
-        { path: file, sha256: prepared.sha256, info: { family, prediction: prepared.info.prediction }, plainDir: prepared.dir, form: prepared.form },
+        {
+          path: info.dir,
+          sha256: prepared.sha256,
+          info: { family, prediction: prepared.info.prediction },
+          plainDir: prepared.dir,
+          form: prepared.form,
+          ...(prepared.open ? { open: prepared.open } : {}),
+        },
         loraFiles.map((l) => ({ path: l.path, textEncoderWeight: l.request.textEncoderWeight, unetWeight: l.request.unetWeight })),
         {
           cacheDir: this.options.cacheDir,
@@ -209,7 +227,7 @@ export class ModelResolver {
     }
     const info = await inspectModelFolder(dir, name);
     if ('reason' in info) throw new EngineError('model', `model "${name}" was prepared but its folder cannot be used: ${info.reason}`);
-    const described: ModelInfo = { ...info, source: 'checkpoint', sha256 };
+    const described: ModelInfo = { ...info, source: checkpoint.source ?? 'checkpoint', sha256 };
     this.described.set(dir, described);
     return described;
   }
@@ -242,13 +260,17 @@ export class ModelResolver {
   }
 
   /**
-   * The tokenizer copied into a checkpoint's folder: the configured one; else models/tokenizer/;
-   * else that of an installed ONNX model whose vocabulary has as many entries as the checkpoint's
-   * token embedding has rows (every SD 1.x/2.x model shares CLIP's 49,408-entry BPE vocabulary).
+   * The tokenizer copied into a built folder: a diffusers folder's own tokenizer/; else the
+   * configured one; else models/tokenizer/; else that of an installed ONNX model whose vocabulary
+   * has as many entries as the model's token embedding has rows (every SD 1.x/2.x model shares
+   * CLIP's 49,408-entry BPE vocabulary); else the bundled CLIP tokenizer.
    */
   private async tokenizerFor(info: ModelInfo, installed: readonly ModelInfo[]): Promise<string> {
+    const diffusers = info.source === 'diffusers';
+    const own = path.join(info.dir, 'tokenizer');
+    if (diffusers && (await this.vocabSize(own)) !== undefined) return own;
     if (this.options.tokenizerDir !== undefined) return this.options.tokenizerDir;
-    const rows = await this.vocabRows(info.dir);
+    const rows = await this.vocabRows(diffusers ? await partWeights(info.dir, 'text_encoder') : info.dir);
     const candidates = [
       path.join(this.options.modelsDir, 'tokenizer'),
       ...installed.filter((m) => (m.source ?? 'onnx') === 'onnx').map((m) => path.join(m.dir, 'tokenizer')),

@@ -194,6 +194,7 @@ export class Pipeline {
       cacheDir: options.modelCacheDir ?? 'data/model-cache',
       ...(options.tokenizerDir !== undefined ? { tokenizerDir: options.tokenizerDir } : {}),
       loraCacheBytes: (options.loraCacheMB ?? DEFAULT_LORA_CACHE_MB) * 1e6,
+      providers: options.providers,
     });
     this.models = new ModelCache(memoryBudgetBytes(options.memoryBudgetMB));
   }

@@ -1,6 +1,6 @@
 // The model registry: finds Stable Diffusion ONNX folders (and, through ./checkpoint-models.ts,
-// single-file checkpoints in models/ and models/checkpoints/) under the models directory and
-// describes each one (family, export generation, dtype, native size, suggested defaults) — or
+// single-file checkpoints and diffusers folders in models/ and models/checkpoints/) under the
+// models directory and describes each one (family, export generation, dtype, native size, suggested defaults) — or
 // says exactly which file is wrong. It never creates a session and never throws for a bad
 // folder.
 //
@@ -14,7 +14,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { attachAddons, CHECKPOINT_SUBFOLDERS, diffusersFolderProblem, inspectCheckpointFile, WEIGHTS_FILE } from './checkpoint-models.js';
+import { attachAddons, CHECKPOINT_SUBFOLDERS, inspectCheckpointFile, inspectDiffusersModel, WEIGHTS_FILE } from './checkpoint-models.js';
 import { OnnxElemType, readOnnxSignature, type OnnxSignature, type OnnxValueDecl } from './onnx-header.js';
 import { defaultsFor, isTurbo, type ModelDefaults } from './model-defaults.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
@@ -368,7 +368,7 @@ async function scanFolder(modelsDir: string): Promise<ModelScan> {
       if (!(await isDirectory(dir))) return WEIGHTS_FILE.test(entry) ? inspectCheckpointFile(dir) : undefined;
       if (CHECKPOINT_SUBFOLDERS.includes(entry)) return scanCheckpointFolder(dir);
       if (!(await isReadable(path.join(dir, 'unet', 'model.onnx')))) {
-        const diffusers = await diffusersFolderProblem(dir, entry);
+        const diffusers = await inspectDiffusersModel(dir, entry);
         if (diffusers) return diffusers;
       }
       if (!(await isReadable(path.join(dir, 'model_index.json')))) {
@@ -394,7 +394,7 @@ async function scanFolder(modelsDir: string): Promise<ModelScan> {
   return scan;
 }
 
-/** Checkpoint files in models/checkpoints/ (one level; folders there are not searched). */
+/** Checkpoint files and diffusers folders in models/checkpoints/ (one level). */
 async function scanCheckpointFolder(dir: string): Promise<(ModelInfo | ModelProblem | undefined)[]> {
   let entries: string[];
   try {
@@ -402,5 +402,13 @@ async function scanCheckpointFolder(dir: string): Promise<(ModelInfo | ModelProb
   } catch (err) {
     return [{ name: path.basename(dir), dir, reason: `${dir} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` }];
   }
-  return Promise.all(entries.filter((e) => !e.startsWith('.') && WEIGHTS_FILE.test(e)).map((e) => inspectCheckpointFile(path.join(dir, e))));
+  return Promise.all(
+    entries
+      .filter((e) => !e.startsWith('.'))
+      .map(async (e) => {
+        const p = path.join(dir, e);
+        if (await isDirectory(p)) return inspectDiffusersModel(p, e);
+        return WEIGHTS_FILE.test(e) ? inspectCheckpointFile(p) : undefined;
+      }),
+  );
 }

@@ -10,47 +10,18 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDiffusersWeights, prepareDiffusersFolder } from '../engine/checkpoint/diffusers-folder.js';
 import { unetDiffusersToLdm, vaeDecoderLevels, vaeDiffusersToLdm } from '../engine/checkpoint/diffusers-names.js';
-import { diffusersUnetModule } from '../engine/checkpoint/lora-names.js';
 import { writeModelFolder } from '../engine/checkpoint/model-folder.js';
 import { openWeightsFile } from '../engine/checkpoint/pickle-guard.js';
-import { bytesOf, writeSafetensors } from '../engine/checkpoint/safetensors-write.js';
+import { bytesOf, writeSafetensors, type TensorToWrite } from '../engine/checkpoint/safetensors-write.js';
 import { syntheticTensor } from '../engine/checkpoint/synthetic-weights.js';
 import type { TensorReader } from '../engine/onnx-build/weights.js';
 import { expectMatchesReference, writeSyntheticCheckpoint } from './fixtures/reference/harness.js';
 import { generateTiny, tinyE2EReference as reference, tinyFolderPlan } from './fixtures/reference/tiny-generation.js';
 import sd15 from './fixtures/reference/sd15_layout.json' with { type: 'json' };
+import { ldmDecoderLevels, LDM_UNET, LDM_VAE, unetToDiffusers, vaeToDiffusers, writeDiffusersFolder, type DiffusersFolderOptions } from './fixtures/tiny-diffusers.js';
 
-const UNET = 'model.diffusion_model.';
-const VAE = 'first_stage_model.';
-const TEXT = 'cond_stage_model.transformer.';
-
-/** LDM → diffusers for the UNet: lora-names' module map (checked there against real LoRA names). */
-function unetToDiffusers(ldmNames: readonly string[]): Map<string, string> {
-  const set = new Set(ldmNames);
-  return new Map(
-    ldmNames.map((n) => {
-      const dot = n.lastIndexOf('.');
-      const module = diffusersUnetModule(n.slice(0, dot), set);
-      if (module === undefined) throw new Error(`no diffusers name for ${n}`);
-      return [n, `${module}${n.slice(dot)}`];
-    }),
-  );
-}
-
-/** LDM → diffusers for the VAE, as diffusers' convert_ldm_vae_checkpoint writes it (to_q… names). */
-function vaeToDiffusers(ldm: string, decoderLevels: number): string {
-  const resnet = (r: string) => r.replace('nin_shortcut', 'conv_shortcut');
-  return ldm
-    .replace(/^(encoder|decoder)\.norm_out\./, '$1.conv_norm_out.')
-    .replace(/^encoder\.down\.(\d+)\.block\.(\d+)\.(\w+)\./, (_, l, j, r) => `encoder.down_blocks.${l}.resnets.${j}.${resnet(r)}.`)
-    .replace(/^encoder\.down\.(\d+)\.downsample\.conv\./, 'encoder.down_blocks.$1.downsamplers.0.conv.')
-    .replace(/^decoder\.up\.(\d+)\.block\.(\d+)\.(\w+)\./, (_, l, j, r) => `decoder.up_blocks.${decoderLevels - 1 - Number(l)}.resnets.${j}.${resnet(r)}.`)
-    .replace(/^decoder\.up\.(\d+)\.upsample\.conv\./, (_, l) => `decoder.up_blocks.${decoderLevels - 1 - Number(l)}.upsamplers.0.conv.`)
-    .replace(/^(encoder|decoder)\.mid\.block_(\d)\.(\w+)\./, (_, p, b, r) => `${p}.mid_block.resnets.${Number(b) - 1}.${resnet(r)}.`)
-    .replace(/^(encoder|decoder)\.mid\.attn_1\.(\w+)\./, (_, p, r: string) => `${p}.mid_block.attentions.0.${{ norm: 'group_norm', q: 'to_q', k: 'to_k', v: 'to_v', proj_out: 'to_out.0' }[r]}.`);
-}
-
-const ldmDecoderLevels = (names: readonly string[]) => new Set(names.filter((n) => n.startsWith('decoder.up.')).map((n) => n.split('.')[2])).size;
+const UNET = LDM_UNET;
+const VAE = LDM_VAE;
 
 describe('diffusers → LDM names', () => {
   const names = Object.keys(sd15.tensors);
@@ -101,45 +72,18 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const tinyNames = Object.keys(reference.tensors);
-
 /**
  * The tiny SD 1.x weights written as a diffusers folder (values generated under their LDM names).
  * Its config says SD 1.x (768-wide context) as a real one would; the tests that build it pass the
  * tiny plan, which stands in for the check of the weights against the config.
  */
-async function writeTinyDiffusers(folder: string, opts: { skip?: string } = {}): Promise<void> {
-  const part = async (sub: string, file: string, prefix: string, rename: (ldm: string) => string) => {
-    if (opts.skip === sub) return;
-    await mkdir(path.join(folder, sub), { recursive: true });
-    await writeSafetensors(
-      path.join(folder, sub, file),
-      tinyNames
-        .filter((n) => n.startsWith(prefix))
-        .map((n) => {
-          const shape = (reference.tensors as Record<string, number[]>)[n]!;
-          return { name: rename(n.slice(prefix.length)), dtype: 'F32' as const, shape, data: () => bytesOf(syntheticTensor(n, shape, 0)) };
-        }),
-    );
-  };
-  const unetLdm = tinyNames.filter((n) => n.startsWith(UNET)).map((n) => n.slice(UNET.length));
-  const unetMap = unetToDiffusers(unetLdm);
-  await part('unet', 'diffusion_pytorch_model.safetensors', UNET, (n) => unetMap.get(n)!);
-  const vaeLevels = ldmDecoderLevels(tinyNames.filter((n) => n.startsWith(VAE)).map((n) => n.slice(VAE.length)));
-  await part('vae', 'diffusion_pytorch_model.safetensors', VAE, (n) => vaeToDiffusers(n, vaeLevels));
-  await part('text_encoder', 'model.safetensors', TEXT, (n) => n);
-  if (opts.skip !== 'unet') {
-    await writeFile(
-      path.join(folder, 'unet', 'config.json'),
-      JSON.stringify({ _class_name: 'UNet2DConditionModel', cross_attention_dim: 768, in_channels: 4, sample_size: 8 }),
-    );
-  }
-  await mkdir(path.join(folder, 'scheduler'), { recursive: true });
-  await writeFile(path.join(folder, 'scheduler', 'scheduler_config.json'), JSON.stringify({ prediction_type: 'epsilon' }));
-  await mkdir(path.join(folder, 'tokenizer'), { recursive: true });
-  await writeFile(path.join(folder, 'tokenizer', 'vocab.json'), '{}');
-  await writeFile(path.join(folder, 'tokenizer', 'merges.txt'), '#version: 0.2\n');
-}
+const tinyTensors: TensorToWrite[] = Object.entries(reference.tensors as Record<string, number[]>).map(([name, shape]) => ({
+  name,
+  dtype: 'F32' as const,
+  shape,
+  data: () => bytesOf(syntheticTensor(name, shape, 0)),
+}));
+const writeTinyDiffusers = (folder: string, opts: Pick<DiffusersFolderOptions, 'skip'> = {}): Promise<void> => writeDiffusersFolder(folder, tinyTensors, opts);
 
 async function drawFolder(folder: string): Promise<ort.Tensor> {
   const open = (part: string) => ort.InferenceSession.create(path.join(folder, part, 'model.onnx'));

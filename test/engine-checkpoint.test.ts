@@ -84,7 +84,7 @@ describe('checkpoints in the models folder', () => {
     expect(problems.get('evil')).toMatch(/pickle/);
     expect(problems.get('evil')).toMatch(/can run any code/);
     expect(problems.get('evil')).toMatch(/\.safetensors/);
-    expect(problems.get('diffusers-sd15')).toMatch(/^a diffusers folder \(SD 1\.x, 512²\); the engine cannot draw from diffusers weights yet/);
+    expect(problems.get('diffusers-sd15')).toMatch(/^diffusers-sd15 has no text_encoder\/ folder; a diffusers model needs unet\/, text_encoder\/ and vae\//);
     expect(problems.get('broken')).toMatch(/broken\.safetensors is cut short.*download the file again/);
     // The LoRA and the tokenizer folder are add-ons, not models or problems.
     expect(problems.has('Fox-Style')).toBe(false);

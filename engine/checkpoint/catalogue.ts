@@ -7,6 +7,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { inspectModelFolder } from '../registry.js';
 import type { Family } from './detect.js';
+import { checkDiffusersFolder } from './diffusers-folder.js';
 import { CheckpointError } from './errors.js';
 import { inspectDiffusersFolder, inspectWeightsFile } from './inspect.js';
 
@@ -86,10 +87,10 @@ async function addFolder(cat: Catalogue, dir: string): Promise<void> {
     return;
   }
   try {
-    const d = await inspectDiffusersFolder(dir);
-    if (d === undefined) return;
-    if (!d.supported) cat.refused.push({ name, path: dir, reason: d.reason ?? 'not supported' });
-    else cat.models.push({ name, path: dir, source: 'diffusers', family: familyLabel(d.family), nativeSize: `${d.nativeSize}²`, dtype: d.unetWeights.includes('fp16') ? 'fp16' : 'as stored' });
+    if ((await inspectDiffusersFolder(dir)) === undefined) return;
+    // The registry's check (configs, parts, weights' names): what is listed here can be prepared.
+    const { info, dtype } = await checkDiffusersFolder(dir);
+    cat.models.push({ name, path: dir, source: 'diffusers', family: familyLabel(info.family), nativeSize: `${info.nativeSize}²`, dtype });
   } catch (err) {
     cat.refused.push({ name, path: dir, reason: err instanceof CheckpointError ? err.message : (err as Error).message });
   }

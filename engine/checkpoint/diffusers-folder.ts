@@ -10,7 +10,7 @@ import { basename, join } from 'node:path';
 import type { GraphForm } from '../onnx-build/layers.js';
 import type { TensorReader } from '../onnx-build/weights.js';
 import { cachedBuild } from './cache.js';
-import { detectWeights, storedDtype, type TensorShape } from './detect.js';
+import { detectWeights, storedDtype, type StoredDtype, type TensorShape } from './detect.js';
 import { unetDiffusersToLdm, vaeDecoderLevels, vaeDiffusersToLdm } from './diffusers-names.js';
 import { CheckpointError } from './errors.js';
 import { formKey, graphFormFor } from './graph-form.js';
@@ -44,7 +44,7 @@ async function listDir(path: string): Promise<string[] | undefined> {
 }
 
 /** The part's .safetensors file; a part with only pickles is refused as one, a missing part by name. */
-async function partWeights(dir: string, part: keyof typeof PART_FILES): Promise<string> {
+export async function partWeights(dir: string, part: keyof typeof PART_FILES): Promise<string> {
   const label = `${basename(dir)}/${part}`;
   const files = await listDir(join(dir, part));
   if (files === undefined) throw new CheckpointError('missing-tensor', `${basename(dir)} has no ${part}/ folder; a diffusers model needs unet/, text_encoder/ and vae/.`);
@@ -145,22 +145,30 @@ export interface PrepareDiffusersOptions extends PrepareOptions {
   plan?: Omit<FolderPlan, 'form'>;
 }
 
-/** Same contract as prepareCheckpoint, for a diffusers folder: refusal with the reason, or the cached model folder. */
-export async function prepareDiffusersFolder(dir: string, opts: PrepareDiffusersOptions): Promise<PreparedDiffusers> {
+/** What the registry needs to list a diffusers folder as a model: checked like prepareDiffusersFolder checks it. */
+export interface CheckedDiffusers {
+  info: DiffusersInfo & { family: 'sd1' | 'sd2' };
+  dtype: StoredDtype;
+}
+
+/**
+ * Refuses a folder the builders cannot use, with the reason (not a diffusers folder, an unsupported
+ * variant or family, a missing or pickled part, a tensor no SD UNet has, config and weights
+ * disagreeing); else its configs' description and the UNet's stored dtype. Reads headers only.
+ * `trustConfig` skips the config-against-weights check (reduced-width test models match no family).
+ */
+export async function checkDiffusersFolder(dir: string, opts: { trustConfig?: boolean } = {}): Promise<CheckedDiffusers> {
   const label = basename(dir);
   const info = await inspectDiffusersFolder(dir);
   if (info === undefined) throw new CheckpointError('unknown-family', `${label} is not a diffusers model folder: it has no unet/config.json.`);
   if (!info.supported) throw new CheckpointError('unsupported-family', `${label} cannot be used: ${info.reason ?? 'unsupported'}.`);
   const family = info.family;
   if (family !== 'sd1' && family !== 'sd2') {
-    throw new CheckpointError('unsupported-family', `${label} is an ${family.toUpperCase()} diffusers folder; the engine prepares SD 1.x/2.x diffusers folders so far.`);
+    throw new CheckpointError('unsupported-family', `${label} is an ${family.toUpperCase()} diffusers folder; the engine prepares SD 1.x/2.x diffusers folders so far (use the model's single-file .safetensors).`);
   }
-
   const weights = await openDiffusersWeights(dir, info);
-  let dtype;
-  const files: string[] = [];
   try {
-    if (opts.plan === undefined) {
+    if (opts.trustConfig !== true) {
       // The configs said what the model is; its weights must say the same.
       const seen = detectWeights(weights.header.tensors);
       if (seen.kind !== 'checkpoint' || seen.family !== family) {
@@ -168,10 +176,17 @@ export async function prepareDiffusersFolder(dir: string, opts: PrepareDiffusers
         throw new CheckpointError('unknown-family', `${label}: its unet/config.json describes an ${family.toUpperCase()} model, but its weights are ${what}.`);
       }
     }
-    dtype = storedDtype(weights.header.tensors, 'model.diffusion_model.');
+    return { info: { ...info, family }, dtype: storedDtype(weights.header.tensors, 'model.diffusion_model.') };
   } finally {
     await weights.close();
   }
+}
+
+/** Same contract as prepareCheckpoint, for a diffusers folder: refusal with the reason, or the cached model folder. */
+export async function prepareDiffusersFolder(dir: string, opts: PrepareDiffusersOptions): Promise<PreparedDiffusers> {
+  const { info, dtype } = await checkDiffusersFolder(dir, { trustConfig: opts.plan !== undefined });
+  const family = info.family;
+  const files: string[] = [];
   files.push(join(dir, info.unetWeights), await partWeights(dir, 'text_encoder'), await partWeights(dir, 'vae'));
 
   const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));

@@ -19,6 +19,7 @@ import { GRAPH_VERSION, memoizedSha256 } from './prepare.js';
 import { formKey } from './graph-form.js';
 import { REFERENCE_FORM, type GraphForm } from '../onnx-build/layers.js';
 import type { SafetensorsFile } from './safetensors.js';
+import type { TensorReader } from '../onnx-build/weights.js';
 
 export interface LoraChoice {
   /** Path of the LoRA's .safetensors file; its name without extension is the name members type. */
@@ -102,6 +103,8 @@ export async function prepareLoraVariant(
     plan?: FolderPlan;
     /** The graph form the plain folder was built in (PreparedCheckpoint.form): variants are built alike. */
     form?: GraphForm;
+    /** Opens the weights under LDM names when `path` is not a single file (a diffusers folder: openDiffusersWeights). */
+    open?: () => Promise<TensorReader & { close(): Promise<void> }>;
   },
   loras: readonly LoraChoice[],
   opts: VariantOptions,
@@ -129,7 +132,7 @@ export async function prepareLoraVariant(
     const key = `${checkpoint.sha256.slice(0, 16)}-lora-${createHash('sha256').update(identity).digest('hex').slice(0, 16)}${formKey(form)}-g${GRAPH_VERSION}`;
 
     const { dir, reused } = await cachedBuild(opts.cacheDir, key, async (tmp) => {
-      const weights = await openWeightsFile(checkpoint.path);
+      const weights = await (checkpoint.open ?? (() => openWeightsFile(checkpoint.path)))();
       try {
         const plan = planLoras(weights, inputs);
         const touched = new Set([...plan.byTensor.values()].flat().map((m) => folderPart(m.target)));
