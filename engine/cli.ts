@@ -34,7 +34,7 @@ const USAGE = `Usage: npm run imagine -- [--model <folder or name>] "a prompt" [
                              embeddings that fit each, and the files that cannot be used
   --cache-dir <dir>          where checkpoints are prepared on first use (default: ./data/model-cache)
   --tokenizer <dir>          a CLIP tokenizer folder for checkpoints (default: <models-dir>/tokenizer,
-                             else an installed ONNX model's)
+                             else an installed ONNX model's, else the bundled CLIP one)
   --negative <text>          negative prompt
   --seed <n>                 0..4294967295 (default: random; printed)
   --steps <n>                denoising steps (default: the model's)
