@@ -300,14 +300,15 @@ describe('img2img', () => {
 describe('progress, previews and cancellation', () => {
   it('reports every step, with small previews every few steps when asked', async () => {
     const events: StepProgress[] = [];
-    const result = await pipeline.generate(request({ steps: 9, count: 2, previews: true }), { onStep: (p) => events.push(p) });
+    const result = await pipeline.generate(request({ steps: 9, count: 5, previews: true }), { onStep: (p) => events.push(p) });
     expect(events.map((e) => e.step)).toEqual(Array.from({ length: 18 }, (_, i) => i + 1));
     expect(events.every((e) => e.total === 18)).toBe(true);
-    // On CPU the two pictures run one after another; each batch counts the job's own 9 steps.
+    // Small pictures on CPU: 4 share a UNet call, the fifth runs after them; each batch counts
+    // the job's own 9 steps.
     const nine = Array.from({ length: 9 }, (_, i) => i + 1);
     expect(events.map((e) => e.batch)).toEqual([
-      ...nine.map((step) => ({ step, steps: 9, first: 0, size: 1, count: 2 })),
-      ...nine.map((step) => ({ step, steps: 9, first: 1, size: 1, count: 2 })),
+      ...nine.map((step) => ({ step, steps: 9, first: 0, size: 4, count: 5 })),
+      ...nine.map((step) => ({ step, steps: 9, first: 4, size: 1, count: 5 })),
     ]);
     const withPreview = events.filter((e) => e.preview);
     expect(withPreview.length).toBeGreaterThan(0);
