@@ -235,6 +235,9 @@ describe.each(backends)('queue contract: $name backend', (backend) => {
     await submit(rig, 'two', 'ann');
     const third = await rig.jobs.submit(durabilityInput('three', 'ann'));
     expect(third).toEqual({ ok: false, reason: expect.stringContaining('2 pictures waiting') });
+    // The first job may still be on its way to the worker: let it arrive and hold before the
+    // release, or release() would wait for a hold that never comes.
+    await rig.engine.whenHeld();
     rig.engine.hold = false;
     await rig.engine.release();
     await rig.close();
