@@ -1,25 +1,14 @@
 // The same store contract on Redis (storage.url = redis://…). Needs a redis-server binary
 // (.ci/run installs Debian's); skipped with a message where there is none.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../src/config/load.js';
 import type { Job, JobStatus, Store } from '../src/jobs/types.js';
 import { createStore } from '../src/store/index.js';
+import { freePort } from './helpers/free-port.js';
+import { HAVE_REDIS } from './helpers/redis-server.js';
 
-const HAVE_REDIS = spawnSync('redis-server', ['--version']).status === 0;
 if (!HAVE_REDIS) console.warn('store-redis: no redis-server on PATH (apt-get install redis-server); Redis store tests skipped');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 function job(id: string, seq: number, status: JobStatus = 'queued', extra: Partial<Job> = {}): Job {
   return {

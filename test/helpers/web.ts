@@ -2,10 +2,10 @@
 // loopback port; restart() stops both and starts them again on the same port and data.
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { startWeb, type WebHandle } from '../../src/adapters/web/index.js';
+import { freePort } from './free-port.js';
 import { createHarness, type Harness, type HarnessOptions } from './harness.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -18,18 +18,6 @@ export interface Studio {
   url: string;
   restart(): Promise<void>;
   close(): Promise<void>;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 export async function bootStudio(options: HarnessOptions = {}): Promise<Studio> {
