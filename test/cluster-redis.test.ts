@@ -11,12 +11,12 @@ import type { JobEvent, Store } from '../src/jobs/types.js';
 import { createStore } from '../src/store/index.js';
 import { durabilityInput, ScriptedEngine } from './fixtures/durability-engine.js';
 import { clusterBotConfig, startInProcessWorker } from './helpers/cluster.js';
+import { until as waitUntil, type Check } from './helpers/wait.js';
 import { HAVE_REDIS, startRedis, type TestRedis } from './helpers/redis-server.js';
 
 if (!HAVE_REDIS) console.warn('cluster-redis: no redis-server on PATH (apt-get install redis-server); skipped');
 
 const silent = pino({ level: 'silent' });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const cleanups: (() => Promise<void>)[] = [];
 
 afterEach(async () => {
@@ -50,13 +50,8 @@ async function rig(prefix: string): Promise<Rig> {
 
 const count = (events: JobEvent[], type: JobEvent['type'], id: string) => events.filter((e) => e.type === type && e.job.id === id).length;
 
-async function until(check: () => boolean | Promise<boolean>, what: string, tries = 600): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+// Polls every 50 ms (Redis round trips), 30 s by default.
+const until = (check: Check, what: string, tries = 600) => waitUntil(check, what, tries, 50);
 
 describe.skipIf(!HAVE_REDIS)('cluster: the queue Redis fails', () => {
   it('loses nothing accepted when Redis is killed and restarted on its AOF mid-run', async () => {

@@ -14,24 +14,19 @@ import type { JobEvent, Requester, SubmitInput } from '../src/jobs/types.js';
 import { createStore } from '../src/store/index.js';
 import { durabilityInput, ScriptedEngine } from './fixtures/durability-engine.js';
 import { clusterBotConfig, prepareWorkerHost, spawnWorker, startInProcessWorker, type WorkerProcess } from './helpers/cluster.js';
+import { sleep, until as waitUntil, type Check } from './helpers/wait.js';
 import { HAVE_REDIS, startRedis } from './helpers/redis-server.js';
 
 if (!HAVE_REDIS) console.warn('cluster-route: no redis-server on PATH (apt-get install redis-server); skipped');
 
 const silent = pino({ level: 'silent' });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
 });
 
-async function until(check: () => boolean | Promise<boolean>, what: string, tries = 1200): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+// Polls every 50 ms (Redis round trips), 60 s by default.
+const until = (check: Check, what: string, tries = 1200) => waitUntil(check, what, tries, 50);
 
 function job(prompt: string, member: string, model: string, steps = 3): SubmitInput {
   const input = durabilityInput(prompt, member);

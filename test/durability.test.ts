@@ -13,6 +13,7 @@ import { createJobService, type JobServiceWithMaintenance } from '../src/jobs/se
 import type { JobEvent, Store } from '../src/jobs/types.js';
 import { createStore } from '../src/store/index.js';
 import { durabilityInput, ScriptedEngine } from './fixtures/durability-engine.js';
+import { until } from './helpers/wait.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CHILD = path.join(here, 'fixtures', 'durability-child.ts');
@@ -95,14 +96,6 @@ async function secondLife(dataDir: string, engine: ScriptedEngine) {
 
 const ofType = <T extends JobEvent['type']>(events: JobEvent[], type: T) =>
   events.filter((e): e is Extract<JobEvent, { type: T }> => e.type === type);
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('durability across SIGKILL', () => {
   it('resumes queued and running jobs in order, re-runs the killed one once, delivers done ones without re-rendering, never repeats a delivered one', async () => {

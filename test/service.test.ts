@@ -21,6 +21,7 @@ import { createJobService, withoutServerPaths, type JobServiceWithMaintenance } 
 import type { Job, JobEvent, JobSpec, Requester, Store, SubmitInput } from '../src/jobs/types.js';
 import { createStore } from '../src/store/index.js';
 import { ScriptedEngine } from './fixtures/durability-engine.js';
+import { until } from './helpers/wait.js';
 
 const silent = pino({ level: 'silent' });
 let root: string;
@@ -93,14 +94,6 @@ async function setup(
   open.push({ jobs, store });
   if (opts.start !== false) await jobs.start();
   return { jobs, store, engine, events };
-}
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 // Longer than the service's window for coalescing queue moves.
