@@ -13,7 +13,7 @@ import { isAdmin, mayAct } from '../commands/permissions.js';
 import { resultView } from '../commands/result.js';
 import { statusText } from '../commands/status.js';
 import type { Action, CommandContext, CommandName, CommandRequest } from '../commands/types.js';
-import { SAMPLERS, type ModelInfo } from '../engine/types.js';
+import { SAMPLERS } from '../engine/types.js';
 import { defaultConfig, type DeepPartial } from '../src/config/load.js';
 import type { FileConfig } from '../src/config/schema.js';
 import { parseJobRequest } from '../src/jobs/parse.js';
@@ -32,6 +32,7 @@ import type {
   SubmitInput,
   SubmitOutcome,
 } from '../src/jobs/types.js';
+import { modelInfo as model } from './fixtures/model-info.js';
 import { createHarness, type Harness } from './helpers/harness.js';
 
 // ---- doubles ----------------------------------------------------------------------------------
@@ -119,24 +120,6 @@ class MemorySettings implements SettingsRepo {
   async set(platform: Platform, userId: string, settings: MemberSettings): Promise<void> {
     this.saved.set(`${platform}:${userId}`, { ...settings });
   }
-}
-
-function model(name: string, extra: Partial<ModelInfo> = {}): ModelInfo {
-  return {
-    name,
-    dir: `/models/${name}`,
-    family: 'sd1',
-    predictionType: 'epsilon',
-    nativeWidth: 512,
-    nativeHeight: 512,
-    defaultSampler: 'Euler a',
-    defaultSteps: 25,
-    defaultGuidance: 7,
-    hasVaeEncoder: true,
-    generation: 'optimum-new',
-    dtype: 'float32',
-    ...extra,
-  };
 }
 
 const MODELS = [model('tiny'), model('noenc', { hasVaeEncoder: false })];

@@ -9,24 +9,7 @@ import { parseJobRequest, resolveSampler, type ParseResult } from '../src/jobs/p
 import { reproduceCommand } from '../commands/format.js';
 import { collectLoras, jobLoras } from '../engine/job-loras.js';
 import type { JobSpec, MemberSettings } from '../src/jobs/types.js';
-
-function model(name: string, o: Partial<ModelInfo> = {}): ModelInfo {
-  return {
-    name,
-    dir: `/models/${name}`,
-    family: 'sd1',
-    predictionType: 'epsilon',
-    nativeWidth: 512,
-    nativeHeight: 512,
-    defaultSampler: 'Euler a',
-    defaultSteps: 25,
-    defaultGuidance: 7,
-    hasVaeEncoder: true,
-    generation: 'optimum-new',
-    dtype: 'float32',
-    ...o,
-  };
-}
+import { modelInfo as model } from './fixtures/model-info.js';
 
 const SD15 = model('sd15');
 const SD21 = model('sd21-768', { family: 'sd2', predictionType: 'v_prediction', nativeWidth: 768, nativeHeight: 768 });

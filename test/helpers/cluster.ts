@@ -9,6 +9,7 @@ import { defaultConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { startEngineWorker } from '../../src/jobs/redis/engine-worker.js';
 import { openQueueConnection } from '../../src/store/queue-connection.js';
+import { modelInfo } from '../fixtures/model-info.js';
 import { writeTinyModel } from '../fixtures/tiny-models.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
@@ -126,20 +127,7 @@ export function clusterBotConfig(dir: string, url: string, prefix: string): Conf
 /** A scripted engine that reports these model folders, as a real engine's scan would. */
 export function withModels(engine: Engine, models: string[]): Engine {
   const scan: Engine['scanModels'] = async () => ({
-    models: models.map((name) => ({
-      name,
-      dir: `/models/${name}`,
-      family: 'sd1',
-      predictionType: 'epsilon',
-      nativeWidth: 512,
-      nativeHeight: 512,
-      defaultSampler: 'Euler',
-      defaultSteps: 20,
-      defaultGuidance: 7,
-      hasVaeEncoder: true,
-      generation: 'optimum-new',
-      dtype: 'float32',
-    })),
+    models: models.map((name) => modelInfo(name, { defaultSampler: 'Euler', defaultSteps: 20 })),
     problems: [],
   });
   return new Proxy(engine, {
