@@ -96,14 +96,18 @@ async function addFolder(cat: Catalogue, dir: string): Promise<void> {
   }
 }
 
-export async function scanCatalogue(modelsDir: string): Promise<Catalogue> {
+/**
+ * `addonsOnly` skips model folders (diffusers and ONNX folders hold no add-ons): the registry,
+ * which has already read those folders' headers, asks only for LoRAs and embeddings.
+ */
+export async function scanCatalogue(modelsDir: string, opts: { addonsOnly?: boolean } = {}): Promise<Catalogue> {
   const cat: Catalogue = { models: [], loras: [], embeddings: [], vaes: [], refused: [] };
   const visit = async (dir: string, depth: number): Promise<void> => {
     for (const e of await entries(dir)) {
       const p = join(dir, e);
       if (await isDir(p)) {
         if (depth === 0 && SUBFOLDERS.includes(e)) await visit(p, 1);
-        else await addFolder(cat, p);
+        else if (opts.addonsOnly !== true) await addFolder(cat, p);
       } else if (WEIGHT_FILE.test(e)) await addFile(cat, p);
     }
   };
