@@ -9,7 +9,7 @@ import { inspectModelFolder } from '../registry.js';
 import type { Family } from './detect.js';
 import { checkDiffusersFolder } from './diffusers-folder.js';
 import { CheckpointError } from './errors.js';
-import { inspectDiffusersFolder, inspectWeightsFile } from './inspect.js';
+import { inspectWeightsFile, isDiffusersFolder } from './inspect.js';
 
 export interface CatalogueModel {
   name: string;
@@ -86,8 +86,9 @@ async function addFolder(cat: Catalogue, dir: string): Promise<void> {
     else cat.models.push({ name, path: dir, source: 'onnx', family: familyLabel(m.family), nativeSize: `${m.nativeWidth}×${m.nativeHeight}`, dtype: m.dtype === 'float16' ? 'fp16' : 'fp32' });
     return;
   }
+  // Other folders are not listed; checkDiffusersFolder reads the configs once.
+  if (!(await isDiffusersFolder(dir))) return;
   try {
-    if ((await inspectDiffusersFolder(dir)) === undefined) return;
     // The registry's check (configs, parts, weights' names): what is listed here can be prepared.
     const { info, dtype } = await checkDiffusersFolder(dir);
     cat.models.push({ name, path: dir, source: 'diffusers', family: familyLabel(info.family), nativeSize: `${info.nativeSize}²`, dtype });
