@@ -44,7 +44,7 @@ export interface PreparedVariant {
   reused: boolean;
   /** Variant folders deleted to stay within the budget. */
   evicted: string[];
-  /** For the info text: name → short hash, A1111's "Lora hashes" uses the first 12 hex digits of sha256. */
+  /** Each LoRA file's whole-file sha256, which the variant's key is made from (the info text's "Lora hashes" are AddNet hashes: model-resolve.ts). */
   loraHashes: { name: string; sha256: string }[];
 }
 
