@@ -5,7 +5,7 @@
 // probe tensor detection may need).
 import { readdir, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import { inspectModelFolder } from '../registry.js';
+import { inspectModelFolder, isDirectory } from '../registry.js';
 import type { Family } from './detect.js';
 import { checkDiffusersFolder } from './diffusers-folder.js';
 import { CheckpointError } from './errors.js';
@@ -49,13 +49,6 @@ async function entries(dir: string): Promise<string[]> {
   } catch {
     return [];
   }
-}
-
-async function isDir(p: string): Promise<boolean> {
-  return stat(p).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
 }
 
 async function addFile(cat: Catalogue, path: string): Promise<void> {
@@ -106,7 +99,7 @@ export async function scanCatalogue(modelsDir: string, opts: { addonsOnly?: bool
   const visit = async (dir: string, depth: number): Promise<void> => {
     for (const e of await entries(dir)) {
       const p = join(dir, e);
-      if (await isDir(p)) {
+      if (await isDirectory(p)) {
         if (depth === 0 && SUBFOLDERS.includes(e)) await visit(p, 1);
         else if (opts.addonsOnly !== true) await addFolder(cat, p);
       } else if (WEIGHT_FILE.test(e)) await addFile(cat, p);
