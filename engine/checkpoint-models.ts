@@ -91,7 +91,7 @@ const addonFamily = (m: ModelInfo): string => (m.family === 'sd-turbo' ? 'sd2' :
 
 /** Fills each model's `loras` and `embeddings` with the installed add-ons made for its family. */
 export async function attachAddons(models: ModelInfo[], modelsDir: string): Promise<void> {
-  const cat = await scanCatalogue(modelsDir);
+  const cat = await scanCatalogue(modelsDir, { addonsOnly: true });
   for (const m of models) {
     m.loras = cat.loras.filter((l) => l.family === addonFamily(m)).map((l) => l.name);
     m.embeddings = cat.embeddings.filter((e) => e.family === addonFamily(m)).map((e) => e.name);

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { checkpointName, WEIGHTS_FILE } from './checkpoint-models.js';
 import { CheckpointError } from './checkpoint/errors.js';
 import { prepareLoraVariant } from './checkpoint/lora-variants.js';
-import { copyTokenizer, OPENCLIP_PAD, SDXL_TOKENIZER_2_PAD, type FolderProgress } from './checkpoint/model-folder.js';
+import { copyTokenizer, FOLDER_PARTS, OPENCLIP_PAD, SDXL_TOKENIZER_2_PAD, type FolderProgress } from './checkpoint/model-folder.js';
 import { openWeightsFile } from './checkpoint/pickle-guard.js';
 import { prepareCheckpoint, type PrepareOptions, type PrepareProgress } from './checkpoint/prepare.js';
 import { openDiffusersWeights, partWeights, prepareDiffusersFolder } from './checkpoint/diffusers-folder.js';
@@ -65,33 +65,27 @@ const TOKEN_EMBEDDINGS = [
 ];
 /** Building a folder reports per tensor; members need a percent, not a thousand messages. */
 const PERCENT = 100;
+type Part = FolderProgress['part'];
+/** Each part's [start, share] of the whole build from its share alone: a part starts where the one built before it ends. */
+function partShares(share: Record<Part, number>): Record<Part, [start: number, share: number]> {
+  let start = 0;
+  const out = {} as Record<Part, [number, number]>;
+  for (const part of FOLDER_PARTS) {
+    out[part] = [start, share[part]];
+    start += share[part];
+  }
+  return out;
+}
+
 /** Share of the whole build per part, roughly by parameter count (SD 1.5: 123 M, 860 M, 49 M, 34 M). */
-const PART_SHARE: Record<FolderProgress['part'], [start: number, share: number]> = {
-  text_encoder: [0, 0.12],
-  text_encoder_2: [0.12, 0],
-  unet: [0.12, 0.75],
-  vae_decoder: [0.87, 0.07],
-  vae_encoder: [0.94, 0.06],
-};
+const PART_SHARE = partShares({ text_encoder: 0.12, text_encoder_2: 0, unet: 0.75, vae_decoder: 0.07, vae_encoder: 0.06 });
 /** SDXL: 123 M CLIP-L, 695 M bigG, 2567 M UNet, 84 M VAE. */
-const PART_SHARE_SDXL: Record<FolderProgress['part'], [start: number, share: number]> = {
-  text_encoder: [0, 0.04],
-  text_encoder_2: [0.04, 0.2],
-  unet: [0.24, 0.74],
-  vae_decoder: [0.98, 0.01],
-  vae_encoder: [0.99, 0.01],
-};
+const PART_SHARE_SDXL = partShares({ text_encoder: 0.04, text_encoder_2: 0.2, unet: 0.74, vae_decoder: 0.01, vae_encoder: 0.01 });
 /** Hashing the file (first use only) counts as this share before the build. */
 const HASH_SHARE = 0.1;
 
 /** A LoRA variant rebuilds only what LoRAs touch (text encoder, UNet); the VAE is linked. */
-const VARIANT_SHARE: Record<FolderProgress['part'], [start: number, share: number]> = {
-  text_encoder: [0, 0.14],
-  text_encoder_2: [0.14, 0],
-  unet: [0.14, 0.86],
-  vae_decoder: [1, 0],
-  vae_encoder: [1, 0],
-};
+const VARIANT_SHARE = partShares({ text_encoder: 0.14, text_encoder_2: 0, unet: 0.86, vae_decoder: 0, vae_encoder: 0 });
 
 function buildFraction(p: FolderProgress, shares = PART_SHARE): number {
   const [start, share] = shares[p.part];

@@ -69,7 +69,7 @@ async function isReadable(file: string): Promise<boolean> {
   }
 }
 
-async function isDirectory(p: string): Promise<boolean> {
+export async function isDirectory(p: string): Promise<boolean> {
   try {
     return (await stat(p)).isDirectory();
   } catch {

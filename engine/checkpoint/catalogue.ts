@@ -5,11 +5,11 @@
 // probe tensor detection may need).
 import { readdir, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import { inspectModelFolder } from '../registry.js';
+import { inspectModelFolder, isDirectory } from '../registry.js';
 import type { Family } from './detect.js';
 import { checkDiffusersFolder } from './diffusers-folder.js';
 import { CheckpointError } from './errors.js';
-import { inspectDiffusersFolder, inspectWeightsFile } from './inspect.js';
+import { inspectWeightsFile, isDiffusersFolder } from './inspect.js';
 
 export interface CatalogueModel {
   name: string;
@@ -51,13 +51,6 @@ async function entries(dir: string): Promise<string[]> {
   }
 }
 
-async function isDir(p: string): Promise<boolean> {
-  return stat(p).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
-}
-
 async function addFile(cat: Catalogue, path: string): Promise<void> {
   const name = basename(path, extname(path));
   let info;
@@ -86,8 +79,9 @@ async function addFolder(cat: Catalogue, dir: string): Promise<void> {
     else cat.models.push({ name, path: dir, source: 'onnx', family: familyLabel(m.family), nativeSize: `${m.nativeWidth}×${m.nativeHeight}`, dtype: m.dtype === 'float16' ? 'fp16' : 'fp32' });
     return;
   }
+  // Other folders are not listed; checkDiffusersFolder reads the configs once.
+  if (!(await isDiffusersFolder(dir))) return;
   try {
-    if ((await inspectDiffusersFolder(dir)) === undefined) return;
     // The registry's check (configs, parts, weights' names): what is listed here can be prepared.
     const { info, dtype } = await checkDiffusersFolder(dir);
     cat.models.push({ name, path: dir, source: 'diffusers', family: familyLabel(info.family), nativeSize: `${info.nativeSize}²`, dtype });
@@ -96,14 +90,18 @@ async function addFolder(cat: Catalogue, dir: string): Promise<void> {
   }
 }
 
-export async function scanCatalogue(modelsDir: string): Promise<Catalogue> {
+/**
+ * `addonsOnly` skips model folders (diffusers and ONNX folders hold no add-ons): the registry,
+ * which has already read those folders' headers, asks only for LoRAs and embeddings.
+ */
+export async function scanCatalogue(modelsDir: string, opts: { addonsOnly?: boolean } = {}): Promise<Catalogue> {
   const cat: Catalogue = { models: [], loras: [], embeddings: [], vaes: [], refused: [] };
   const visit = async (dir: string, depth: number): Promise<void> => {
     for (const e of await entries(dir)) {
       const p = join(dir, e);
-      if (await isDir(p)) {
+      if (await isDirectory(p)) {
         if (depth === 0 && SUBFOLDERS.includes(e)) await visit(p, 1);
-        else await addFolder(cat, p);
+        else if (opts.addonsOnly !== true) await addFolder(cat, p);
       } else if (WEIGHT_FILE.test(e)) await addFile(cat, p);
     }
   };

@@ -115,13 +115,16 @@ async function readJson(path: string): Promise<unknown> {
   }
 }
 
-/** Reads a diffusers folder's configs; undefined when `dir` is not one (no unet/config.json). */
-export async function inspectDiffusersFolder(dir: string): Promise<DiffusersInfo | undefined> {
-  const hasUnet = await stat(join(dir, 'unet', 'config.json')).then(
+/** Whether `dir` is a diffusers folder at all: it has a unet/config.json. */
+export const isDiffusersFolder = (dir: string): Promise<boolean> =>
+  stat(join(dir, 'unet', 'config.json')).then(
     (s) => s.isFile(),
     () => false,
   );
-  if (!hasUnet) return undefined;
+
+/** Reads a diffusers folder's configs; undefined when `dir` is not one (no unet/config.json). */
+export async function inspectDiffusersFolder(dir: string): Promise<DiffusersInfo | undefined> {
+  if (!(await isDiffusersFolder(dir))) return undefined;
   return detectDiffusersFolder(
     {
       unetConfig: await readJson(join(dir, 'unet', 'config.json')),

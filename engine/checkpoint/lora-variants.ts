@@ -13,7 +13,7 @@ import { CheckpointError } from './errors.js';
 import { OPENCLIP_PREFIXES } from './ldm-names.js';
 import type { LoraTarget } from './lora-names.js';
 import { assertLoraFits, loraFamily, mergedWeights, planLoras, type LoraInput } from './lora.js';
-import { writeModelFolder, type FolderPlan, type FolderProgress } from './model-folder.js';
+import { FOLDER_PARTS, writeModelFolder, type FolderPlan, type FolderProgress } from './model-folder.js';
 import { openWeightsFile } from './pickle-guard.js';
 import { GRAPH_VERSION, memoizedSha256 } from './prepare.js';
 import { formKey } from './graph-form.js';
@@ -44,7 +44,7 @@ export interface PreparedVariant {
   reused: boolean;
   /** Variant folders deleted to stay within the budget. */
   evicted: string[];
-  /** For the info text: name → short hash, A1111's "Lora hashes" uses the first 12 hex digits of sha256. */
+  /** Each LoRA file's whole-file sha256, which the variant's key is made from (the info text's "Lora hashes" are AddNet hashes: model-resolve.ts). */
   loraHashes: { name: string; sha256: string }[];
 }
 
@@ -136,8 +136,7 @@ export async function prepareLoraVariant(
       try {
         const plan = planLoras(weights, inputs);
         const touched = new Set([...plan.byTensor.values()].flat().map((m) => folderPart(m.target)));
-        const all: FolderProgress['part'][] = ['text_encoder', 'text_encoder_2', 'unet', 'vae_decoder', 'vae_encoder'];
-        const parts = new Set(all.filter((p) => !touched.has(p)));
+        const parts = new Set(FOLDER_PARTS.filter((p) => !touched.has(p)));
         await writeModelFolder(mergedWeights(weights, plan), { ...(checkpoint.plan ?? { family: checkpoint.info.family, prediction: checkpoint.info.prediction }), form }, tmp, {
           reuse: { dir: checkpoint.plainDir, parts },
           ...(opts.tokenizerDir === undefined ? {} : { tokenizerDir: opts.tokenizerDir }),

@@ -28,8 +28,11 @@ export interface FolderPlan {
   form?: GraphForm;
 }
 
+/** A model folder's parts, in the order writeModelFolder builds them. */
+export const FOLDER_PARTS = ['text_encoder', 'text_encoder_2', 'unet', 'vae_decoder', 'vae_encoder'] as const;
+
 export interface FolderProgress {
-  part: 'text_encoder' | 'text_encoder_2' | 'unet' | 'vae_decoder' | 'vae_encoder';
+  part: (typeof FOLDER_PARTS)[number];
   tensorsDone: number;
   tensorsTotal: number;
 }
