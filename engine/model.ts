@@ -319,7 +319,10 @@ export async function loadModel(info: ModelInfo, opts: LoadModelOptions): Promis
     });
     if (tokenizer2 && text2Part) {
       const release = model.release;
+      const holding = model.holding;
       model.sdxl = sdxlText(info, textPart, text2Part, tokenizer2, await readForceZeros(info));
+      // SDXL's prompts go through both encoders: holding the text encoder holds encoder 2 as well.
+      model.holding = (which, fn) => holding(which, which === 'text' ? () => holdSession(info, text2Part, fn) : fn);
       model.release = async () => {
         await Promise.allSettled([release(), text2Part.session?.release()]);
       };
@@ -328,6 +331,24 @@ export async function loadModel(info: ModelInfo, opts: LoadModelOptions): Promis
   } catch (err) {
     await Promise.allSettled(parts.map((p) => p.session?.release()));
     throw err instanceof EngineError ? err : modelError(info, describeError(err));
+  }
+}
+
+/** Runs `fn` with a part that is created per call (low memory mode) created once for all its calls. */
+async function holdSession<T>(info: ModelInfo, part: Part, fn: () => Promise<T>): Promise<T> {
+  if (part.session) return fn();
+  let session: ort.InferenceSession;
+  try {
+    session = await part.reopen();
+  } catch (err) {
+    throw modelError(info, `cannot load ${part.rel}: ${describeError(err)}`);
+  }
+  part.session = session;
+  try {
+    return await fn();
+  } finally {
+    part.session = undefined;
+    await session.release().catch(() => undefined);
   }
 }
 
@@ -557,19 +578,7 @@ function assemble(
       const part = which === 'text' ? textPart : decoderPart;
       if (part.session) return fn();
       live();
-      let session: ort.InferenceSession;
-      try {
-        session = await part.reopen();
-      } catch (err) {
-        throw modelError(info, `cannot load ${part.rel}: ${describeError(err)}`);
-      }
-      part.session = session;
-      try {
-        return await fn();
-      } finally {
-        part.session = undefined;
-        await session.release().catch(() => undefined);
-      }
+      return holdSession(info, part, fn);
     },
 
     async release() {
