@@ -20,6 +20,7 @@ import {
   type PromptChunk,
   type PromptTokenizer,
 } from './prompt/index.js';
+import type { TextOverrides } from './model.js';
 import { EngineError, type PromptTruncation } from './types.js';
 
 /**
@@ -31,14 +32,6 @@ import { EngineError, type PromptTruncation } from './types.js';
  * Measuring: `npm run bench:prompt`).
  */
 export const DEFAULT_MAX_PROMPT_CHUNKS = 8;
-
-/** The text encoder's embedding override inputs for a batch of rows. */
-export interface EncoderOverrides {
-  /** [rows × 77 × width]: embedding vectors where `mask` is 1, zeros elsewhere. */
-  vectors: Float32Array;
-  /** [rows × 77]: 1 where the vector replaces the token embedding. */
-  mask: Float32Array;
-}
 
 /** One encoder whose hidden states the conditioning holds: the embedding vector set it takes, and its width. */
 export interface EncoderPart {
@@ -54,7 +47,7 @@ export interface PromptEncoder {
   acceptsEmbeddings: boolean;
   /** Rows of 77 ids → hidden states [rows × 77 × Σ width] (`overrides`: one per part), and for
    * SDXL each row's pooled text [rows × P]. */
-  encode(ids: Int32Array[], overrides?: readonly EncoderOverrides[]): Promise<{ hidden: Float32Array; pooled?: Float32Array }>;
+  encode(ids: Int32Array[], overrides?: readonly TextOverrides[]): Promise<{ hidden: Float32Array; pooled?: Float32Array }>;
 }
 
 export interface ConditioningOptions {
@@ -126,8 +119,7 @@ export async function encodePrompts(prompt: string, negativePrompt: string, opti
   const hidden = new Float32Array(parsed.length * tokens * width);
   for (const [i, p] of parsed.entries()) {
     // A1111 weights each encoder's states on their own (SDXL: CLIP-L and bigG each restore their
-    // own mean), so with two parts the emphasis runs per part before encodeChunks' (then neutral) pass.
-    // A1111 weights each encoder's states on their own (SDXL: CLIP-L and bigG each restore their own mean).
+    // own mean), so with two parts the emphasis runs per part.
     let c =
       encoder.parts.length === 1
         ? await encodeChunks(p.chunks, width, (chunk) => Promise.resolve(slices.get(chunk)!))
@@ -201,7 +193,7 @@ function quoteList(names: readonly string[]): string {
 }
 
 /** One encoder's override inputs for every row: vectors where a row's chunk placed an embedding. */
-function rowOverrides(rows: readonly PromptChunk[], embeddings: ReadonlyMap<string, TextualInversion>, encoder: EncoderPart): EncoderOverrides {
+function rowOverrides(rows: readonly PromptChunk[], embeddings: ReadonlyMap<string, TextualInversion>, encoder: EncoderPart): TextOverrides {
   const width = encoder.width;
   const vectors = new Float32Array(rows.length * CHUNK_LENGTH * width);
   const mask = new Float32Array(rows.length * CHUNK_LENGTH);

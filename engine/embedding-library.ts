@@ -44,6 +44,8 @@ export class EmbeddingLibrary {
   async forModel(family: Family, width?: number): Promise<EmbeddingSet> {
     const set: EmbeddingSet = { usable: new Map(), refused: new Map(), hashes: new Map() };
     const live = new Set<string>();
+    /** Lower-cased trigger words already in `usable` or `refused` (the first file of a name wins). */
+    const taken = new Set<string>();
     for (const file of await this.files()) {
       const name = embeddingName(file.path);
       const key = `${family}:${width ?? ''}\0${file.path}\0${file.size}\0${file.mtimeMs}`;
@@ -55,11 +57,12 @@ export class EmbeddingLibrary {
       }
       const loaded = await pending;
       const lower = name.toLowerCase();
-      if ([...set.usable.keys(), ...set.refused.keys()].some((n) => n.toLowerCase() === lower)) {
+      if (taken.has(lower)) {
         if (!this.shadowed.has(key)) this.log?.warn({ file: file.path }, `embedding "${name}" is ignored: another embedding file has the same name`);
         this.shadowed.add(key);
         continue;
       }
+      taken.add(lower);
       if ('reason' in loaded) set.refused.set(name, loaded.reason);
       else {
         set.usable.set(name, loaded.embedding);

@@ -72,7 +72,7 @@ export interface LoadedModel {
    * For float16 exports the returned array is reused by the next call: read it before calling again.
    * `halvesAlike`: the sample's second half repeats its first (guidance's uncond and cond halves),
    * so a float16 export converts only one half.
-   * `added`: SDXL's pooled text and time ids for the batch (required by SDXL UNets). */
+   * `added`: SDXL's pooled text and time ids for the batch (required by SDXL UNets; kept converted like `cond`). */
   unet(
     sample: Float32Array,
     batch: number,
@@ -150,6 +150,22 @@ function pickOutput(info: ModelInfo, part: Part, preferred: readonly string[]): 
 function checkFloat(info: ModelInfo, part: Part, meta: TensorMeta): 'float32' | 'float16' {
   if (meta.type === 'float32' || meta.type === 'float16') return meta.type;
   throw modelError(info, `${part.rel} input "${meta.name}" is ${meta.type}; expected float32 or float16`);
+}
+
+/**
+ * floatTensor for inputs passed again unchanged on every step: the tensor is made once per array
+ * and shape and reused. Callers pass a new array for new values, never an edited one.
+ */
+function perArrayTensor(type: 'float32' | 'float16'): (data: Float32Array, dims: number[]) => ort.Tensor {
+  const made = new WeakMap<Float32Array, { shape: string; tensor: ort.Tensor }>();
+  return (data, dims) => {
+    const shape = dims.join(',');
+    const cached = made.get(data);
+    if (cached && cached.shape === shape) return cached.tensor;
+    const tensor = floatTensor(type, data, dims);
+    made.set(data, { shape, tensor });
+    return tensor;
+  };
 }
 
 /** A float32 array as a tensor of the declared float type (float16 as raw half bits). */
@@ -303,7 +319,10 @@ export async function loadModel(info: ModelInfo, opts: LoadModelOptions): Promis
     });
     if (tokenizer2 && text2Part) {
       const release = model.release;
+      const holding = model.holding;
       model.sdxl = sdxlText(info, textPart, text2Part, tokenizer2, await readForceZeros(info));
+      // SDXL's prompts go through both encoders: holding the text encoder holds encoder 2 as well.
+      model.holding = (which, fn) => holding(which, which === 'text' ? () => holdSession(info, text2Part, fn) : fn);
       model.release = async () => {
         await Promise.allSettled([release(), text2Part.session?.release()]);
       };
@@ -312,6 +331,24 @@ export async function loadModel(info: ModelInfo, opts: LoadModelOptions): Promis
   } catch (err) {
     await Promise.allSettled(parts.map((p) => p.session?.release()));
     throw err instanceof EngineError ? err : modelError(info, describeError(err));
+  }
+}
+
+/** Runs `fn` with a part that is created per call (low memory mode) created once for all its calls. */
+async function holdSession<T>(info: ModelInfo, part: Part, fn: () => Promise<T>): Promise<T> {
+  if (part.session) return fn();
+  let session: ort.InferenceSession;
+  try {
+    session = await part.reopen();
+  } catch (err) {
+    throw modelError(info, `cannot load ${part.rel}: ${describeError(err)}`);
+  }
+  part.session = session;
+  try {
+    return await fn();
+  } finally {
+    part.session = undefined;
+    await session.release().catch(() => undefined);
   }
 }
 
@@ -485,16 +522,11 @@ function assemble(
     }
   };
 
-  // The conditioning is the same array on every step of a UNet batch; converting it (to float16
-  // bits for half exports) once per batch instead of once per step keeps that off the step loop.
-  const condTensors = new WeakMap<Float32Array, { batch: number; tensor: ort.Tensor }>();
-  const condTensor = (cond: Float32Array, batch: number): ort.Tensor => {
-    const cached = condTensors.get(cond);
-    if (cached && cached.batch === batch) return cached.tensor;
-    const tensor = floatTensor(condType, cond, [batch, cond.length / (batch * hiddenDim), hiddenDim]);
-    condTensors.set(cond, { batch, tensor });
-    return tensor;
-  };
+  // The conditioning (and SDXL's pooled text and time ids) is the same array on every step of a
+  // UNet batch; converting it (to float16 bits for half exports) once per batch instead of once
+  // per step keeps that off the step loop.
+  const condTensor = perArrayTensor(condType);
+  const addedTensors = addedTypes && { textEmbeds: perArrayTensor(addedTypes.textEmbeds), timeIds: perArrayTensor(addedTypes.timeIds) };
 
   // Every denoising step converts the same shapes: reuse the buffers instead of allocating two per step.
   const unetScratch = new HalfScratch();
@@ -521,12 +553,12 @@ function assemble(
             ? new ort.Tensor('float16', unetScratch.toHalves(sample, halvesAlike), dims)
             : new ort.Tensor('float32', sample, dims),
         timestep: timestepTensor(timestep, batch),
-        encoder_hidden_states: condTensor(cond, batch),
+        encoder_hidden_states: condTensor(cond, [batch, cond.length / (batch * hiddenDim), hiddenDim]),
       };
-      if (addedTypes) {
+      if (addedTensors) {
         if (!added) throw new EngineError('internal', `model "${info.name}": the SDXL UNet needs text_embeds and time_ids`);
-        feeds['text_embeds'] = floatTensor(addedTypes.textEmbeds, added.textEmbeds, [batch, added.textEmbeds.length / batch]);
-        feeds['time_ids'] = floatTensor(addedTypes.timeIds, added.timeIds, [batch, 6]);
+        feeds['text_embeds'] = addedTensors.textEmbeds(added.textEmbeds, [batch, added.textEmbeds.length / batch]);
+        feeds['time_ids'] = addedTensors.timeIds(added.timeIds, [batch, 6]);
       }
       const out = await run(info, unetPart, feeds);
       return readFloat(info, unetPart, out[unetOut], unetOut, unetScratch);
@@ -546,19 +578,7 @@ function assemble(
       const part = which === 'text' ? textPart : decoderPart;
       if (part.session) return fn();
       live();
-      let session: ort.InferenceSession;
-      try {
-        session = await part.reopen();
-      } catch (err) {
-        throw modelError(info, `cannot load ${part.rel}: ${describeError(err)}`);
-      }
-      part.session = session;
-      try {
-        return await fn();
-      } finally {
-        part.session = undefined;
-        await session.release().catch(() => undefined);
-      }
+      return holdSession(info, part, fn);
     },
 
     async release() {

@@ -63,23 +63,12 @@ function startWorker(): void {
   const init = workerData as WorkerInit;
   const sessionClock = init.profileSessions ? timeSessionRuns() : undefined;
 
+  // WorkerInit holds the Pipeline's options as index.ts received them (only those given), plus
+  // profileSessions, which becomes the session clock here.
+  const { profileSessions: _profileSessions, ...pipelineOptions } = init;
   const pipeline = new Pipeline({
-    modelsDir: init.modelsDir,
-    ...(init.fallbackModelsDir !== undefined ? { fallbackModelsDir: init.fallbackModelsDir } : {}),
-    ...(init.modelCacheDir !== undefined ? { modelCacheDir: init.modelCacheDir } : {}),
-    ...(init.tokenizerDir !== undefined ? { tokenizerDir: init.tokenizerDir } : {}),
-    ...(init.loraCacheMB !== undefined ? { loraCacheMB: init.loraCacheMB } : {}),
-    providers: init.providers,
-    ...(init.threads !== undefined ? { threads: init.threads } : {}),
-    ...(init.warmup !== undefined ? { warmup: init.warmup } : {}),
-    ...(init.warmupOnCpu !== undefined ? { warmupOnCpu: init.warmupOnCpu } : {}),
-    ...(init.warmupImages !== undefined ? { warmupImages: init.warmupImages } : {}),
-    ...(init.imagesPerBatch !== undefined ? { imagesPerBatch: init.imagesPerBatch } : {}),
-    ...(init.maxPromptChunks !== undefined ? { maxPromptChunks: init.maxPromptChunks } : {}),
+    ...pipelineOptions,
     ...(sessionClock ? { sessionClock } : {}),
-    ...(init.memoryBudgetMB !== undefined ? { memoryBudgetMB: init.memoryBudgetMB } : {}),
-    ...(init.memory !== undefined ? { memory: init.memory } : {}),
-    ...(init.optimizedCacheDir !== undefined ? { optimizedCacheDir: init.optimizedCacheDir } : {}),
     onLoadedModels: (models) => send({ type: 'loaded', models }),
     log: {
       info: (obj, msg) => send({ type: 'log', level: 'info', obj: cloneable(obj), msg }),
