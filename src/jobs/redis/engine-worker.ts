@@ -22,9 +22,9 @@ import { performance } from 'node:perf_hooks';
 import { WaitingError, Worker, type Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import sharp from 'sharp';
 import { EngineError, type Engine, type GenerateRequest, type StepProgress } from '../../../engine/types.js';
 import type { Config } from '../../config/schema.js';
+import { rgbToPng } from '../../render/index.js';
 import {
   fromBase64,
   keys,
@@ -123,13 +123,7 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
       beat.provider = result.provider;
       const images = await Promise.all(
         result.images.map(async (image) => ({
-          png: (
-            await sharp(Buffer.from(image.rgb.buffer, image.rgb.byteOffset, image.rgb.byteLength), {
-              raw: { width: image.width, height: image.height, channels: 3 },
-            })
-              .png({ compressionLevel: 3 })
-              .toBuffer()
-          ).toString('base64'),
+          png: (await rgbToPng(image.rgb, image.width, image.height, { compressionLevel: 3 })).toString('base64'),
           width: image.width,
           height: image.height,
           seed: image.seed,
