@@ -7,6 +7,7 @@ import type { Config } from './config/schema.js';
 import { createConfiguredEngine } from './core.js';
 import { startEngineWorker } from './jobs/redis/engine-worker.js';
 import { createLogger } from './logging.js';
+import { onStopSignals } from './stop-signals.js';
 import { openQueueConnection, redactRedisUrl, redisSettingsProblems, waitUntilReady } from './store/queue-connection.js';
 
 const CONNECT_WAIT_MS = 30_000;
@@ -42,23 +43,24 @@ if (fatal.length > 0) fail(`queue.redis.url (${redactRedisUrl(url)}): ${fatal.jo
 const engine = createConfiguredEngine(config, log);
 const worker = await startEngineWorker({ config, engine, log, connection, subscriber });
 
-let stopping = false;
-const stop = (signal: string) => {
-  if (stopping) process.exit(130); // a second signal: stop now
-  stopping = true;
-  log.info({ signal }, 'stopping after the job in hand');
-  worker
-    .close()
-    .then(() => engine.close())
-    .then(() => {
-      connection.disconnect();
-      subscriber.disconnect();
-      process.exit(0);
-    })
-    .catch((err: unknown) => {
-      log.error({ err }, 'unclean stop');
-      process.exit(1);
-    });
-};
-process.on('SIGINT', () => stop('SIGINT'));
-process.on('SIGTERM', () => stop('SIGTERM'));
+// The bot's signal rules: under `npm run worker` a Ctrl-C arrives twice (npm forwards its copy),
+// and that copy must not count as the second signal that skips the job in hand.
+onStopSignals({
+  graceful: (signal) => {
+    log.info({ signal }, 'stopping after the job in hand');
+    worker
+      .close()
+      .then(() => engine.close())
+      .then(() => {
+        connection.disconnect();
+        subscriber.disconnect();
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        log.error({ err }, 'unclean stop');
+        process.exit(1);
+      });
+  },
+  duplicate: (signal) => log.debug({ signal }, 'repeated signal within a moment of the first: taken for a forwarded copy'),
+  immediate: () => process.exit(130), // a second signal: stop now
+});

@@ -3,15 +3,12 @@
  * job service (same intake, fair schedule, delivery bookkeeping, recovery) whose runner hands
  * each job to a remote engine worker through BullMQ.
  */
-import type { Logger } from 'pino';
-import type { Engine } from '../../engine/types.js';
-import type { Config } from '../config/schema.js';
 import { openQueueConnection, redactRedisUrl, redisSettingsProblems, waitUntilReady } from '../store/queue-connection.js';
 import type { Drawer } from './drawer.js';
 import { RedisDispatcher } from './redis/dispatcher.js';
 import { WorkerDirectory } from './redis/directory.js';
-import { ComposedJobService, createJobService } from './service.js';
-import type { Store, SubmitInput, SubmitOutcome, WorkerStatus } from './types.js';
+import { ComposedJobService, createJobService, type JobServiceDeps } from './service.js';
+import type { SubmitInput, SubmitOutcome, WorkerStatus } from './types.js';
 
 /** How long start-up waits for Redis before going on without it (it recovers by itself). */
 const CONNECT_WAIT_MS = 5_000;
@@ -26,12 +23,8 @@ export function modelGoneMessage(model: string, goneMs: number): string {
   return `No drawing machine has the model “${model}” (none for ${span}). Pick another model with --model, or ask an admin to start a worker that has it.`;
 }
 
-export interface BackendDeps {
-  config: Config;
-  store: Store;
-  engine: Engine;
-  log: Logger;
-  now?: () => number;
+/** The job service's own dependencies, less the drawer and slots the backend supplies. */
+export interface BackendDeps extends Omit<JobServiceDeps, 'drawer' | 'slots'> {
   /** Model routing's preference window (routing.ts); bench:cluster sets 0 for its baseline. */
   preferWithin?: number;
 }

@@ -17,7 +17,6 @@
  */
 import { performance } from 'node:perf_hooks';
 import PQueue from 'p-queue';
-import sharp from 'sharp';
 import {
   EngineError,
   type GenerateRequest,
@@ -26,6 +25,7 @@ import {
   type ModelStage,
   type StepProgress,
 } from '../../engine/types.js';
+import { rgbToPng } from '../render/index.js';
 import { jobLog, type JobsContext } from './context.js';
 import { BackendUnavailableError, SHUTDOWN_REASON, type Drawer } from './drawer.js';
 import { stepsToRun } from './eta.js';
@@ -293,10 +293,7 @@ export class Runner {
       const scale = Math.min(1, PREVIEW_SIDE / Math.max(width, height));
       const w = Math.max(1, Math.round(width * scale));
       const h = Math.max(1, Math.round(height * scale));
-      const png = await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width, height, channels: 3 } })
-        .resize(w, h)
-        .png({ compressionLevel: 3 })
-        .toBuffer();
+      const png = await rgbToPng(rgb, width, height, { compressionLevel: 3, resize: { width: w, height: h } });
       preview = { png, width: w, height: h };
     }
     if (schedule.running.get(run.job.id) !== run) return;

@@ -26,9 +26,10 @@ export async function rgbToPng(
   rgb: Uint8Array,
   width: number,
   height: number,
-  opts: { compressionLevel?: number } = {},
+  opts: { compressionLevel?: number; resize?: { width: number; height: number } } = {},
 ): Promise<Buffer> {
-  return rawInput(rgb, width, height)
+  const input = rawInput(rgb, width, height);
+  return (opts.resize ? input.resize(opts.resize.width, opts.resize.height) : input)
     .png({ compressionLevel: opts.compressionLevel ?? PNG_COMPRESSION })
     .toBuffer();
 }

@@ -30,15 +30,14 @@ import { BackendUnavailableError, SHUTDOWN_REASON, type Drawer } from '../drawer
 import type { Job } from '../types.js';
 import {
   bullIdOf,
-  fromBase64,
+  fromWireProgress,
   keys,
   QUEUE_NAME,
   queueNameFor,
-  toBase64,
+  toWireRequest,
   type DrawPayload,
   type WireFailure,
   type WireProgress,
-  type WireRequest,
   type WireResult,
   type WireStage,
   type WorkerBeat,
@@ -74,16 +73,6 @@ interface ModelQueue {
 export interface RoutingCounts {
   loaded: number;
   switched: number;
-}
-
-function toWire(request: GenerateRequest): WireRequest {
-  const { init, ...rest } = request;
-  return init ? { ...rest, init: { rgb: toBase64(init.rgb), width: init.width, height: init.height, strength: init.strength } } : rest;
-}
-
-function fromWireProgress(data: WireProgress): StepProgress {
-  const { preview, ...rest } = data;
-  return preview ? { ...rest, preview: { rgb: fromBase64(preview.rgb), width: preview.width, height: preview.height } } : rest;
 }
 
 /** A BullMQ failure back into the engine's error: the worker's code, or a lost worker. */
@@ -230,7 +219,7 @@ export class RedisDispatcher implements Drawer {
       // The same id after a bot restart finds the attempt already handed over (or finished) and
       // waits for it again instead of drawing it twice.
       const worker = this.reserved.get(job.id);
-      bullJob = await queue.add(QUEUE_NAME, { jobId: job.id, request: toWire(request), ...(worker ? { worker } : {}) }, { jobId: bullId });
+      bullJob = await queue.add(QUEUE_NAME, { jobId: job.id, request: toWireRequest(request), ...(worker ? { worker } : {}) }, { jobId: bullId });
     } catch (err) {
       throw new BackendUnavailableError(`could not hand the job to Redis: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -22,18 +22,17 @@ import { performance } from 'node:perf_hooks';
 import { WaitingError, Worker, type Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import sharp from 'sharp';
-import { EngineError, type Engine, type GenerateRequest, type StepProgress } from '../../../engine/types.js';
+import { EngineError, type Engine } from '../../../engine/types.js';
 import type { Config } from '../../config/schema.js';
+import { rgbToPng } from '../../render/index.js';
 import {
-  fromBase64,
+  fromWireRequest,
   keys,
   queueNameFor,
   ROUTED_FOR_MS,
-  toBase64,
+  toWireProgress,
   type DrawPayload,
   type WireFailure,
-  type WireProgress,
   type WireResult,
   type WireStage,
   type WorkerBeat,
@@ -70,11 +69,6 @@ function fail(failure: WireFailure): Error {
   return new Error(JSON.stringify(failure));
 }
 
-function toWireProgress(p: StepProgress): WireProgress {
-  const { preview, ...rest } = p;
-  return preview ? { ...rest, preview: { rgb: toBase64(preview.rgb), width: preview.width, height: preview.height } } : rest;
-}
-
 export async function startEngineWorker(opts: EngineWorkerOptions): Promise<EngineWorkerHandle> {
   const { config, engine, log } = opts;
   const r = config.queue.redis;
@@ -98,8 +92,7 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
     if (await opts.connection.exists(k.cancelled(bullId))) throw fail({ code: 'cancelled', message: 'cancelled' });
     const controller = new AbortController();
     active.set(bullId, controller);
-    const { init, ...rest } = job.data.request;
-    const request: GenerateRequest = init ? { ...rest, init: { ...init, rgb: fromBase64(init.rgb) } } : rest;
+    const request = fromWireRequest(job.data.request);
     beat.current = { jobId: job.data.jobId, step: 0, total: request.steps };
     const clock = performance.now();
     let lastProgress = 0;
@@ -123,13 +116,7 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
       beat.provider = result.provider;
       const images = await Promise.all(
         result.images.map(async (image) => ({
-          png: (
-            await sharp(Buffer.from(image.rgb.buffer, image.rgb.byteOffset, image.rgb.byteLength), {
-              raw: { width: image.width, height: image.height, channels: 3 },
-            })
-              .png({ compressionLevel: 3 })
-              .toBuffer()
-          ).toString('base64'),
+          png: (await rgbToPng(image.rgb, image.width, image.height, { compressionLevel: 3 })).toString('base64'),
           width: image.width,
           height: image.height,
           seed: image.seed,

@@ -89,11 +89,33 @@ export interface WireFailure {
 
 export type WorkerBeat = WorkerStatus;
 
-export function toBase64(bytes: Uint8Array): string {
+function toBase64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 }
 
-export function fromBase64(text: string): Uint8Array {
+function fromBase64(text: string): Uint8Array {
   const b = Buffer.from(text, 'base64');
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+// Each encoding and its decoding side by side: the bot encodes requests, the worker progress.
+
+export function toWireRequest(request: GenerateRequest): WireRequest {
+  const { init, ...rest } = request;
+  return init ? { ...rest, init: { rgb: toBase64(init.rgb), width: init.width, height: init.height, strength: init.strength } } : rest;
+}
+
+export function fromWireRequest(wire: WireRequest): GenerateRequest {
+  const { init, ...rest } = wire;
+  return init ? { ...rest, init: { ...init, rgb: fromBase64(init.rgb) } } : rest;
+}
+
+export function toWireProgress(p: StepProgress): WireProgress {
+  const { preview, ...rest } = p;
+  return preview ? { ...rest, preview: { rgb: toBase64(preview.rgb), width: preview.width, height: preview.height } } : rest;
+}
+
+export function fromWireProgress(data: WireProgress): StepProgress {
+  const { preview, ...rest } = data;
+  return preview ? { ...rest, preview: { rgb: fromBase64(preview.rgb), width: preview.width, height: preview.height } } : rest;
 }
