@@ -388,7 +388,20 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
     await shot(page, '10-after-restart.png');
     for (const id of [first, second]) {
       await expect(cardOf(page, id).locator('.singles img').count()).resolves.toBe(4);
-      await expect(cardOf(page, id).locator('.singles img').first().evaluate((img) => (img as HTMLImageElement).naturalWidth)).resolves.toBeGreaterThan(0);
+      // The card may have just been drawn: the picture's width once it has loaded (0 if it failed).
+      const width = cardOf(page, id)
+        .locator('.singles img')
+        .first()
+        .evaluate(
+          (img) =>
+            new Promise<number>((resolve) => {
+              const el = img as HTMLImageElement;
+              if (el.complete) return resolve(el.naturalWidth);
+              el.addEventListener('load', () => resolve(el.naturalWidth));
+              el.addEventListener('error', () => resolve(0));
+            }),
+        );
+      await expect(width).resolves.toBeGreaterThan(0);
     }
     await context.close();
   });
