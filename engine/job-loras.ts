@@ -75,8 +75,7 @@ export function jobLoras(request: GenerateRequest): JobLoras {
  * these keys (Engine.loadedModels) and a scheduler derives a waiting job's key with the same
  * function, so "loaded" means the very variant the job will draw with. A set in any order and its
  * names in any case give one key, as they give one variant folder (LoRA files are found by name in
- * any case; the variant is keyed by the sorted set). Model names are folder or file names, so the
- * first " <lora:" starts the set.
+ * any case; the variant is keyed by the sorted set). Keys are compared, never taken apart.
  */
 export function loadKey(model: string, loras: readonly LoraRequest[] = []): string {
   if (loras.length === 0) return model;
