@@ -11,9 +11,11 @@
 //   3. Redis memory per queued job: a BullMQ draw job as the bot hands it over, and a job record
 //      in the keyv store when storage.url is the same Redis;
 //   4. model routing in a mixed-model run: jobs for two models (alternating, from the members) on
-//      3 workers that have both, so each has one or the other loaded; how many jobs started on a
-//      worker that had their model loaded, and how many model switches the workers made (from
-//      their own logs).
+//      3 workers that have both; how many jobs started on a worker that had their model loaded,
+//      how many times the workers drew a job of another model than the one before, and how many
+//      model loads that took (from their own logs), with a memory budget that fits both models
+//      (a worker's engine keeps both once loaded, so a change of model costs no load) and with one
+//      that fits only one (every change of model is a load).
 // `-- --mixed-only` runs part 4 alone.
 import { cpus } from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -153,6 +155,8 @@ async function remote(workers: number): Promise<RunResult> {
 
 const MIXED_WORKERS = 3;
 const MIXED_MODELS = ['alpha', 'beta'];
+/** engine.memoryBudgetMB for one tiny model of prepareWorkerHost (about 5 MB) but not two. */
+const ONE_MODEL_BUDGET_MB = 7;
 
 /** Switches a worker made: consecutive jobs of different models in its own "drawing" log lines. */
 function switchesOf(lines: string[]): { jobs: number; switches: number } {
@@ -162,9 +166,21 @@ function switchesOf(lines: string[]): { jobs: number; switches: number } {
   return { jobs: models.length, switches };
 }
 
-async function mixed(preferWithin?: number): Promise<{ jobs: number; loaded: number; switched: number; workerSwitches: number }> {
-  const prefix = `mixed${preferWithin ?? ''}`;
-  const host = await prepareWorkerHost(path.join(root, prefix), { url: redis.url, prefix, lockSeconds: 60, stalledCheckSeconds: 30, models: MIXED_MODELS });
+/** Model loads a worker's engine made (its "model loaded" log lines), first loads included. */
+function loadsOf(lines: string[]): number {
+  return lines.filter((l) => l.includes('"msg":"model loaded"')).length;
+}
+
+async function mixed(preferWithin: number | undefined, memoryBudgetMB: number | undefined): Promise<{ jobs: number; loaded: number; switched: number; workerSwitches: number; loads: number }> {
+  const prefix = `mixed${preferWithin ?? ''}-${memoryBudgetMB ?? 'default'}`;
+  const host = await prepareWorkerHost(path.join(root, prefix), {
+    url: redis.url,
+    prefix,
+    lockSeconds: 60,
+    stalledCheckSeconds: 30,
+    models: MIXED_MODELS,
+    ...(memoryBudgetMB !== undefined ? { memoryBudgetMB } : {}),
+  });
   const procs: WorkerProcess[] = [];
   for (let i = 0; i < MIXED_WORKERS; i++) procs.push(spawnWorker(host));
   await Promise.all(procs.map((p) => p.ready));
@@ -194,7 +210,8 @@ async function mixed(preferWithin?: number): Promise<{ jobs: number; loaded: num
   await store.close();
   await engine.close();
   const workerSwitches = procs.map((p) => switchesOf(p.lines)).reduce((sum, w) => sum + w.switches, 0);
-  return { jobs: JOBS, loaded, switched, workerSwitches };
+  const loads = procs.map((p) => loadsOf(p.lines)).reduce((sum, n) => sum + n, 0);
+  return { jobs: JOBS, loaded, switched, workerSwitches, loads };
 }
 
 async function usedMemory(conn: ReturnType<typeof openQueueConnection>): Promise<number> {
@@ -264,13 +281,15 @@ async function everything(): Promise<void> {
 }
 
 async function printMixed(): Promise<void> {
-  for (const [label, preferWithin] of [['preferring the loaded model', undefined], ['baseline, fair head to any free worker', 0]] as const) {
-    const m = await mixed(preferWithin);
-    const pctOf = (x: number) => `${Math.round((100 * x) / m.jobs)} %`;
-    console.log(
-      `model routing (${label}), ${m.jobs} jobs alternating ${MIXED_MODELS.join('/')} on ${MIXED_WORKERS} workers with both: ` +
-        `${m.loaded} routed to a worker with their model loaded (${pctOf(m.loaded)}); ` +
-        `model switches in the workers' logs: ${m.workerSwitches} (first loads not counted)`,
-    );
+  for (const [budget, memoryBudgetMB] of [['both models fit', undefined], ['one model fits', ONE_MODEL_BUDGET_MB]] as const) {
+    for (const [label, preferWithin] of [['preferring the loaded model', undefined], ['baseline, fair head to any free worker', 0]] as const) {
+      const m = await mixed(preferWithin, memoryBudgetMB);
+      const pctOf = (x: number) => `${Math.round((100 * x) / m.jobs)} %`;
+      console.log(
+        `model routing (${budget}; ${label}), ${m.jobs} jobs alternating ${MIXED_MODELS.join('/')} on ${MIXED_WORKERS} workers with both: ` +
+          `${m.loaded} routed to a worker with their model loaded (${pctOf(m.loaded)}); ` +
+          `model changes in the workers' logs: ${m.workerSwitches} (first jobs not counted), model loads: ${m.loads} (first loads counted)`,
+      );
+    }
   }
 }

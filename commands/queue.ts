@@ -6,6 +6,7 @@
 // prompt never shows to anyone but its owner. Elsewhere a job is "a member's picture". Admins
 // also see every job's id, so they can /cancel it, but prompts follow the same rule for them,
 // since a /queue answer can be read by others in a group.
+import { workerLoaded } from '../src/jobs/model-preference.js';
 import type { Job, WorkerStatus } from '../src/jobs/types.js';
 import { formatEta, shorten } from './format.js';
 import { isAdmin, isOwner } from './permissions.js';
@@ -56,7 +57,7 @@ export async function queue(req: CommandRequest, ctx: CommandContext): Promise<C
 }
 
 /**
- * Admins only: the engine workers (Redis backend) — models, the loaded one, speed, current job.
+ * Admins only: the engine workers (Redis backend) — models, the loaded ones, speed, current job.
  * Job ids only, never prompts: the list is about machines, and admins can /cancel by id.
  */
 function workerLines(workers: WorkerStatus[] | undefined): string[] {
@@ -67,7 +68,8 @@ function workerLines(workers: WorkerStatus[] | undefined): string[] {
     const speed = w.imagesPerMinute !== undefined ? `${w.imagesPerMinute.toFixed(1)} pictures/min` : 'no job yet';
     const doing = w.current ? `drawing job ${w.current.jobId} (step ${w.current.step}/${w.current.total})` : 'idle';
     const models = w.models.length > 0 ? w.models.join(', ') : 'none found';
-    lines.push(`• ${w.id} · ${doing} · ${speed} · ${w.done} done · models: ${models}${w.loaded ? ` · loaded: ${w.loaded}` : ''}`);
+    const loaded = workerLoaded(w);
+    lines.push(`• ${w.id} · ${doing} · ${speed} · ${w.done} done · models: ${models}${loaded.length > 0 ? ` · loaded: ${loaded.join(', ')}` : ''}`);
   }
   return lines;
 }

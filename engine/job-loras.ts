@@ -69,6 +69,25 @@ export function jobLoras(request: GenerateRequest): JobLoras {
   };
 }
 
+/**
+ * What a request loads, as one string: its model's name, or that name with its LoRA set when the
+ * engine draws with a LoRA variant (a folder of its own). The engine reports its loaded models by
+ * these keys (Engine.loadedModels) and a scheduler derives a waiting job's key with the same
+ * function, so "loaded" means the very variant the job will draw with. A set in any order and its
+ * names in any case give one key, as they give one variant folder (LoRA files are found by name in
+ * any case; the variant is keyed by the sorted set). Keys are compared, never taken apart.
+ */
+export function loadKey(model: string, loras: readonly LoraRequest[] = []): string {
+  if (loras.length === 0) return model;
+  const tags = loras.map((l) => loraTag({ ...l, name: l.name.toLowerCase() })).sort();
+  return `${model} ${tags.join(' ')}`;
+}
+
+/** The load key of a request whose prompt may carry `<lora:…>` tags; throws what jobLoras throws. */
+export function requestLoadKey(request: Pick<GenerateRequest, 'model' | 'prompt' | 'negativePrompt' | 'loras'>): string {
+  return loadKey(request.model, collectLoras(request.prompt, request.negativePrompt, request.loras ?? []));
+}
+
 const LORA_FLAG = /^([^\s:<>]+)(?::([^:]*))?(?::([^:]*))?$/;
 
 /**

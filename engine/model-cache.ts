@@ -3,8 +3,9 @@
 // together must not reload them; models that do not fit push the least recently used out
 // (its sessions released) before the new one loads, so two never sit in memory at once.
 //
-// Entries are keyed by the folder a model was loaded from, whatever name the request used for it
-// (a LoRA variant folder is a model of its own; two names for one folder share the entry).
+// Entries are keyed by the folder a model was loaded from, whatever the request called it (a LoRA
+// variant folder is a model of its own; two names for one folder share the entry). What the
+// requests called it are load keys (./job-loras.ts loadKey): what the scheduler knows jobs by.
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -22,7 +23,7 @@ export interface CachedModel {
 interface Entry<M extends CachedModel> {
   model: M;
   bytes: number;
-  /** Request names that resolved to this folder (what the scheduler knows jobs by). */
+  /** Load keys of the requests that resolved to this folder (what the scheduler knows jobs by). */
   names: Set<string>;
 }
 
@@ -33,7 +34,7 @@ export class ModelCache<M extends CachedModel> {
   /** `budgetBytes`: the most the resident models may take together (Infinity: no bound). */
   constructor(private readonly budgetBytes: number) {}
 
-  /** The model loaded from `key`, marked as just used; `name` joins the names it answers to. */
+  /** The model loaded from `key`, marked as just used; `name` (a load key) joins those it answers to. */
   get(key: string, name?: string): M | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
@@ -68,7 +69,7 @@ export class ModelCache<M extends CachedModel> {
     return total;
   }
 
-  /** Names of the resident models, most recently used last. */
+  /** Load keys of the resident models, most recently used last. */
   names(): string[] {
     return [...this.entries.values()].flatMap((entry) => [...entry.names]);
   }

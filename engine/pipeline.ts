@@ -9,7 +9,7 @@ import path from 'node:path';
 import { DEFAULT_MAX_PROMPT_CHUNKS, encodePrompts, type PromptEncoder } from './conditioning.js';
 import { EmbeddingLibrary, embeddingFamily } from './embedding-library.js';
 import { formatInfoText, type InfoTextParams } from './infotext.js';
-import { jobLoras } from './job-loras.js';
+import { jobLoras, loadKey } from './job-loras.js';
 import { loadModel, type AddedConditioning, type LoadedModel } from './model.js';
 import { estimateResidentBytes, ModelCache } from './model-cache.js';
 import { DEFAULT_LORA_CACHE_MB, ModelResolver, type ResolvedModel } from './model-resolve.js';
@@ -206,7 +206,7 @@ export class Pipeline {
     this.models = new ModelCache(memoryBudgetBytes(options.memoryBudgetMB));
   }
 
-  /** Names of the models resident now (the scheduler prefers their jobs among equals). */
+  /** Load keys (see loadKey) of the models resident now: the scheduler prefers their jobs among equals. */
   loadedModels(): string[] {
     return this.models.names();
   }
@@ -267,11 +267,16 @@ export class Pipeline {
       installed: this.scan?.models ?? [],
     });
     const loraHashes = resolved.loraHashes ? { loraHashes: resolved.loraHashes } : {};
-    const ready = this.models.get(resolved.key, info.name);
+    const key = loadKey(info.name, request.loras);
+    const ready = this.models.get(resolved.key, key);
     if (ready) return { model: ready, ...loraHashes };
     const pending = this.loading.get(resolved.key);
-    if (pending) return { model: await pending, ...loraHashes };
-    const promise = this.load(resolved, info.name, run.onStage).finally(() => this.loading.delete(resolved.key));
+    if (pending) {
+      const model = await pending;
+      this.models.get(resolved.key, key); // this key answers to the folder too
+      return { model, ...loraHashes };
+    }
+    const promise = this.load(resolved, info.name, key, run.onStage).finally(() => this.loading.delete(resolved.key));
     this.loading.set(resolved.key, promise);
     return { model: await promise, ...loraHashes };
   }
@@ -295,7 +300,7 @@ export class Pipeline {
     return info;
   }
 
-  private async load(resolved: ResolvedModel, name: string, onStage: PipelineRunOptions['onStage']): Promise<LoadedModel> {
+  private async load(resolved: ResolvedModel, name: string, key: string, onStage: PipelineRunOptions['onStage']): Promise<LoadedModel> {
     const info = await resolved.describe();
     const bytes = await estimateResidentBytes(info.dir, MODEL_PARTS);
     const evicted = await this.models.makeRoom(bytes);
@@ -319,7 +324,7 @@ export class Pipeline {
       await model.release();
       throw err;
     }
-    this.models.add(resolved.key, model, bytes, name);
+    this.models.add(resolved.key, model, bytes, key);
     this.options.onLoadedModels?.(this.models.names());
     return model;
   }

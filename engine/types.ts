@@ -244,7 +244,8 @@ export interface Engine {
   /** The provider in use, once a model has been loaded. */
   provider(): ExecutionProviderName | undefined;
   generate(request: GenerateRequest, options?: GenerateOptions): Promise<GenerateResult>;
-  /** Models loaded now, by the names requests used (a job for one of these needs no load). */
+  /** Models loaded now, by load key (./job-loras.ts loadKey: the model, with its LoRA set if any), least
+   * recently used first; a request with one of these keys needs no load. */
   loadedModels?(): readonly string[];
   close(): Promise<void>;
 }

@@ -1,13 +1,16 @@
 // Model routing between engine workers (Redis backend): a job goes only to a worker that has its
 // model, a job no worker can run waits (and runs once one joins), a free worker with the model
-// loaded takes the job it can draw without a switch when fairness allows, and a worker killed
-// mid-job has its job drawn again by another worker with that model, delivered once.
+// loaded takes the job it can draw without a switch when fairness allows (every model its engine
+// holds counts, not only the one drawn last), and a worker killed mid-job has its job drawn again
+// by another worker with that model, delivered once.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCommand } from '../commands/index.js';
+import { requestLoadKey } from '../engine/job-loras.js';
+import type { GenerateOptions, GenerateRequest, GenerateResult } from '../engine/types.js';
 import type { CommandContext } from '../commands/types.js';
 import { createRedisJobService, MODEL_GONE_MS, type RedisJobService } from '../src/jobs/backend.js';
 import type { JobEvent, Requester, SubmitInput } from '../src/jobs/types.js';
@@ -33,12 +36,20 @@ function job(prompt: string, member: string, model: string, steps = 3): SubmitIn
   return { ...input, spec: { ...input.spec, model, steps, count: 1 } };
 }
 
+/** Submits a job that must be accepted; returns its id. */
+async function accepted(jobs: RedisJobService, input: SubmitInput): Promise<string> {
+  const out = await jobs.submit(input);
+  if (!out.ok) throw new Error(out.reason);
+  return out.job.id;
+}
+
 interface Bot {
   jobs: RedisJobService;
   events: JobEvent[];
   root: string;
   url: string;
   ask: (member: string) => Promise<string>;
+  ctx: CommandContext;
 }
 
 /** The bot's clock runs this far ahead of the real one (a jump past MODEL_GONE_MS without waiting). */
@@ -62,7 +73,27 @@ async function bot(prefix: string): Promise<Bot> {
     const requester: Requester = { platform: 'telegram', userId: member, name: member, roles: [] };
     return (await runCommand({ command: 'queue', requester, target: { platform: 'telegram', chatId: `chat-${member}`, handle: {} }, via: 'slash' }, ctx)).text;
   };
-  return { jobs, events, root, url: redis.url, ask };
+  return { jobs, events, root, url: redis.url, ask, ctx };
+}
+
+/** Keeps the models it drew loaded, up to `room` of them, least recently used first out (as the
+ * engine's LRU does), and reports them by load key. */
+class LruEngine extends ScriptedEngine {
+  private loaded: string[] = [];
+  constructor(
+    private readonly room: number,
+    options: ConstructorParameters<typeof ScriptedEngine>[0],
+  ) {
+    super(options);
+  }
+  loadedModels(): readonly string[] {
+    return this.loaded;
+  }
+  override async generate(request: GenerateRequest, options?: GenerateOptions): Promise<GenerateResult> {
+    const key = requestLoadKey(request);
+    this.loaded = [...this.loaded.filter((k) => k !== key), key].slice(-this.room);
+    return super.generate(request, options);
+  }
 }
 
 const ended = (events: JobEvent[], id: string) => events.some((e) => (e.type === 'done' || e.type === 'failed') && e.job.id === id);
@@ -127,11 +158,7 @@ describe.skipIf(!HAVE_REDIS)('cluster: model routing', () => {
     jobs.on((e) => {
       if (e.type === 'started') started.push(e.job.spec.prompt);
     });
-    const submit = async (prompt: string, member: string, model: string) => {
-      const out = await jobs.submit(job(prompt, member, model));
-      if (!out.ok) throw new Error(out.reason);
-      return out.job.id;
-    };
+    const submit = (prompt: string, member: string, model: string) => accepted(jobs, job(prompt, member, model));
     const loadedOn = async (worker: string, model: string) =>
       until(async () => {
         await jobs.refreshWorkers();
@@ -172,6 +199,43 @@ describe.skipIf(!HAVE_REDIS)('cluster: model routing', () => {
     two.hold = false;
     expect(await one.release()).toBe('a0');
     await until(() => events.filter((e) => e.type === 'done').length === 11, 'the rest');
+  }, 60_000);
+
+  it('counts every model a worker’s engine holds as loaded, not only the one it drew last', async () => {
+    const { jobs, events, root, url, ctx } = await bot('lru');
+    const config = clusterBotConfig(root, url, 'lru');
+    const engine = new LruEngine(3, { hold: true });
+    cleanups.push(await startInProcessWorker(config, engine, 'w1', ['alpha', 'beta', 'gamma']));
+    await jobs.refreshWorkers();
+    await jobs.start();
+    const submit = (prompt: string, member: string, model: string) => accepted(jobs, job(prompt, member, model));
+    for (const [prompt, model] of [['a0', 'alpha'], ['b0', 'beta']] as const) {
+      const id = await submit(prompt, 'm0', model);
+      expect(await engine.release()).toBe(prompt);
+      await until(() => ended(events, id), prompt);
+    }
+    // The heartbeat lists both; the model drawn last is beta.
+    await until(async () => {
+      await jobs.refreshWorkers();
+      return jobs.workers()[0]?.loadedModels?.join() === 'alpha,beta';
+    }, 'the heartbeat to list alpha and beta');
+    expect(jobs.workers()[0]?.loaded).toBe('beta');
+    const boss: Requester = { platform: 'telegram', userId: 'boss', name: 'boss', roles: [] };
+    const asAdmin: CommandContext = { ...ctx, config: { ...ctx.config, permissions: { ...ctx.config.permissions, admins: { users: ['boss'], roles: [] } } } };
+    const view = await runCommand({ command: 'queue', requester: boss, target: { platform: 'telegram', chatId: 'chat-boss', handle: {} }, via: 'slash' }, asAdmin);
+    expect(view.text).toMatch(/^• w1 · idle · .* · models: alpha, beta, gamma · loaded: alpha, beta$/m);
+
+    // While w1 draws beta again, gamma (nowhere loaded) and then alpha (in w1's LRU) wait.
+    await submit('b1', 'm0', 'beta');
+    await engine.whenHeld();
+    await submit('g1', 'm1', 'gamma');
+    await submit('a1', 'm2', 'alpha');
+    expect(jobs.snapshot().waiting.map((w) => w.job.spec.prompt)).toEqual(['g1', 'a1']);
+    expect(await engine.release()).toBe('b1');
+    expect(await engine.release()).toBe('a1');
+    expect(await engine.release()).toBe('g1');
+    await until(() => events.filter((e) => e.type === 'done').length === 5, 'every job');
+    expect(jobs.dispatcher.routing).toEqual({ loaded: 2, switched: 3 });
   }, 60_000);
 
   it('draws the job of a worker SIGKILLed mid-job again on another worker with its model, and delivers it once', async () => {
@@ -216,5 +280,11 @@ describe.skipIf(!HAVE_REDIS)('cluster: model routing', () => {
     expect(drew(otherWorker).map((d) => d.jobId)).toContain(victim);
     expect(drew(alphaWorker).every((d) => d.model === 'alpha')).toBe(true);
     expect(drew(alphaWorker).length + drew(otherWorker).length).toBe(ids.length + 1);
+    // The real worker's heartbeat lists what its engine holds: both models it drew fit the budget.
+    await until(async () => {
+      await jobs.refreshWorkers();
+      const loaded = jobs.workers().find((w) => w.models.includes('beta'))?.loadedModels ?? [];
+      return loaded.includes('alpha') && loaded.includes('beta');
+    }, 'the surviving worker to list alpha and beta as loaded');
   }, 180_000);
 });

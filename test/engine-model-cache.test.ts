@@ -1,13 +1,15 @@
 // Model switching: the engine keeps loaded models in an LRU bounded by a memory budget, so
 // alternating two models that fit does not reload them; one that does not fit pushes the least
 // recently used out, and its sessions are released.
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { estimateResidentBytes, ModelCache } from '../engine/model-cache.js';
 import { Pipeline } from '../engine/pipeline.js';
 import type { GenerateRequest } from '../engine/types.js';
+import { isLoadedFor } from '../src/jobs/model-preference.js';
+import { DEMO_TOKENIZER_DIR, writeTinyCheckpoint, writeTinyLora } from './fixtures/tiny-checkpoint.js';
 import { writeTinyModel } from './fixtures/tiny-models.js';
 
 const MB = 1024 * 1024;
@@ -104,4 +106,51 @@ describe('ModelCache', () => {
     expect(cache.get('/models/x', 'x-alias')).toBe(model);
     expect(cache.names()).toEqual(['x', 'x-alias']);
   });
+});
+
+// The engine reports loaded models by load key, and the scheduler derives a waiting job's key from
+// its spec with the same function: a LoRA job counts as loaded only where its variant is.
+describe('loaded models with LoRAs, as the scheduler sees them', () => {
+  it('reports a LoRA variant as its own loaded model, matching the key a queued job derives', async () => {
+    const modelsDir = path.join(root, 'lora-models');
+    await mkdir(path.join(modelsDir, 'loras'), { recursive: true });
+    await writeTinyCheckpoint(path.join(modelsDir, 'ck.safetensors'));
+    await cp(DEMO_TOKENIZER_DIR, path.join(modelsDir, 'tokenizer'), { recursive: true });
+    await writeTinyLora(path.join(modelsDir, 'loras', 'Fox-Style.safetensors'));
+    await writeTinyLora(path.join(modelsDir, 'loras', 'ink.safetensors'), { seed: 5 });
+    const loads: string[] = [];
+    const pipeline = new Pipeline({
+      modelsDir,
+      modelCacheDir: path.join(root, 'lora-cache'),
+      providers: ['cpu'],
+      threads: 1,
+      log: {
+        info: (obj, msg) => {
+          if (msg === 'model loaded') loads.push(String(obj['model']));
+        },
+        warn: () => undefined,
+      },
+    });
+    const spec = (prompt: string) => ({ model: 'ck', prompt, negativePrompt: '' });
+    const plain = spec('a fox');
+    const tagged = spec('a fox <lora:Fox-Style:1> <lora:ink:0.5>');
+    const reordered = spec('a fox <lora:INK:0.5> <lora:fox-style:1>');
+    const otherWeight = spec('a fox <lora:Fox-Style:1> <lora:ink:0.8>');
+    try {
+      await pipeline.generate({ ...request('ck'), prompt: tagged.prompt });
+      expect(isLoadedFor(tagged, pipeline.loadedModels())).toBe(true);
+      expect(isLoadedFor(reordered, pipeline.loadedModels())).toBe(true);
+      expect(isLoadedFor(plain, pipeline.loadedModels())).toBe(false);
+      expect(isLoadedFor(otherWeight, pipeline.loadedModels())).toBe(false);
+      // What the key promises holds: the same set in another order and case loads nothing new.
+      await pipeline.generate({ ...request('ck'), prompt: reordered.prompt });
+      expect(loads).toEqual(['ck']);
+      await pipeline.generate(request('ck'));
+      expect(loads).toEqual(['ck', 'ck']);
+      expect(isLoadedFor(plain, pipeline.loadedModels())).toBe(true);
+      expect(isLoadedFor(tagged, pipeline.loadedModels())).toBe(true);
+    } finally {
+      await pipeline.close();
+    }
+  }, 120_000);
 });

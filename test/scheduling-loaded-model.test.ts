@@ -1,19 +1,22 @@
 // The local engine keeps models loaded (engine/model-cache.ts); the run loop avoids a model switch
 // when fairness allows: among the jobs of the same fair round, one whose model is loaded goes
-// first. A job of a later round never overtakes for it.
+// first. A job of a later round never overtakes for it. A job with LoRAs draws with its model's
+// LoRA variant: only that variant being loaded counts for it.
 import { afterEach, describe, expect, it } from 'vitest';
+import { requestLoadKey } from '../engine/job-loras.js';
 import type { GenerateOptions, GenerateRequest, GenerateResult } from '../engine/types.js';
 import { ScriptedEngine } from './fixtures/durability-engine.js';
 import { imagineInput, startJobService, type ServiceUnderTest } from './helpers/job-service.js';
 
-/** Holds one model at a time, like an engine whose memory budget fits one: the last one drawn. */
+/** Holds one model at a time, like an engine whose memory budget fits one: the last one drawn,
+ * reported by load key as the real engine reports it (a LoRA job's variant is its own model). */
 class OneModelEngine extends ScriptedEngine {
   private loaded: string[] = [];
   loadedModels(): readonly string[] {
     return this.loaded;
   }
   override generate(request: GenerateRequest, options?: GenerateOptions): Promise<GenerateResult> {
-    this.loaded = [request.model];
+    this.loaded = [requestLoadKey(request)];
     return super.generate(request, options);
   }
 }
@@ -56,6 +59,25 @@ describe('the local run loop and loaded models', () => {
 
   it('keeps the plain fair order when the engine reports no loaded models', async () => {
     expect(await runOrder(new ScriptedEngine({ hold: true }), QUEUE)).toEqual(['x0', 'a1', 'b1', 'c1', 'a2']);
+  });
+
+  it('does not count a job with LoRAs as loaded when only its plain model is', async () => {
+    const order = await runOrder(new OneModelEngine({ hold: true }), [
+      ['x0', 'X', 'beta'],
+      ['a1 <lora:ink:1>', 'A', 'beta'],
+      ['b1', 'B', 'beta'],
+    ]);
+    expect(order).toEqual(['x0', 'b1', 'a1 <lora:ink:1>']);
+  });
+
+  it('counts a job as loaded when its very LoRA variant is, tags in any order and case', async () => {
+    const order = await runOrder(new OneModelEngine({ hold: true }), [
+      ['x0 <lora:ink:1> <lora:fox:0.5>', 'X', 'beta'],
+      ['a1', 'A', 'beta'],
+      ['b1 <lora:ink:0.5> <lora:fox:1>', 'B', 'beta'], // the same LoRAs at other weights: another variant
+      ['c1 <lora:Fox:0.5> <lora:INK:1>', 'C', 'beta'],
+    ]);
+    expect(order).toEqual(['x0 <lora:ink:1> <lora:fox:0.5>', 'c1 <lora:Fox:0.5> <lora:INK:1>', 'a1', 'b1 <lora:ink:0.5> <lora:fox:1>']);
   });
 
   it('never lets a later round overtake for a loaded model', async () => {

@@ -8,7 +8,7 @@ import { cumulativeEtas, EtaModel, stepsToRun, type JobEstimate } from './eta.js
 import type { JobEvents } from './events.js';
 import { FairQueue } from './fair-queue.js';
 import { freezeParts, memberKeyOf, view } from './job-copies.js';
-import { preferLoaded, PREFER_WITHIN } from './model-preference.js';
+import { isLoadedFor, preferLoaded, PREFER_WITHIN } from './model-preference.js';
 import type { Job, PictureRange, QueuePosition, QueueSnapshot, Requester } from './types.js';
 
 /** Queue movements within this window are announced together (see scheduleMoves). */
@@ -92,13 +92,14 @@ export class Schedule {
   }
 
   /**
-   * The next job for an engine that has `loaded` models in memory: among the jobs tied with the
-   * head for the same fair round (at most PREFER_WITHIN), one whose model is loaded; else the head.
+   * The next job for an engine that has `loaded` models in memory (load keys, see
+   * model-preference.ts): among the jobs tied with the head for the same fair round (at most
+   * PREFER_WITHIN), one whose model (with its LoRAs) is loaded; else the head.
    */
   takeNextPreferring(loaded: readonly string[]): Job | undefined {
     const tied = this.fair.tiedWithHead(PREFER_WITHIN);
     if (loaded.length === 0 || tied < 2) return this.takeNext();
-    return this.takeNext((candidates) => preferLoaded(candidates, (job) => loaded.includes(job.spec.model)) ?? candidates[0], tied);
+    return this.takeNext((candidates) => preferLoaded(candidates, (job) => isLoadedFor(job.spec, loaded)) ?? candidates[0], tied);
   }
 
   /** A job that will not run again here (finished, failed, cancelled) leaves the working copy. */

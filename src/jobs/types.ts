@@ -250,8 +250,14 @@ export interface WorkerStatus {
   host: string;
   /** Models this worker's engine can load. */
   models: string[];
-  /** The model it drew last, whose sessions are loaded (switching costs seconds to minutes). */
+  /** The model it drew last. Workers of earlier versions report only this; the bot reads loadedModels when present. */
   loaded?: string;
+  /**
+   * What its engine holds loaded, by load key (engine/job-loras.ts loadKey), least recently used
+   * first: a job with one of these keys starts there without a switch (seconds to minutes).
+   * Bounded (see protocol.ts loadedForBeat).
+   */
+  loadedModels?: string[];
   provider?: string;
   current?: { jobId: string; step: number; total: number };
   /** Jobs drawn since it started. */

@@ -22,6 +22,8 @@ export interface ClusterQueueSettings {
   maxStalls?: number;
   /** Model folder names this host has (the same tiny model under each name); ['tiny'] unless told. */
   models?: string[];
+  /** The host's engine.memoryBudgetMB (one tiny model here takes about 5 MB); the default unless told. */
+  memoryBudgetMB?: number;
 }
 
 /** A tiny model folder and a worker config file under root; returns the config file's path. */
@@ -42,7 +44,7 @@ export async function prepareWorkerHost(root: string, queue: ClusterQueueSetting
     dataDir: path.join(root, 'worker-data'),
     logLevel: 'info',
     models: { dir: models, default: names[0] },
-    engine: { providers: ['cpu'], threads: 1, warmup: false, previews: false },
+    engine: { providers: ['cpu'], threads: 1, warmup: false, previews: false, ...(queue.memoryBudgetMB !== undefined ? { memoryBudgetMB: queue.memoryBudgetMB } : {}) },
     queue: {
       backend: 'redis',
       redis: {

@@ -27,6 +27,7 @@ import {
   type StepProgress,
 } from '../../../engine/types.js';
 import { BackendUnavailableError, SHUTDOWN_REASON, type Drawer } from '../drawer.js';
+import { loadKeyOf, workerLoaded } from '../model-preference.js';
 import type { Job } from '../types.js';
 import {
   bullIdOf,
@@ -124,11 +125,11 @@ export class RedisDispatcher implements Drawer {
   private readonly reserved = new Map<string, string>();
   readonly routing: RoutingCounts = { loaded: 0, switched: 0 };
   /**
-   * Worker → the model of the job last routed to it. Heartbeats say `loaded` up to two seconds
-   * late (a beat a second, read a second); what the bot routed is newer, and the routed worker
-   * is the one that takes the job (others leave it to it).
+   * Worker → the load key of the job last routed to it, until its heartbeat lists that key.
+   * Heartbeats are up to two seconds late (a beat a second, read a second); what the bot routed is
+   * newer, and the routed worker is the one that takes the job (others leave it to it).
    */
-  private readonly routedModel = new Map<string, string>();
+  private readonly routedKey = new Map<string, string>();
 
   constructor(private readonly opts: DispatcherOptions) {
     this.keys = keys(opts.prefix);
@@ -173,13 +174,22 @@ export class RedisDispatcher implements Drawer {
       .workers()
       .filter((w) => !busy.has(w.id))
       .map((w) => {
-        const routed = this.routedModel.get(w.id);
-        return routed && w.models.includes(routed) ? { ...w, loaded: routed } : w;
+        const routed = this.routedKey.get(w.id);
+        if (routed === undefined) return w;
+        const loaded = workerLoaded(w);
+        if (loaded.includes(routed)) {
+          this.routedKey.delete(w.id); // the heartbeats caught up
+          return w;
+        }
+        // A worker of an earlier version holds one model: the routed one replaces it.
+        return Array.isArray(w.loadedModels) ? { ...w, loadedModels: [...loaded, routed] } : { ...w, loaded: routed };
       });
     const picked = route(candidates, free, this.opts.preferWithin);
     if (!picked) return undefined;
     this.reserved.set(picked.job.id, picked.worker.id);
-    this.routedModel.set(picked.worker.id, picked.job.spec.model);
+    const key = loadKeyOf(picked.job.spec);
+    if (key !== undefined) this.routedKey.set(picked.worker.id, key);
+    else this.routedKey.delete(picked.worker.id);
     if (picked.loaded) this.routing.loaded += 1;
     else this.routing.switched += 1;
     this.opts.log.debug({ jobId: picked.job.id, worker: picked.worker.id, model: picked.job.spec.model, loaded: picked.loaded }, 'job routed');

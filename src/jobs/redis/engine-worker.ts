@@ -2,8 +2,8 @@
  * A remote engine worker: engine/ plus this thin runner, which knows no chats. It takes one
  * BullMQ job at a time, draws it with the local engine, leaves the pictures in Redis (with a TTL)
  * for the bot, and reports progress; a cancel arrives on a pub/sub channel and aborts the engine
- * within a step. A heartbeat key tells the bot which models it has, which is loaded, what it is
- * drawing and how fast it is.
+ * within a step. A heartbeat key tells the bot which models it has, which its engine holds loaded
+ * (every one in the engine's LRU, by load key), what it is drawing and how fast it is.
  *
  * Lost workers: BullMQ's lock (queue.redis.lockSeconds) is renewed by this process's main thread;
  * the engine runs in a worker thread (onnxruntime's run() blocks its thread), so a long GPU job
@@ -24,10 +24,12 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { EngineError, type Engine } from '../../../engine/types.js';
 import type { Config } from '../../config/schema.js';
+import { loadKeyOf } from '../model-preference.js';
 import { rgbToPng } from '../../render/index.js';
 import {
   fromWireRequest,
   keys,
+  loadedForBeat,
   queueNameFor,
   ROUTED_FOR_MS,
   toWireProgress,
@@ -78,7 +80,10 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
   const models = (await engine.scanModels()).models.map((m) => m.name);
   const active = new Map<string, AbortController>();
   const recent: number[] = [];
-  const beat: WorkerBeat = { id, host: hostname(), models, done: 0, since: Date.now(), at: Date.now() };
+  const beat: WorkerBeat = { id, host: hostname(), models, loadedModels: [], done: 0, since: Date.now(), at: Date.now() };
+  /** An engine that keeps no list (one model at a time) holds what it drew last. */
+  let drewLast: string | undefined;
+  const loadedNow = (): string[] => loadedForBeat(engine.loadedModels?.() ?? (drewLast !== undefined ? [drewLast] : []));
 
   await opts.subscriber.subscribe(k.cancelChannel);
   opts.subscriber.on('message', (channel: string, bullId: string) => {
@@ -113,6 +118,8 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
         },
       });
       beat.loaded = result.model;
+      drewLast = loadKeyOf(request);
+      beat.loadedModels = loadedNow();
       beat.provider = result.provider;
       const images = await Promise.all(
         result.images.map(async (image) => ({
@@ -212,6 +219,7 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
 
   const sendBeat = async () => {
     beat.at = Date.now();
+    beat.loadedModels = loadedNow(); // evictions happen between jobs too (the next job's load)
     await opts.connection.set(k.worker(id), JSON.stringify(beat), 'EX', BEAT_TTL_S);
   };
   await sendBeat();

@@ -9,7 +9,7 @@
  *   the BullMQ job, with a TTL (queue.redis.resultTtlHours); deleted by the bot once saved.
  * - `<prefix>:cancelled:<bullId>` — a member's cancel, for a worker that picks the job up later.
  * - channel `<prefix>:cancel` — a member's cancel, for the worker drawing the job now.
- * - `<prefix>:worker:<id>` — a worker's heartbeat (models, loaded model, current job, speed).
+ * - `<prefix>:worker:<id>` — a worker's heartbeat (models, loaded models, current job, speed).
  */
 import type { EngineErrorCode, GenerateRequest, ModelStage, StepProgress } from '../../../engine/types.js';
 import type { WorkerStatus } from '../types.js';
@@ -88,6 +88,20 @@ export interface WireFailure {
 }
 
 export type WorkerBeat = WorkerStatus;
+
+/** A heartbeat is read by the bot every second: it names at most this many loaded models… */
+export const MAX_LOADED_REPORTED = 16;
+/** …each at most this long (a key lists the LoRAs of a variant; a longer one is left out). */
+export const MAX_LOADED_KEY_CHARS = 512;
+
+/**
+ * The loaded models a heartbeat carries (WorkerStatus.loadedModels): the engine's list, least
+ * recently used first, keeping the most recently used when it is longer than the bound. A model
+ * left out only loses its preference; the job still runs there.
+ */
+export function loadedForBeat(keys: readonly string[]): string[] {
+  return keys.filter((key) => key.length <= MAX_LOADED_KEY_CHARS).slice(-MAX_LOADED_REPORTED);
+}
 
 function toBase64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
