@@ -266,6 +266,24 @@ describe('web studio access', () => {
     }
   });
 
+  it("the admin view marks every model the engine holds as loaded, not only the last one drawn", async () => {
+    const local = withWeb(h.config, {}, {});
+    const names = h.models.map((m) => m.name);
+    // This server has drawn nothing (no last model): what it shows comes from the engine's LRU.
+    const engine = { provider: () => 'cpu', loadedModels: () => [names[0]!] };
+    const studio = await startWeb({ config: local, jobs: h.jobs, commands: h.commands, log: h.log, engine });
+    try {
+      const me = await call(studio.url, '/api/me');
+      const admin = await call(studio.url, '/api/admin', { headers: { Cookie: cookieOf(me) } });
+      expect(admin.status, admin.body).toBe(200);
+      const models = json(admin.body).models as { name: string; loaded: boolean }[];
+      expect(models.find((m) => m.name === names[0])?.loaded).toBe(true);
+      expect(models.filter((m) => m.loaded)).toHaveLength(1);
+    } finally {
+      await studio.stop();
+    }
+  });
+
   it('sweeps uploads older than retention.days, and only uploads', async () => {
     const dir = path.join(h.config.dataDir, 'uploads');
     await mkdir(dir, { recursive: true });

@@ -17,7 +17,7 @@ import { jobView } from './view.js';
 
 export type WebDeps = Omit<AdapterDeps, 'token'> & {
   /** For the admin view's "provider in use". */
-  engine?: Pick<Engine, 'provider'>;
+  engine?: Pick<Engine, 'provider' | 'loadedModels'>;
   /** For the gallery (the store's job records). */
   history?: Pick<JobRepo, 'recentFinished'>;
   /** Clock for sessions, links and the password back-off (tests move it). */

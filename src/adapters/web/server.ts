@@ -63,7 +63,7 @@ const CSP = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; s
 export interface StudioDeps {
   commands: CommandContext;
   /** For the admin view: the execution provider in use (absent in tests that do not pass it). */
-  engine?: Pick<Engine, 'provider'>;
+  engine?: Pick<Engine, 'provider' | 'loadedModels'>;
   /** For the gallery: finished jobs, newest first, from the store. */
   history?: Pick<JobRepo, 'recentFinished'>;
   jobs: JobService;
@@ -252,10 +252,13 @@ export class Studio {
     if (!isAdmin(config, requesterOf(session))) throw new HttpError(403, 'Only admins see this.');
     const { jobs, metrics } = this.deps;
     const snap = jobs.snapshot();
+    // The engine's whole LRU where it runs in this process; with Redis workers, the last model drawn.
+    const engineLoaded = this.deps.engine?.loadedModels?.();
+    const loaded = engineLoaded ?? (metrics.lastModel ? [metrics.lastModel] : []);
     sendJson(res, 200, {
       running: snap.running ? { job: jobView(snap.running.job, config, jobs), step: snap.running.step, total: snap.running.total } : null,
       waiting: snap.waiting.map((w) => ({ job: jobView(w.job, config, jobs), position: w.position, etaSeconds: w.etaSeconds })),
-      models: models().map((m) => ({ name: m.name, family: m.family, loaded: m.name === metrics.lastModel })),
+      models: models().map((m) => ({ name: m.name, family: m.family, loaded: loaded.includes(m.name) })),
       provider: this.deps.engine?.provider() ?? null,
       secondsPerStep: metrics.secondsPerStep(),
       busyRatio: Number(metrics.busyRatio().toFixed(4)),
