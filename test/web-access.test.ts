@@ -270,7 +270,7 @@ describe('web studio access', () => {
     const local = withWeb(h.config, {}, {});
     const names = h.models.map((m) => m.name);
     // This server has drawn nothing (no last model): what it shows comes from the engine's LRU.
-    const engine = { provider: () => 'cpu', loadedModels: () => [names[0]!] };
+    const engine = { provider: () => 'cpu' as const, loadedModels: () => [names[0]!] };
     const studio = await startWeb({ config: local, jobs: h.jobs, commands: h.commands, log: h.log, engine });
     try {
       const me = await call(studio.url, '/api/me');
