@@ -119,11 +119,29 @@ class TextEncoder(nn.Module):
         self.register_buffer('mask', torch.full((SEQ, SEQ), -1e9).triu(1), persistent=False)
 
     def forward(self, input_ids, factored=False):
-        x = self.tok(input_ids) + self.pos
+        x = self.tok(input_ids) + self.pos[:input_ids.shape[1]]
+        n = input_ids.shape[1]
         for layer in self.layers:
-            x = layer(x, self.mask)
+            x = layer(x, self.mask[:n, :n])
         h = self.ln(x)
         return Factored(h, self.proj.weight, self.proj.bias) if factored else self.proj(h)
+
+
+class ImageTower(nn.Module):
+    """The picture side of the text encoder's contrastive pre-training (train.py, stage 'text'),
+    looking at the picture averaged over 4×4 blocks; discarded after training."""
+
+    def __init__(self, dim=256):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.AvgPool2d(4), nn.Conv2d(3, 64, 3, padding=1), nn.SiLU(),      # 16×16
+            nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.SiLU(),           # 8×8
+            nn.Conv2d(128, 128, 3, stride=2, padding=1), nn.SiLU(),          # 4×4
+            nn.Flatten(), Lin(128 * 16, dim),
+        )
+
+    def forward(self, x):
+        return self.net(x)
 
 
 def norm(c):
@@ -168,6 +186,13 @@ class CrossBlock(nn.Module):
         return x + self.proj_out(h.transpose(1, 2).reshape(b, c, hh, ww))
 
 
+def pooled(ctx, lin):
+    """lin(mean of the conditioning over its positions), [B, out]; exact for a Factored one too."""
+    if isinstance(ctx, Factored):
+        return Factored(ctx.h.mean(1, keepdim=True), ctx.weight, ctx.bias).project(lin)[:, 0]
+    return lin(ctx.mean(1))
+
+
 def timestep_embedding(t, dim):
     """diffusers' Timesteps(flip_sin_to_cos=True, downscale_freq_shift=0): [cos, sin]."""
     half = dim // 2
@@ -189,6 +214,7 @@ class UNet(nn.Module):
         tdim = 4 * c0
         self.time = nn.Sequential(Lin(c0, tdim), nn.SiLU(), Lin(tdim, tdim))
         self.ctx = Lin(COND_DIM, ctx_dim)
+        self.pool = Lin(ctx_dim, tdim)
         self.conv_in = nn.Conv2d(LATENT_CHANNELS, c0, 3, padding=1)
         self.d0, self.a0 = Res(c0, c0, tdim), CrossBlock(c0, ctx_dim)
         self.down = nn.Conv2d(c0, c0, 3, stride=2, padding=1)
@@ -203,6 +229,10 @@ class UNet(nn.Module):
         temb = self.time(timestep_embedding(timestep, self.c0))
         cond = encoder_hidden_states
         ctx = cond.then(self.ctx) if isinstance(cond, Factored) else self.ctx(cond)
+        # The caption as a whole also shifts every residual block, as the timestep does: the mean over
+        # all 77 positions, which with a causal encoder and end-of-text padding is mostly states that
+        # have seen the whole caption. Cross-attention alone learned the text too slowly.
+        temb = temb + pooled(ctx, self.pool)
         h0 = self.a0(self.d0(self.conv_in(sample), temb), ctx)
         h1 = self.a1(self.d1(self.down(h0), temb), ctx)
         h = self.m2(self.ma(self.m1(h1, temb), ctx), temb)

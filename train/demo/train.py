@@ -31,6 +31,8 @@ import models
 
 P_UNCOND = 0.1
 KL_WEIGHT = 1e-4
+# End-of-text pads kept after the longest caption in contrastive pre-training (see pretrain_text).
+PAD_SEEN = 8
 
 
 def lr_at(step, total, peak, warmup=100):
@@ -85,10 +87,50 @@ def min_snr_weights(ac, t, gamma):
     return snr.clamp(max=gamma) / snr
 
 
-def train_unet(latent_mean, latent_logvar, sf, recs, tok, args, log, gen, rng, work):
+def pretrain_text(pics, recs, tok, args, log, gen, rng):
+    """Contrastive pre-training of the text encoder against the pictures (CLIP's objective, at
+    toy scale), as Stable Diffusion starts from a pre-trained CLIP: learned only through the
+    diffusion loss, the text encoder stayed close to noise and the UNet drew little beyond colour.
+    Captions are pooled as the UNet pools them (models.pooled); pictures of the same emoji in the
+    other style count as matches too."""
     text = models.TextEncoder(len(tok.vocab))
+    tower = models.ImageTower()
+    head = models.Lin(models.COND_DIM, 256)
+    log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    params = list(text.parameters()) + list(tower.parameters()) + list(head.parameters()) + [log_scale]
+    opt = torch.optim.AdamW(params, lr=args.text_lr, weight_decay=0.01)
+    ids_of_emoji = [r['id'] for r in recs]
+    running = None
+    for step in range(args.text_steps):
+        for g in opt.param_groups:
+            g['lr'] = lr_at(step, args.text_steps, args.text_lr)
+        idx = torch.randperm(len(recs), generator=gen)[:args.text_batch].tolist()
+        ids = torch.tensor([tok.encode(data.sample_caption(recs[i], rng)) for i in idx], dtype=torch.long)
+        # Causal attention: the first positions' states do not depend on the rest, so the batch is
+        # cut after its longest caption plus a few end-of-text pads (a quarter of the cost).
+        length = min(models.SEQ, int((ids != tok.eos).sum(1).max()) + 1 + PAD_SEEN)
+        t = F.normalize(models.pooled(text(ids[:, :length], factored=True), head), dim=-1)
+        v = F.normalize(tower(pics[idx]), dim=-1)
+        logits = log_scale.clamp(max=math.log(100)).exp() * t @ v.t()
+        same = torch.tensor([[ids_of_emoji[i] == ids_of_emoji[j] for j in idx] for i in idx], dtype=torch.float32)
+        target = same / same.sum(1, keepdim=True)
+        loss = 0.5 * (-(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.log_softmax(0)).sum(0).mean())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        if step % 20 == 0 or step == args.text_steps - 1:
+            log.row('text', step, running)
+    text.eval()
+    for p in text.parameters():
+        p.requires_grad_(False)
+    return text
+
+
+def train_unet(latent_mean, latent_logvar, sf, recs, tok, text, args, log, gen, rng, work):
     unet = models.UNet()
-    params = list(text.parameters()) + list(unet.parameters())
+    # The text encoder stays as pre-trained (as SD keeps CLIP frozen); only the UNet learns here.
+    params = list(unet.parameters())
     # The exported weights are an exponential moving average of the trained ones.
     ema = [p.detach().clone() for p in params]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
@@ -125,7 +167,9 @@ def train_unet(latent_mean, latent_logvar, sf, recs, tok, args, log, gen, rng, w
         noise = torch.randn(x0.shape, generator=gen)
         a = ac[t][:, None, None, None]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        pred = unet(xt, t.float(), text(ids, factored=True))
+        with torch.no_grad():
+            cond = text(ids, factored=True)
+        pred = unet(xt, t.float(), cond)
         per = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
         w = min_snr_weights(ac, t, args.snr_gamma) if args.snr_gamma > 0 else torch.ones_like(per)
         loss = (w * per).mean()
@@ -164,6 +208,9 @@ def main():
     ap.add_argument('--unet-steps', type=int, default=1600)
     ap.add_argument('--stop-after', type=int, default=0,
                     help='end the UNet stage after this many steps of the --unet-steps schedule (0: run it all)')
+    ap.add_argument('--text-steps', type=int, default=1500)
+    ap.add_argument('--text-batch', type=int, default=128)
+    ap.add_argument('--text-lr', type=float, default=1e-3)
     ap.add_argument('--vae-batch', type=int, default=32)
     ap.add_argument('--unet-batch', type=int, default=32)
     ap.add_argument('--threads', type=int, default=2)
@@ -227,7 +274,8 @@ def main():
     torch.manual_seed(1)
     gen = torch.Generator().manual_seed(1)
     rng = random.Random(1)
-    train_unet(mean, logvar, sf, recs, tok, args, log, gen, rng, args.work)
+    text = pretrain_text(pics, recs, tok, args, log, gen, rng)
+    train_unet(mean, logvar, sf, recs, tok, text, args, log, gen, rng, args.work)
     print('done', flush=True)
 
 
