@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { float16BitsToFloat32, float32ToFloat16Bits } from './fp16.js';
+import { guideFloats, guideHalves } from './guidance.js';
 import { createSession } from './providers.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import { ClipTokenizer } from './tokenizer.js';
@@ -27,6 +28,13 @@ export interface TextOverrides {
 export interface AddedConditioning {
   textEmbeds: Float32Array;
   timeIds: Float32Array;
+}
+
+/** Classifier-free guidance applied where the UNet's output is read (see LoadedModel.unet). */
+export interface UnetGuidance {
+  scale: number;
+  /** Receives ε_u + scale·(ε_c − ε_u) for the batch's pictures. */
+  into: Float32Array;
 }
 
 /** SDXL's second tokenizer and the two encoders together. */
@@ -67,12 +75,14 @@ export interface LoadedModel {
   encodeText(ids: Int32Array[], overrides?: TextOverrides): Promise<Float32Array>;
   /** Present for SDXL models, whose conditioning comes from two encoders (encodeText is encoder 1's last layer). */
   sdxl?: SdxlText;
-  /** One UNet call on model-input latents [B,4,h,w] at `timestep` (a float from the sampler; cast as the model declares).
+  /** One UNet call on model-input latents [B,4,h,w] of `batch` pictures at `timestep` (a float from the sampler; cast as the model declares).
    * `cond` is read once per array and kept converted: pass a new array, never an edited one, for new conditioning.
    * For float16 exports the returned array is reused by the next call: read it before calling again.
-   * `halvesAlike`: the sample's second half repeats its first (guidance's uncond and cond halves),
-   * so a float16 export converts only one half.
-   * `added`: SDXL's pooled text and time ids for the batch (required by SDXL UNets; kept converted like `cond`). */
+   * `added`: SDXL's pooled text and time ids for the UNet batch (required by SDXL UNets; kept converted like `cond`).
+   * `guidance`: the UNet runs at batch 2B on [sample, sample] with `cond` (and `added`) laid out
+   * [uncond × B, cond × B], and the guided output is written into `guidance.into` and returned.
+   * Done here because a float16 export then converts its input once and combines its output
+   * straight from the half bits, instead of converting both halves each way. */
   unet(
     sample: Float32Array,
     batch: number,
@@ -80,8 +90,8 @@ export interface LoadedModel {
     latentW: number,
     timestep: number,
     cond: Float32Array,
-    halvesAlike?: boolean,
     added?: AddedConditioning,
+    guidance?: UnetGuidance,
   ): Promise<Float32Array>;
   /** Diffusion latents (scaled, as the sampler produces them) → image [B,3,8h,8w], roughly in [-1,1]; divides by the scaling factor itself. */
   vaeDecode(latent: Float32Array, batch: number, latentH: number, latentW: number): Promise<Float32Array>;
@@ -174,22 +184,26 @@ function floatTensor(type: 'float32' | 'float16', data: Float32Array, dims: numb
   return new ort.Tensor('float16', float32ToFloat16Bits(data), dims);
 }
 
-/** A float16 ↔ float32 buffer pair reused across calls of the same shape (the UNet's, every step). */
-class HalfScratch {
+/** The UNet's feed and output buffers, reused across calls of the same shape (every step). */
+class UnetBuffers {
   private halves = new Uint16Array(0);
+  private doubled = new Float32Array(0);
   private floats = new Float32Array(0);
-  /** `data` as half bits in the reused buffer; with `halvesAlike` the first half is converted once and copied. */
-  toHalves(data: Float32Array, halvesAlike: boolean): Uint16Array {
-    if (this.halves.length !== data.length) this.halves = new Uint16Array(data.length);
-    const out = this.halves;
-    if (halvesAlike && data.length % 2 === 0) {
-      const half = data.length / 2;
-      float32ToFloat16Bits(data.subarray(0, half), out.subarray(0, half));
-      out.copyWithin(half, 0, half);
-    } else {
-      float32ToFloat16Bits(data, out);
+  /** `sample` as the feed of the declared type, `copies` times over (guidance's uncond and cond
+   * halves); a float16 feed converts one copy and duplicates the bits. */
+  sample(type: 'float32' | 'float16', sample: Float32Array, copies: 1 | 2): Float32Array | Uint16Array {
+    const n = sample.length;
+    if (type === 'float32') {
+      if (copies === 1) return sample;
+      if (this.doubled.length !== 2 * n) this.doubled = new Float32Array(2 * n);
+      this.doubled.set(sample);
+      this.doubled.set(sample, n);
+      return this.doubled;
     }
-    return out;
+    if (this.halves.length !== copies * n) this.halves = new Uint16Array(copies * n);
+    float32ToFloat16Bits(sample, this.halves);
+    if (copies === 2) this.halves.copyWithin(n, 0, n);
+    return this.halves;
   }
   output(length: number): Float32Array {
     if (this.floats.length !== length) this.floats = new Float32Array(length);
@@ -198,12 +212,27 @@ class HalfScratch {
 }
 
 /** A float output as float32, whatever the export's float type. */
-function readFloat(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined, name: string, scratch?: HalfScratch): Float32Array {
+function readFloat(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined, name: string, scratch?: UnetBuffers): Float32Array {
+  const data = floatData(info, part, value, name);
+  if (data instanceof Uint16Array) return float16BitsToFloat32(data, scratch?.output(data.length));
+  return data;
+}
+
+/** The UNet output guided into `guidance.into` (see LoadedModel.unet). */
+function readGuided(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined, name: string, guidance: UnetGuidance): Float32Array {
+  const data = floatData(info, part, value, name);
+  if (data instanceof Uint16Array) guideHalves(data, guidance.scale, guidance.into);
+  else guideFloats(data, guidance.scale, guidance.into);
+  return guidance.into;
+}
+
+/** A float output's data: float32 values, or float16 as half bits. */
+function floatData(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined, name: string): Float32Array | Uint16Array {
   if (!(value instanceof ort.Tensor)) throw modelError(info, `${part.rel} returned no "${name}"`);
   const data = value.data;
   if (value.type === 'float32' && data instanceof Float32Array) return data;
   if (value.type === 'float16') {
-    if (data instanceof Uint16Array) return float16BitsToFloat32(data, scratch?.output(data.length));
+    if (data instanceof Uint16Array) return data;
     // Node ≥ 24 has Float16Array, and onnxruntime returns it there.
     return Float32Array.from(data as ArrayLike<number>);
   }
@@ -529,7 +558,7 @@ function assemble(
   const addedTensors = addedTypes && { textEmbeds: perArrayTensor(addedTypes.textEmbeds), timeIds: perArrayTensor(addedTypes.timeIds) };
 
   // Every denoising step converts the same shapes: reuse the buffers instead of allocating two per step.
-  const unetScratch = new HalfScratch();
+  const unetBuffers = new UnetBuffers();
 
   const model: LoadedModel = {
     info,
@@ -544,14 +573,14 @@ function assemble(
       return readFloat(info, textPart, out[hiddenOut], hiddenOut);
     },
 
-    async unet(sample, batch, latentH, latentW, timestep, cond, halvesAlike = false, added = undefined) {
+    async unet(sample, pictures, latentH, latentW, timestep, cond, added = undefined, guidance = undefined) {
       live();
+      const copies = guidance ? 2 : 1;
+      const batch = copies * pictures;
       const dims = [batch, LATENT_CHANNELS, latentH, latentW];
+      const data = unetBuffers.sample(sampleType, sample, copies);
       const feeds: Record<string, ort.Tensor> = {
-        sample:
-          sampleType === 'float16'
-            ? new ort.Tensor('float16', unetScratch.toHalves(sample, halvesAlike), dims)
-            : new ort.Tensor('float32', sample, dims),
+        sample: data instanceof Uint16Array ? new ort.Tensor('float16', data, dims) : new ort.Tensor('float32', data, dims),
         timestep: timestepTensor(timestep, batch),
         encoder_hidden_states: condTensor(cond, [batch, cond.length / (batch * hiddenDim), hiddenDim]),
       };
@@ -561,7 +590,9 @@ function assemble(
         feeds['time_ids'] = addedTensors.timeIds(added.timeIds, [batch, 6]);
       }
       const out = await run(info, unetPart, feeds);
-      return readFloat(info, unetPart, out[unetOut], unetOut, unetScratch);
+      return guidance
+        ? readGuided(info, unetPart, out[unetOut], unetOut, guidance)
+        : readFloat(info, unetPart, out[unetOut], unetOut, unetBuffers);
     },
 
     async vaeDecode(latent, batch, latentH, latentW) {
