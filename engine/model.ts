@@ -8,6 +8,7 @@ import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { float16BitsToFloat32, float32ToFloat16Bits } from './fp16.js';
 import { guideFloats, guideHalves } from './guidance.js';
+import { UnetInput } from './unet-input.js';
 import { createSession } from './providers.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import { ClipTokenizer } from './tokenizer.js';
@@ -30,11 +31,22 @@ export interface AddedConditioning {
   timeIds: Float32Array;
 }
 
-/** Classifier-free guidance applied where the UNet's output is read (see LoadedModel.unet). */
+/** Classifier-free guidance applied where the UNet's output is read (see UnetOptions). */
 export interface UnetGuidance {
   scale: number;
   /** Receives ε_u + scale·(ε_c − ε_u) for the batch's pictures. */
   into: Float32Array;
+}
+
+/** What a UNet call may add to its sample and conditioning. */
+export interface UnetOptions {
+  /** SDXL's pooled text and time ids for the UNet batch (required by SDXL UNets; kept converted like `cond`). */
+  added?: AddedConditioning | undefined;
+  /** The UNet runs at batch 2B on [sample, sample] with `cond` (and `added`) laid out
+   * [uncond × B, cond × B]; the guided output is written into `guidance.into` and returned. */
+  guidance?: UnetGuidance | undefined;
+  /** The sampler's input scaling: the UNet sees sample × sampleScale (default 1). */
+  sampleScale?: number;
 }
 
 /** SDXL's second tokenizer and the two encoders together. */
@@ -75,14 +87,12 @@ export interface LoadedModel {
   encodeText(ids: Int32Array[], overrides?: TextOverrides): Promise<Float32Array>;
   /** Present for SDXL models, whose conditioning comes from two encoders (encodeText is encoder 1's last layer). */
   sdxl?: SdxlText;
-  /** One UNet call on model-input latents [B,4,h,w] of `batch` pictures at `timestep` (a float from the sampler; cast as the model declares).
+  /** One UNet call on latents [B,4,h,w] of `batch` pictures at `timestep` (a float from the sampler; cast as the model declares).
    * `cond` is read once per array and kept converted: pass a new array, never an edited one, for new conditioning.
    * For float16 exports the returned array is reused by the next call: read it before calling again.
-   * `added`: SDXL's pooled text and time ids for the UNet batch (required by SDXL UNets; kept converted like `cond`).
-   * `guidance`: the UNet runs at batch 2B on [sample, sample] with `cond` (and `added`) laid out
-   * [uncond × B, cond × B], and the guided output is written into `guidance.into` and returned.
-   * Done here because a float16 export then converts its input once and combines its output
-   * straight from the half bits, instead of converting both halves each way. */
+   * Input scaling and guidance (`options`) are done here, at the session boundary, because that
+   * is where a float16 export converts: it then converts its input once, in the scaling pass's
+   * wake, and combines its output straight from the half bits (./unet-input.ts, ./guidance.ts). */
   unet(
     sample: Float32Array,
     batch: number,
@@ -90,8 +100,7 @@ export interface LoadedModel {
     latentW: number,
     timestep: number,
     cond: Float32Array,
-    added?: AddedConditioning,
-    guidance?: UnetGuidance,
+    options?: UnetOptions,
   ): Promise<Float32Array>;
   /** Diffusion latents (scaled, as the sampler produces them) → image [B,3,8h,8w], roughly in [-1,1]; divides by the scaling factor itself. */
   vaeDecode(latent: Float32Array, batch: number, latentH: number, latentW: number): Promise<Float32Array>;
@@ -184,37 +193,19 @@ function floatTensor(type: 'float32' | 'float16', data: Float32Array, dims: numb
   return new ort.Tensor('float16', float32ToFloat16Bits(data), dims);
 }
 
-/** The UNet's feed and output buffers, reused across calls of the same shape (every step). */
-class UnetBuffers {
-  private halves = new Uint16Array(0);
-  private doubled = new Float32Array(0);
+/** A float32 buffer reused across calls of the same shape (a float16 UNet's output, every step). */
+class ReusedFloats {
   private floats = new Float32Array(0);
-  /** `sample` as the feed of the declared type, `copies` times over (guidance's uncond and cond
-   * halves); a float16 feed converts one copy and duplicates the bits. */
-  sample(type: 'float32' | 'float16', sample: Float32Array, copies: 1 | 2): Float32Array | Uint16Array {
-    const n = sample.length;
-    if (type === 'float32') {
-      if (copies === 1) return sample;
-      if (this.doubled.length !== 2 * n) this.doubled = new Float32Array(2 * n);
-      this.doubled.set(sample);
-      this.doubled.set(sample, n);
-      return this.doubled;
-    }
-    if (this.halves.length !== copies * n) this.halves = new Uint16Array(copies * n);
-    float32ToFloat16Bits(sample, this.halves);
-    if (copies === 2) this.halves.copyWithin(n, 0, n);
-    return this.halves;
-  }
-  output(length: number): Float32Array {
+  get(length: number): Float32Array {
     if (this.floats.length !== length) this.floats = new Float32Array(length);
     return this.floats;
   }
 }
 
 /** A float output as float32, whatever the export's float type. */
-function readFloat(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined, name: string, scratch?: UnetBuffers): Float32Array {
+function readFloat(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined, name: string, scratch?: ReusedFloats): Float32Array {
   const data = floatData(info, part, value, name);
-  if (data instanceof Uint16Array) return float16BitsToFloat32(data, scratch?.output(data.length));
+  if (data instanceof Uint16Array) return float16BitsToFloat32(data, scratch?.get(data.length));
   return data;
 }
 
@@ -558,7 +549,8 @@ function assemble(
   const addedTensors = addedTypes && { textEmbeds: perArrayTensor(addedTypes.textEmbeds), timeIds: perArrayTensor(addedTypes.timeIds) };
 
   // Every denoising step converts the same shapes: reuse the buffers instead of allocating two per step.
-  const unetBuffers = new UnetBuffers();
+  const unetInput = new UnetInput();
+  const unetOutput = new ReusedFloats();
 
   const model: LoadedModel = {
     info,
@@ -573,12 +565,12 @@ function assemble(
       return readFloat(info, textPart, out[hiddenOut], hiddenOut);
     },
 
-    async unet(sample, pictures, latentH, latentW, timestep, cond, added = undefined, guidance = undefined) {
+    async unet(sample, pictures, latentH, latentW, timestep, cond, { added, guidance, sampleScale = 1 } = {}) {
       live();
       const copies = guidance ? 2 : 1;
       const batch = copies * pictures;
       const dims = [batch, LATENT_CHANNELS, latentH, latentW];
-      const data = unetBuffers.sample(sampleType, sample, copies);
+      const data = unetInput.form(sampleType, sample, sampleScale, copies);
       const feeds: Record<string, ort.Tensor> = {
         sample: data instanceof Uint16Array ? new ort.Tensor('float16', data, dims) : new ort.Tensor('float32', data, dims),
         timestep: timestepTensor(timestep, batch),
@@ -592,7 +584,7 @@ function assemble(
       const out = await run(info, unetPart, feeds);
       return guidance
         ? readGuided(info, unetPart, out[unetOut], unetOut, guidance)
-        : readFloat(info, unetPart, out[unetOut], unetOut, unetBuffers);
+        : readFloat(info, unetPart, out[unetOut], unetOut, unetOutput);
     },
 
     async vaeDecode(latent, batch, latentH, latentW) {

@@ -103,13 +103,14 @@ describe.each(DTYPES)('every export generation agrees (%s)', (dtype) => {
     }
   });
 
-  it('unet with guidance runs [sample, sample] at batch 2 and returns exactly the guided combination of that run', async () => {
+  it('unet with guidance and input scaling runs [x·s, x·s] at batch 2 and returns exactly the guided combination of that run', async () => {
     const base = get('diffusers-legacy', 'float32');
     const cond = await base.encodeText([base.tokenizer.encode('').ids, base.tokenizer.encode('a fox in the snow').ids]);
     const one = latent(1, 3);
+    const scale = 0.3;
     const both = new Float32Array(2 * one.length);
-    both.set(one);
-    both.set(one, one.length);
+    both.set(one.map((v) => v * scale));
+    both.set(one.map((v) => v * scale), one.length);
     for (const gen of GENERATIONS) {
       const m = get(gen, dtype);
       // Copied: a float16 export reuses its output buffer on the next call.
@@ -117,11 +118,24 @@ describe.each(DTYPES)('every export generation agrees (%s)', (dtype) => {
       const want = new Float32Array(one.length);
       guideFloats(plain, 7.5, want);
       const into = new Float32Array(one.length);
-      const got = await m.unet(one, 1, H, W, 500, cond, undefined, { scale: 7.5, into });
+      const got = await m.unet(one, 1, H, W, 500, cond, { guidance: { scale: 7.5, into }, sampleScale: scale });
       expect(got).toBe(into);
       expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
       // The two halves really differ (else the guidance would be invisible).
       expect(maxAbsDiff(got, plain.subarray(one.length))).toBeGreaterThan(1e-3);
+    }
+  });
+
+  it('unet input scaling equals scaling the sample first, bit for bit', async () => {
+    const base = get('diffusers-legacy', 'float32');
+    const cond = await base.encodeText([base.tokenizer.encode('a cat').ids]);
+    const x = latent(1, 4);
+    for (const gen of GENERATIONS) {
+      const m = get(gen, dtype);
+      const want = (await m.unet(x.map((v) => v * 0.7), 1, H, W, 700, cond)).slice();
+      const got = (await m.unet(x, 1, H, W, 700, cond, { sampleScale: 0.7 })).slice();
+      expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+      expect(maxAbsDiff(got, await m.unet(x, 1, H, W, 700, cond))).toBeGreaterThan(1e-3);
     }
   });
 
