@@ -1,9 +1,9 @@
 // Classifier-free guidance, ε = ε_u + g·(ε_c − ε_u), over a UNet output laid out
 // [uncond × k, cond × k]. It runs on every denoising step, so a float16 export's output is
 // combined straight from the half bits onnxruntime returns: converting all 2n halves to float32
-// first and then combining was two passes over the output for the one pass here. Both forms
-// compute in double from the same float32 values, so they agree bit for bit.
-import { halfValues } from './fp16.js';
+// first and then combining was two passes over the output (and a cold 256 KB table) for the one
+// pass here. Both forms compute in double from the same float32 values, so they agree bit for bit.
+import { halfValue } from './fp16.js';
 
 // Small functions of their own on purpose: V8 optimises these loops far better than the same loop
 // inlined in a long async function (measured ~20× on this loop).
@@ -22,10 +22,9 @@ export function guideFloats(out: Float32Array, g: number, dest: Float32Array): v
 export function guideHalves(out: Uint16Array, g: number, dest: Float32Array): void {
   const n = dest.length;
   checkLength(out.length, n);
-  const value = halfValues();
   for (let p = 0; p < n; p++) {
-    const u = value[out[p]!]!;
-    dest[p] = u + g * (value[out[n + p]!]! - u);
+    const u = halfValue(out[p]!);
+    dest[p] = u + g * (halfValue(out[n + p]!) - u);
   }
 }
 
