@@ -77,8 +77,9 @@ let halfTable: Int32Array | undefined;
 
 // halfValue's tables, indexed by a half's sign and exponent bits (h >>> 10): its value is
 // (mantissa + HALF_LEAD) · HALF_SCALE, exact in a double. 1 KB in all, so they stay in L1 where the
-// 256 KB table above does not: after a UNet run onnxruntime has pushed that one out of the cache,
-// and decoding a step's output through it cost ~3× its warm-cache time (profiled in the step loop).
+// 256 KB table above often does not once the UNet (or a neighbour on the core) has run: in the step
+// loop, guidance through the big table was faster only while it stayed cached and slower at the
+// median (0.115–0.126 vs 0.087–0.113 ms per 2 × 16,384 halves, fp16 DPM++ proxy, load average 6).
 const HALF_LEAD = new Float64Array(64);
 const HALF_SCALE = new Float64Array(64);
 for (let e = 0; e < 64; e++) {

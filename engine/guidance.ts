@@ -1,8 +1,7 @@
 // Classifier-free guidance, ε = ε_u + g·(ε_c − ε_u), over a UNet output laid out
 // [uncond × k, cond × k]. It runs on every denoising step, so a float16 export's output is
 // combined straight from the half bits onnxruntime returns: converting all 2n halves to float32
-// first and then combining was two passes over the output (and a cold 256 KB table) for the one
-// pass here. Both forms compute in double from the same float32 values, so they agree bit for bit.
+// first and then combining was two passes over the output for the one pass here. Both forms compute in double from the same float32 values, so they agree bit for bit.
 import { halfValue } from './fp16.js';
 
 // Small functions of their own on purpose: V8 optimises these loops far better than the same loop
