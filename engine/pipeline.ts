@@ -586,9 +586,11 @@ export class Pipeline {
     const { sampler, k, guidance } = job;
     let x = job.latents;
     const n = x.length;
+    // One options object for the whole loop; each step only sets its input scale.
     const unetOptions: UnetOptions = {
       added: job.added,
       guidance: guidance !== undefined ? { scale: guidance, into: new Float32Array(n) } : undefined,
+      sampleScale: 1,
     };
     // Ancestral steps' noise is drawn ahead on another thread while the UNet runs.
     const noise = this.noiseAhead.stream(job.generators, n / k, sampler.noiseDraws());
