@@ -749,9 +749,6 @@ function repeat(one: Float32Array, k: number): Float32Array {
   return out;
 }
 
-// The per-step loops live in small functions of their own: V8 optimises these far better than
-// the same loop inlined in the long async denoise() (measured ~20× on the guidance loop).
-
 /** Packed RGB bytes → [1,3,H,W] float in [-1,1], the VAE encoder's input range. */
 export function rgbToModelInput(rgb: Uint8Array, width: number, height: number): Float32Array {
   const plane = width * height;
