@@ -7,6 +7,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { float16BitsToFloat32, float32ToFloat16Bits } from './fp16.js';
+import { guideFloats, guideHalves } from './guidance.js';
+import { UnetInput } from './unet-input.js';
 import { createSession } from './providers.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import { ClipTokenizer } from './tokenizer.js';
@@ -27,6 +29,24 @@ export interface TextOverrides {
 export interface AddedConditioning {
   textEmbeds: Float32Array;
   timeIds: Float32Array;
+}
+
+/** Classifier-free guidance applied where the UNet's output is read (see UnetOptions). */
+export interface UnetGuidance {
+  scale: number;
+  /** Receives ε_u + scale·(ε_c − ε_u) for the batch's pictures. */
+  into: Float32Array;
+}
+
+/** What a UNet call may add to its sample and conditioning. */
+export interface UnetOptions {
+  /** SDXL's pooled text and time ids for the UNet batch (required by SDXL UNets; kept converted like `cond`). */
+  added?: AddedConditioning | undefined;
+  /** The UNet runs at batch 2B on [sample, sample] with `cond` (and `added`) laid out
+   * [uncond × B, cond × B]; the guided output is written into `guidance.into` and returned. */
+  guidance?: UnetGuidance | undefined;
+  /** The sampler's input scaling: the UNet sees sample × sampleScale (default 1). */
+  sampleScale?: number;
 }
 
 /** SDXL's second tokenizer and the two encoders together. */
@@ -67,12 +87,12 @@ export interface LoadedModel {
   encodeText(ids: Int32Array[], overrides?: TextOverrides): Promise<Float32Array>;
   /** Present for SDXL models, whose conditioning comes from two encoders (encodeText is encoder 1's last layer). */
   sdxl?: SdxlText;
-  /** One UNet call on model-input latents [B,4,h,w] at `timestep` (a float from the sampler; cast as the model declares).
+  /** One UNet call on latents [B,4,h,w] of `batch` pictures at `timestep` (a float from the sampler; cast as the model declares).
    * `cond` is read once per array and kept converted: pass a new array, never an edited one, for new conditioning.
    * For float16 exports the returned array is reused by the next call: read it before calling again.
-   * `halvesAlike`: the sample's second half repeats its first (guidance's uncond and cond halves),
-   * so a float16 export converts only one half.
-   * `added`: SDXL's pooled text and time ids for the batch (required by SDXL UNets; kept converted like `cond`). */
+   * Input scaling and guidance (`options`) are done here, at the session boundary, because that
+   * is where a float16 export converts: it then converts its input once, in the scaling pass's
+   * wake, and combines its output straight from the half bits (./unet-input.ts, ./guidance.ts). */
   unet(
     sample: Float32Array,
     batch: number,
@@ -80,8 +100,7 @@ export interface LoadedModel {
     latentW: number,
     timestep: number,
     cond: Float32Array,
-    halvesAlike?: boolean,
-    added?: AddedConditioning,
+    options?: UnetOptions,
   ): Promise<Float32Array>;
   /** Diffusion latents (scaled, as the sampler produces them) → image [B,3,8h,8w], roughly in [-1,1]; divides by the scaling factor itself. */
   vaeDecode(latent: Float32Array, batch: number, latentH: number, latentW: number): Promise<Float32Array>;
@@ -174,36 +193,37 @@ function floatTensor(type: 'float32' | 'float16', data: Float32Array, dims: numb
   return new ort.Tensor('float16', float32ToFloat16Bits(data), dims);
 }
 
-/** A float16 ↔ float32 buffer pair reused across calls of the same shape (the UNet's, every step). */
-class HalfScratch {
-  private halves = new Uint16Array(0);
+/** A float32 buffer reused across calls of the same shape (a float16 UNet's output, every step). */
+class ReusedFloats {
   private floats = new Float32Array(0);
-  /** `data` as half bits in the reused buffer; with `halvesAlike` the first half is converted once and copied. */
-  toHalves(data: Float32Array, halvesAlike: boolean): Uint16Array {
-    if (this.halves.length !== data.length) this.halves = new Uint16Array(data.length);
-    const out = this.halves;
-    if (halvesAlike && data.length % 2 === 0) {
-      const half = data.length / 2;
-      float32ToFloat16Bits(data.subarray(0, half), out.subarray(0, half));
-      out.copyWithin(half, 0, half);
-    } else {
-      float32ToFloat16Bits(data, out);
-    }
-    return out;
-  }
-  output(length: number): Float32Array {
+  get(length: number): Float32Array {
     if (this.floats.length !== length) this.floats = new Float32Array(length);
     return this.floats;
   }
 }
 
 /** A float output as float32, whatever the export's float type. */
-function readFloat(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined, name: string, scratch?: HalfScratch): Float32Array {
+function readFloat(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined, name: string, scratch?: ReusedFloats): Float32Array {
+  const data = floatData(info, part, value, name);
+  if (data instanceof Uint16Array) return float16BitsToFloat32(data, scratch?.get(data.length));
+  return data;
+}
+
+/** The UNet output guided into `guidance.into` (see LoadedModel.unet). */
+function readGuided(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined, name: string, guidance: UnetGuidance): Float32Array {
+  const data = floatData(info, part, value, name);
+  if (data instanceof Uint16Array) guideHalves(data, guidance.scale, guidance.into);
+  else guideFloats(data, guidance.scale, guidance.into);
+  return guidance.into;
+}
+
+/** A float output's data: float32 values, or float16 as half bits. */
+function floatData(info: ModelInfo, part: Part, value: ort.OnnxValue | undefined, name: string): Float32Array | Uint16Array {
   if (!(value instanceof ort.Tensor)) throw modelError(info, `${part.rel} returned no "${name}"`);
   const data = value.data;
   if (value.type === 'float32' && data instanceof Float32Array) return data;
   if (value.type === 'float16') {
-    if (data instanceof Uint16Array) return float16BitsToFloat32(data, scratch?.output(data.length));
+    if (data instanceof Uint16Array) return data;
     // Node ≥ 24 has Float16Array, and onnxruntime returns it there.
     return Float32Array.from(data as ArrayLike<number>);
   }
@@ -529,7 +549,8 @@ function assemble(
   const addedTensors = addedTypes && { textEmbeds: perArrayTensor(addedTypes.textEmbeds), timeIds: perArrayTensor(addedTypes.timeIds) };
 
   // Every denoising step converts the same shapes: reuse the buffers instead of allocating two per step.
-  const unetScratch = new HalfScratch();
+  const unetInput = new UnetInput();
+  const unetOutput = new ReusedFloats();
 
   const model: LoadedModel = {
     info,
@@ -544,14 +565,14 @@ function assemble(
       return readFloat(info, textPart, out[hiddenOut], hiddenOut);
     },
 
-    async unet(sample, batch, latentH, latentW, timestep, cond, halvesAlike = false, added = undefined) {
+    async unet(sample, pictures, latentH, latentW, timestep, cond, { added, guidance, sampleScale = 1 } = {}) {
       live();
+      const copies = guidance ? 2 : 1;
+      const batch = copies * pictures;
       const dims = [batch, LATENT_CHANNELS, latentH, latentW];
+      const data = unetInput.form(sampleType, sample, sampleScale, copies);
       const feeds: Record<string, ort.Tensor> = {
-        sample:
-          sampleType === 'float16'
-            ? new ort.Tensor('float16', unetScratch.toHalves(sample, halvesAlike), dims)
-            : new ort.Tensor('float32', sample, dims),
+        sample: data instanceof Uint16Array ? new ort.Tensor('float16', data, dims) : new ort.Tensor('float32', data, dims),
         timestep: timestepTensor(timestep, batch),
         encoder_hidden_states: condTensor(cond, [batch, cond.length / (batch * hiddenDim), hiddenDim]),
       };
@@ -561,7 +582,9 @@ function assemble(
         feeds['time_ids'] = addedTensors.timeIds(added.timeIds, [batch, 6]);
       }
       const out = await run(info, unetPart, feeds);
-      return readFloat(info, unetPart, out[unetOut], unetOut, unetScratch);
+      return guidance
+        ? readGuided(info, unetPart, out[unetOut], unetOut, guidance)
+        : readFloat(info, unetPart, out[unetOut], unetOut, unetOutput);
     },
 
     async vaeDecode(latent, batch, latentH, latentW) {

@@ -10,7 +10,7 @@ import { DEFAULT_MAX_PROMPT_CHUNKS, encodePrompts, type PromptEncoder } from './
 import { EmbeddingLibrary, embeddingFamily } from './embedding-library.js';
 import { formatInfoText, type InfoTextParams } from './infotext.js';
 import { jobLoras, loadKey } from './job-loras.js';
-import { loadModel, type AddedConditioning, type LoadedModel } from './model.js';
+import { loadModel, type AddedConditioning, type LoadedModel, type UnetOptions } from './model.js';
 import { estimateResidentBytes, ModelCache } from './model-cache.js';
 import { DEFAULT_LORA_CACHE_MB, ModelResolver, type ResolvedModel } from './model-resolve.js';
 import { drawHere, NoiseAhead } from './noise-ahead.js';
@@ -581,21 +581,22 @@ export class Pipeline {
   }
 
   /** The denoising loop for one UNet batch. Buffers are allocated once; per step the JS work is
-   * two linear passes (input scaling, guidance) plus the sampler update. */
+   * two linear passes (input scaling and guidance, done by LoadedModel.unet) plus the sampler update. */
   private async denoise(job: DenoiseJob): Promise<Float32Array> {
     const { sampler, k, guidance } = job;
     let x = job.latents;
     const n = x.length;
-    const useCfg = guidance !== undefined;
-    const buffers: StepBuffers = {
-      input: new Float32Array((useCfg ? 2 : 1) * n),
-      guided: useCfg ? new Float32Array(n) : undefined,
+    // One options object for the whole loop; each step only sets its input scale.
+    const unetOptions: UnetOptions = {
+      added: job.added,
+      guidance: guidance !== undefined ? { scale: guidance, into: new Float32Array(n) } : undefined,
+      sampleScale: 1,
     };
     // Ancestral steps' noise is drawn ahead on another thread while the UNet runs.
     const noise = this.noiseAhead.stream(job.generators, n / k, sampler.noiseDraws());
     const drawNoise = (): Float32Array => noise.next();
     try {
-      for (let i = 0; i < sampler.timesteps.length; i++) x = await this.step(job, i, x, buffers, drawNoise);
+      for (let i = 0; i < sampler.timesteps.length; i++) x = await this.step(job, i, x, unetOptions, drawNoise);
     } finally {
       noise.close();
       if (job.countStats) this.counters.noiseWaitMs += noise.waitedMs;
@@ -604,27 +605,20 @@ export class Pipeline {
   }
 
   /** Denoising step i of a UNet batch: the returned latent may be one of the sampler's buffers. */
-  private async step(job: DenoiseJob, i: number, x: Float32Array, buffers: StepBuffers, drawNoise: () => Float32Array): Promise<Float32Array> {
-    const { model, sampler, cond, k, lh, lw, guidance, run, totalSteps } = job;
-    const { input, guided } = buffers;
-    const useCfg = guidance !== undefined;
+  private async step(job: DenoiseJob, i: number, x: Float32Array, unetOptions: UnetOptions, drawNoise: () => Float32Array): Promise<Float32Array> {
+    const { model, sampler, cond, k, lh, lw, run, totalSteps } = job;
     const steps = sampler.timesteps.length;
     throwIfCancelled(run.signal);
     const t0 = performance.now();
-    scaleInto(x, sampler.inputScale(i), input, useCfg);
+    unetOptions.sampleScale = sampler.inputScale(i);
 
     const clock = this.options.sessionClock;
     const o0 = clock ? clock() : 0;
     const u0 = performance.now();
-    const out = await model.unet(input, useCfg ? 2 * k : k, lh, lw, sampler.timesteps[i]!, cond, useCfg, job.added);
+    const modelOutput = await model.unet(x, k, lh, lw, sampler.timesteps[i]!, cond, unetOptions);
     const unetMs = performance.now() - u0;
     const ortMs = clock ? clock() - o0 : 0;
 
-    let modelOutput = out;
-    if (guided && guidance !== undefined) {
-      applyGuidance(out, guidance, guided);
-      modelOutput = guided;
-    }
     const next = sampler.step(i, x, modelOutput, drawNoise);
 
     const stepMs = performance.now() - t0;
@@ -653,12 +647,6 @@ export class Pipeline {
     }
     return next;
   }
-}
-
-/** Per-batch buffers every step writes into: the UNet input and the guided model output. */
-interface StepBuffers {
-  input: Float32Array;
-  guided: Float32Array | undefined;
 }
 
 /** The budget in bytes: absent → unbounded; 0 → a share of the machine's memory. */
@@ -759,25 +747,6 @@ function repeat(one: Float32Array, k: number): Float32Array {
   const out = new Float32Array(one.length * k);
   for (let j = 0; j < k; j++) out.set(one, j * one.length);
   return out;
-}
-
-// The per-step loops live in small functions of their own: V8 optimises these far better than
-// the same loop inlined in the long async denoise() (measured ~20× on the guidance loop).
-
-/** UNet input for one step: x·scale, twice over (uncond and cond halves) under guidance. */
-function scaleInto(x: Float32Array, scale: number, dest: Float32Array, twice: boolean): void {
-  const n = x.length;
-  for (let p = 0; p < n; p++) dest[p] = x[p]! * scale;
-  if (twice) dest.copyWithin(n, 0, n);
-}
-
-/** Classifier-free guidance on a batch laid out [uncond × k, cond × k]: ε = ε_u + g·(ε_c − ε_u). */
-function applyGuidance(out: Float32Array, g: number, dest: Float32Array): void {
-  const n = dest.length;
-  for (let p = 0; p < n; p++) {
-    const u = out[p]!;
-    dest[p] = u + g * (out[n + p]! - u);
-  }
 }
 
 /** Packed RGB bytes → [1,3,H,W] float in [-1,1], the VAE encoder's input range. */

@@ -316,18 +316,26 @@ class EulerSampler implements ScheduledSampler {
     if (!this.x0 || this.x0.length !== x.length) this.x0 = new Float32Array(x.length);
     const x0 = this.x0;
     const out = this.buffers.out(x.length, x);
-    for (let k = 0; k < x.length; k++) {
-      const xk = x[k]!;
-      const d0 = a * xk + b * modelOutput[k]!;
-      x0[k] = d0;
-      out[k] = xk + (xk - d0) * dtOverSigma;
-    }
     // diffusers draws noise on the last step too and multiplies it by σ_up = 0; skipping that
     // draw changes no image (the stream is not used afterwards).
-    if (sigmaUp > 0) {
-      const z = noise();
-      if (z.length !== x.length) throw new RangeError(`sampler: noise has ${z.length} values, latent ${x.length}`);
-      for (let k = 0; k < out.length; k++) out[k] = out[k]! + z[k]! * sigmaUp;
+    const z = sigmaUp > 0 ? noise() : undefined;
+    if (z && z.length !== x.length) throw new RangeError(`sampler: noise has ${z.length} values, latent ${x.length}`);
+    if (z) {
+      // The noise is added in the same pass (this runs every step): the update is rounded to
+      // float32 first, as storing it before a second pass did, so the sum is bit for bit the same.
+      for (let k = 0; k < x.length; k++) {
+        const xk = x[k]!;
+        const d0 = a * xk + b * modelOutput[k]!;
+        x0[k] = d0;
+        out[k] = Math.fround(xk + (xk - d0) * dtOverSigma) + z[k]! * sigmaUp;
+      }
+    } else {
+      for (let k = 0; k < x.length; k++) {
+        const xk = x[k]!;
+        const d0 = a * xk + b * modelOutput[k]!;
+        x0[k] = d0;
+        out[k] = xk + (xk - d0) * dtOverSigma;
+      }
     }
     this.stepped = true;
     return out;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { float16BitsToFloat32, float32ToFloat16Bits } from '../engine/fp16.js';
+import { float16BitsToFloat32, float32ToFloat16Bits, halfValue } from '../engine/fp16.js';
 
 const toHalf = (x: number): number => float32ToFloat16Bits(Float32Array.of(x))[0]!;
 const fromHalf = (h: number): number => float16BitsToFloat32(Uint16Array.of(h))[0]!;
@@ -124,5 +124,35 @@ describe('float16BitsToFloat32', () => {
       if (isNaN) expect(back[i]! & 0x7e00).toBe(0x7e00);
       else if (back[i] !== i) throw new Error(`0x${i.toString(16)} came back as 0x${back[i]!.toString(16)}`);
     }
+  });
+});
+
+/** A number's float32 bit pattern as a Float32Array store leaves it (how NaN payloads are compared). */
+const f32Bits = (x: number): number => new Uint32Array(Float32Array.of(x).buffer)[0]!;
+
+describe('halfValue', () => {
+  it('is the number a Float32Array read of float16BitsToFloat32 gives, for every half (zeros, subnormals, Inf and NaN payloads included)', () => {
+    const all = new Uint16Array(65536).map((_, i) => i);
+    const floats = float16BitsToFloat32(all);
+    for (let h = 0; h < 65536; h++) {
+      const got = halfValue(h);
+      const want = floats[h]!;
+      if (Number.isNaN(want) ? f32Bits(got) !== f32Bits(want) : !Object.is(got, want)) {
+        throw new Error(`0x${h.toString(16)}: got ${got} (0x${f32Bits(got).toString(16)}), want ${want} (0x${f32Bits(want).toString(16)})`);
+      }
+    }
+  });
+
+  it('decodes edge values', () => {
+    expect(Object.is(halfValue(0x8000), -0)).toBe(true);
+    expect(Object.is(halfValue(0x0000), 0)).toBe(true);
+    expect(halfValue(0x0001)).toBe(2 ** -24);
+    expect(halfValue(0x83ff)).toBe(-1023 * 2 ** -24);
+    expect(halfValue(0x0400)).toBe(2 ** -14);
+    expect(halfValue(0x7bff)).toBe(65504);
+    expect(halfValue(0x3c01)).toBe(1 + 2 ** -10);
+    expect(halfValue(0xfc00)).toBe(-Infinity);
+    expect(Number.isNaN(halfValue(0x7c01))).toBe(true);
+    expect(Number.isNaN(halfValue(0xfe00))).toBe(true);
   });
 });

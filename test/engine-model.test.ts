@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { guideFloats } from '../engine/guidance.js';
 import { loadModel, type LoadedModel } from '../engine/model.js';
 import { providerOrder, resetProviderStateForTests } from '../engine/providers.js';
 import { inspectModelFolder, scanModels } from '../engine/registry.js';
@@ -99,6 +100,42 @@ describe.each(DTYPES)('every export generation agrees (%s)', (dtype) => {
     for (const gen of GENERATIONS) {
       const got = await get(gen, dtype).unet(sample, 2, H, W, 500, cond);
       expect(maxAbsDiff(got, want)).toBeLessThan(dtype === 'float32' ? 1e-4 : tol * 2);
+    }
+  });
+
+  it('unet with guidance and input scaling runs [x·s, x·s] at batch 2 and returns exactly the guided combination of that run', async () => {
+    const base = get('diffusers-legacy', 'float32');
+    const cond = await base.encodeText([base.tokenizer.encode('').ids, base.tokenizer.encode('a fox in the snow').ids]);
+    const one = latent(1, 3);
+    const scale = 0.3;
+    const both = new Float32Array(2 * one.length);
+    both.set(one.map((v) => v * scale));
+    both.set(one.map((v) => v * scale), one.length);
+    for (const gen of GENERATIONS) {
+      const m = get(gen, dtype);
+      // Copied: a float16 export reuses its output buffer on the next call.
+      const plain = (await m.unet(both, 2, H, W, 500, cond)).slice();
+      const want = new Float32Array(one.length);
+      guideFloats(plain, 7.5, want);
+      const into = new Float32Array(one.length);
+      const got = await m.unet(one, 1, H, W, 500, cond, { guidance: { scale: 7.5, into }, sampleScale: scale });
+      expect(got).toBe(into);
+      expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+      // The two halves really differ (else the guidance would be invisible).
+      expect(maxAbsDiff(got, plain.subarray(one.length))).toBeGreaterThan(1e-3);
+    }
+  });
+
+  it('unet input scaling equals scaling the sample first, bit for bit', async () => {
+    const base = get('diffusers-legacy', 'float32');
+    const cond = await base.encodeText([base.tokenizer.encode('a cat').ids]);
+    const x = latent(1, 4);
+    for (const gen of GENERATIONS) {
+      const m = get(gen, dtype);
+      const want = (await m.unet(x.map((v) => v * 0.7), 1, H, W, 700, cond)).slice();
+      const got = (await m.unet(x, 1, H, W, 700, cond, { sampleScale: 0.7 })).slice();
+      expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+      expect(maxAbsDiff(got, await m.unet(x, 1, H, W, 700, cond))).toBeGreaterThan(1e-3);
     }
   });
 
