@@ -112,7 +112,8 @@ def main():
           f'{result["mean_rgb_training"]}', flush=True)
 
     shown = ['red apple', 'green apple', 'blue circle', 'yellow square', 'rocket', 'pizza']
-    rows = [(p, np.stack([sampling.sample(model, cfg, p, 1000 + i)[1] for i in range(PICTURES)])) for p in shown]
+    rows = [(f'{p} (held out)' if p in drawn else p, np.stack([sampling.sample(model, cfg, p, 1000 + i)[1] for i in range(PICTURES)]))
+            for p in shown]
     rows += [(f'{p} (held out)', drawn[p]) for p, _ in prompts[:8]]
     sheet(rows, args.sheet)
 
