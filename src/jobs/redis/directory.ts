@@ -4,7 +4,7 @@
 // "nobody has had it for a while".
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { keys, type WorkerBeat } from './protocol.js';
+import { decodeBeat, keys, type WorkerBeat } from './protocol.js';
 
 export const DIRECTORY_POLL_MS = 1_000;
 
@@ -52,12 +52,8 @@ export class WorkerDirectory {
     const values = found.length > 0 ? await this.conn.mget(...found) : [];
     const beats: WorkerBeat[] = [];
     for (const value of values) {
-      if (!value) continue;
-      try {
-        beats.push(JSON.parse(value) as WorkerBeat);
-      } catch {
-        // a half-written or foreign key: ignored
-      }
+      const beat = value ? decodeBeat(value) : undefined;
+      if (beat) beats.push(beat);
     }
     beats.sort((a, b) => a.id.localeCompare(b.id));
     const at = this.now();

@@ -89,6 +89,44 @@ export interface WireFailure {
 
 export type WorkerBeat = WorkerStatus;
 
+const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/**
+ * A heartbeat as read back from Redis, or undefined for anything else under a worker key (a
+ * half-written value, another program's key, a worker of a far older or newer shape): the bot
+ * reads these every second, so one odd value must cost a missing worker, never the refresh loop.
+ * Optional fields of the wrong type are dropped rather than the whole beat.
+ */
+export function decodeBeat(raw: string): WorkerBeat | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const b = v as Record<string, unknown>;
+  if (typeof b.id !== 'string' || !isStringArray(b.models) || !isCount(b.at)) return undefined;
+  const beat: WorkerBeat = {
+    id: b.id,
+    host: typeof b.host === 'string' ? b.host : '',
+    models: b.models,
+    done: isCount(b.done) ? b.done : 0,
+    since: isCount(b.since) ? b.since : b.at,
+    at: b.at,
+  };
+  if (typeof b.loaded === 'string') beat.loaded = b.loaded;
+  if (isStringArray(b.loadedModels)) beat.loadedModels = loadedForBeat(b.loadedModels);
+  if (typeof b.provider === 'string') beat.provider = b.provider;
+  if (isCount(b.imagesPerMinute)) beat.imagesPerMinute = b.imagesPerMinute;
+  const c = b.current as Record<string, unknown> | null | undefined;
+  if (typeof c === 'object' && c !== null && typeof c.jobId === 'string' && isCount(c.step) && isCount(c.total)) {
+    beat.current = { jobId: c.jobId, step: c.step, total: c.total };
+  }
+  return beat;
+}
+
 /** A heartbeat is read by the bot every second: it names at most this many loaded models… */
 export const MAX_LOADED_REPORTED = 16;
 /** …each at most this long (a key lists the LoRAs of a variant; a longer one is left out). */
