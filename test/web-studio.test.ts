@@ -389,10 +389,10 @@ describe.skipIf(!hasChromium)('the web studio in Chromium, on loopback as the lo
     for (const id of [first, second]) {
       await expect(cardOf(page, id).locator('.singles img').count()).resolves.toBe(4);
       // The card may have just been drawn: the picture's width once it has loaded (0 if it failed).
-      const width = cardOf(page, id)
-        .locator('.singles img')
-        .first()
-        .evaluate(
+      // Pictures load lazily, so one below the fold never loads until it is scrolled into view.
+      const picture = cardOf(page, id).locator('.singles img').first();
+      await picture.scrollIntoViewIfNeeded();
+      const width = picture.evaluate(
           (img) =>
             new Promise<number>((resolve) => {
               const el = img as HTMLImageElement;
