@@ -3,7 +3,8 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { parseJobRequest } from '../src/jobs/parse.js';
-import { refuse } from './format.js';
+import { readPlainDecimal } from '../src/jobs/numbers.js';
+import { refuse, shorten } from './format.js';
 import { submitFor, submittedReply } from './lookup.js';
 import type { CommandContext, CommandReply, CommandRequest } from './types.js';
 
@@ -18,6 +19,14 @@ export function uploadFile(id: string): string {
   return `uploads/${id}.png`;
 }
 
+/** The form's strength field: absent or empty means the default; anything but a plain decimal is refused. */
+function readStrength(raw: string | number | boolean | undefined): number | undefined {
+  if (raw === undefined || raw === '') return DEFAULT_STRENGTH;
+  if (typeof raw === 'number') return Number.isFinite(raw) ? raw : undefined;
+  if (typeof raw !== 'string') return undefined;
+  return readPlainDecimal(raw);
+}
+
 export async function img2img(req: CommandRequest, ctx: CommandContext): Promise<CommandReply> {
   const { init, strength: rawStrength, ...options } = req.options ?? {};
   if (typeof init !== 'string' || !UPLOAD_ID.test(init)) return refuse('Drop or paste the picture to start from first.');
@@ -28,8 +37,10 @@ export async function img2img(req: CommandRequest, ctx: CommandContext): Promise
     return refuse('The picture to start from is gone (it expired or the bot was moved); drop it again.');
   }
   const notes: string[] = [];
-  let strength = rawStrength === undefined || rawStrength === '' ? DEFAULT_STRENGTH : Number(rawStrength);
-  if (!Number.isFinite(strength)) return refuse(`Strength must be a number from ${MIN_STRENGTH} to 1, not ${String(rawStrength)}.`);
+  let strength = readStrength(rawStrength);
+  if (strength === undefined) {
+    return refuse(`Strength must be a number from ${MIN_STRENGTH} to 1, not ${shorten(String(rawStrength), 20)}.`);
+  }
   if (strength < MIN_STRENGTH || strength > 1) {
     const clamped = Math.min(1, Math.max(MIN_STRENGTH, strength));
     notes.push(`strength ${strength} → ${clamped} (from ${MIN_STRENGTH} to 1)`);

@@ -2,6 +2,7 @@
 // out-of-range numbers are clamped with an explanation, nonsense is refused with the choices.
 import { SAMPLERS } from '../engine/types.js';
 import { parseAspect } from '../src/jobs/aspect.js';
+import { readPlainDecimal } from '../src/jobs/numbers.js';
 import { resolveSampler } from '../src/jobs/parse.js';
 import type { MemberSettings } from '../src/jobs/types.js';
 import { refuse, shorten } from './format.js';
@@ -52,10 +53,8 @@ function clampNumber(
   integer: boolean,
   why: string,
 ): Outcome {
-  // Plain decimals only, as the /imagine parser reads them: Number() alone would take 0x10 or 1e1.
-  const text = raw.replace(',', '.');
-  const n = /^[-+]?(\d+(\.\d*)?|\.\d+)$/.test(text) ? Number(text) : Number.NaN;
-  if (!raw || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+  const n = readPlainDecimal(raw) ?? Number.NaN;
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) {
     return { ok: false, error: `${label} takes ${integer ? 'a whole number' : 'a number'} from ${min} to ${max}; "${shorten(raw, 20)}" is not one.` };
   }
   if (n > max) return { ok: true, value: max, note: `${label} ${n} → ${max}, ${why}.` };

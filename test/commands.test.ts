@@ -1,6 +1,7 @@
 // The platform-neutral commands' decisions, against a small in-memory job service and settings
 // store (the real service has its own tests; here only what each command decides matters).
-import { readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
@@ -868,5 +869,29 @@ describe('on the real job service and engine', () => {
     } finally {
       await h.close();
     }
+  });
+});
+
+describe('/img2img strength', () => {
+  it('takes plain decimals and refuses what Number() would bend (0x10, a blank, a boolean), queueing nothing', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'img2img-strength-'));
+    await mkdir(path.join(dir, 'uploads'));
+    await writeFile(path.join(dir, 'uploads', 'abcdefabcdef.png'), 'not read here');
+    const { ctx, jobs } = setup({ dataDir: dir });
+    const run = (strength: string | number | boolean | undefined) =>
+      runCommand(req('img2img', ada, { text: 'a fox', options: { init: 'abcdefabcdef', ...(strength !== undefined ? { strength } : {}) } }), ctx);
+    for (const bad of ['0x10', ' ', 'Infinity', 'half', true, Number.NaN]) {
+      const reply = await run(bad);
+      expect(reply.ok, String(bad)).toBe(false);
+      expect(reply.text, String(bad)).toMatch(/^Strength must be a number from 0.05 to 1/);
+    }
+    expect(jobs.submitted).toHaveLength(0);
+    const strengths: number[] = [];
+    for (const good of ['0,4', ' .3 ', 0.5, undefined, '7']) {
+      const reply = await run(good);
+      expect(reply.ok, String(good)).toBe(true);
+      strengths.push(jobs.submitted.at(-1)!.spec.init!.strength);
+    }
+    expect(strengths).toEqual([0.4, 0.3, 0.5, 0.6, 1]);
   });
 });

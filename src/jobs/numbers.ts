@@ -41,3 +41,14 @@ export function clampToSafe(n: TypedNumber): number {
   if (n.value < -limit) return -limit;
   return n.value;
 }
+
+const PLAIN_DECIMAL = /^[-+]?(\d+(\.\d*)?|\.\d+)$/;
+
+/**
+ * A stored setting or a form field: plain decimals only ("0.5", "0,5", "12"), so a typo such as
+ * "0x10", "1e1" or a blank never becomes a value Number() would make of it (16, 10, 0).
+ */
+export function readPlainDecimal(raw: string): number | undefined {
+  const text = raw.normalize('NFKC').trim().replace(',', '.');
+  return PLAIN_DECIMAL.test(text) ? Number(text) : undefined;
+}
