@@ -1,15 +1,18 @@
-// The demo model through the chat platforms: a fresh clone (no models/ folder) answering a
-// Discord /imagine and a Telegram message with pictures whose colour follows the prompt, via
-// the real discord.js / grammY clients against the loopback fakes.
+// The demo model through the chat platforms and the web studio: a fresh clone (no models/ folder)
+// answering a Discord /imagine, a Telegram message and a studio request with pictures whose colour
+// follows the prompt, via the real discord.js / grammY clients against the loopback fakes and the
+// studio's own HTTP API.
 import { afterEach, describe, expect, it } from 'vitest';
 import { startDiscord } from '../src/adapters/discord/index.js';
 import { startTelegram } from '../src/adapters/telegram/index.js';
+import { startWeb } from '../src/adapters/web/index.js';
+import { DEMO_MODEL_NOTICE } from '../engine/registry.js';
 import type { AdapterHandle } from '../src/adapters/types.js';
 import { startFakeDiscord, type FakeDiscord } from './fakes/discord/index.js';
 import { FOLLOW_UP } from './helpers/discord-bot.js';
 import { FakeBotApi } from './fakes/telegram/server.js';
 import { redOverGreen, rgbOf } from './helpers/demo-model.js';
-import { createHarness, type Harness } from './helpers/harness.js';
+import { createHarness, waitForJobEvent, type Harness } from './helpers/harness.js';
 
 const DRAW = { steps: 20, sampler: 'DPM++ 2M Karras' as const, guidance: 7 };
 const JOB_MS = 90_000;
@@ -71,5 +74,34 @@ describe('demo model in the chats (fresh clone, no models/)', () => {
     );
     expect(String(photo.params.caption)).toContain('red apple');
     expect(redOverGreen(await rgbOf(photo.files.photo!.data))).toBeGreaterThan(0);
+  });
+
+  it('web studio: the page is told it is the demo model, and "red apple" comes back as a grid more red than green', async () => {
+    const h = await freshClone();
+    const config = { ...h.config, web: { ...h.config.web, port: 0 } };
+    const web = await startWeb({ config, jobs: h.jobs, commands: { ...h.commands, config }, log: h.log });
+    running.push({ stop: () => web.stop() });
+
+    // Loopback with no access configured: the page's first call opens a local session.
+    const me = await fetch(`${web.url}/api/me`);
+    const page = (await me.json()) as { notice: string | null; csrf: string; models: string[] };
+    expect(page.notice).toBe(DEMO_MODEL_NOTICE);
+    expect(page.models).toHaveLength(1);
+    const cookie = (me.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+
+    const answer = await fetch(`${web.url}/api/imagine`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Cookie: cookie, 'X-CSRF-Token': page.csrf },
+      body: JSON.stringify({ prompt: 'red apple', options: { seed: 100 } }),
+    });
+    const queued = (await answer.json()) as { ok: boolean; job?: { id: string } };
+    expect(queued.ok).toBe(true);
+    const jobId = queued.job!.id;
+    const done = waitForJobEvent(h, jobId, 'done');
+    const status = (await h.jobs.get(jobId))?.status;
+    if (status !== 'done' && status !== 'delivered') await done;
+    const grid = await fetch(`${web.url}/img/${jobId}/grid`, { headers: { Cookie: cookie } });
+    expect(grid.status).toBe(200);
+    expect(redOverGreen(await rgbOf(Buffer.from(await grid.arrayBuffer())))).toBeGreaterThan(0);
   });
 });
