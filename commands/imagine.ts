@@ -12,6 +12,9 @@ export async function imagine(req: CommandRequest, ctx: CommandContext): Promise
   if (req.options !== undefined) input.options = req.options;
   const parsed = parseJobRequest(input, { config: ctx.config, models: ctx.models(), member });
   if (!parsed.ok) return refuse(parsed.error);
-  const outcome = await submitFor(req, ctx, 'imagine', parsed.spec, parsed.notes);
-  return submittedReply(outcome, '', parsed.notes);
+  const notice = ctx.chatNotice?.pending(req.target);
+  const notes = notice ? [...parsed.notes, `Note: ${notice}.`] : parsed.notes;
+  const outcome = await submitFor(req, ctx, 'imagine', parsed.spec, notes);
+  if (notice && outcome.ok) ctx.chatNotice?.markTold(req.target);
+  return submittedReply(outcome, '', notes);
 }

@@ -2,6 +2,7 @@
 // CommandRequest, call runCommand, and draw the CommandReply with their own widgets.
 // Nothing here may import a platform library.
 import type { Logger } from 'pino';
+import type { ChatNotice } from './chat-notice.js';
 import type { ModelInfo } from '../engine/types.js';
 import type { Config } from '../src/config/schema.js';
 import type { Job, JobService, ReplyTarget, Requester, SettingsRepo } from '../src/jobs/types.js';
@@ -102,5 +103,7 @@ export interface CommandContext {
   models(): ModelInfo[];
   /** Set while only the bundled demo model is installed: members are told what it can draw. */
   modelNotice?(): string | undefined;
+  /** Tells each chat the model notice once (chat-notice.ts); absent where nobody needs telling. */
+  chatNotice?: ChatNotice;
   log: Logger;
 }

@@ -2,6 +2,7 @@
 // service → command context. src/main.ts adds the adapters and signals; tests add fakes.
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { ChatNotice } from '../commands/chat-notice.js';
 import type { CommandContext } from '../commands/types.js';
 import { createEngine, DEMO_MODELS_DIR } from '../engine/index.js';
 import type { Engine, ModelScan } from '../engine/types.js';
@@ -65,6 +66,7 @@ export async function createCore(config: Config, log: Logger): Promise<Core> {
     settings: store.settings,
     models: () => scan.models,
     modelNotice: () => scan.notice,
+    chatNotice: new ChatNotice(() => scan.notice),
     log,
   };
 

@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
+import { ChatNotice } from '../commands/chat-notice.js';
 import { encodeAction } from '../commands/codec.js';
 import { pictureSpec } from '../commands/format.js';
 import { runCommand, SOMETHING_WENT_WRONG } from '../commands/index.js';
@@ -893,5 +894,38 @@ describe('/img2img strength', () => {
       strengths.push(jobs.submitted.at(-1)!.spec.init!.strength);
     }
     expect(strengths).toEqual([0.4, 0.3, 0.5, 0.6, 1]);
+  });
+});
+
+describe('demo model notice in the chats', () => {
+  const NOTICE = 'demo model: small emoji-style pictures';
+  const chat = (platform: 'discord' | 'telegram' | 'web', chatId: string) => ({ platform, chatId, handle: {} });
+
+  it('the first /imagine queued from each chat carries it, in the answer and on the job; a refused one tells nobody; the web never', async () => {
+    const { ctx, jobs } = setup();
+    ctx.chatNotice = new ChatNotice(() => NOTICE);
+    const draw = (target: ReturnType<typeof chat>) => runCommand(req('imagine', ada, { text: 'a fox', target }), ctx);
+
+    jobs.refuseWith = 'The queue is full.';
+    expect((await draw(chat('discord', 'c1'))).text).not.toContain(NOTICE);
+    delete jobs.refuseWith;
+
+    const first = await draw(chat('discord', 'c1'));
+    expect(first.text).toContain(`Note: ${NOTICE}.`);
+    expect(jobs.submitted.at(-1)!.notes).toContain(`Note: ${NOTICE}.`);
+    expect((await draw(chat('discord', 'c1'))).text).not.toContain(NOTICE);
+    expect(jobs.submitted.at(-1)!.notes).not.toContain(`Note: ${NOTICE}.`);
+    expect((await draw(chat('telegram', 'c1'))).text).toContain(NOTICE);
+    expect((await draw(chat('web', 'ada'))).text).not.toContain(NOTICE);
+  });
+
+  it('says nothing once a real model is installed, and forgets the oldest chats past its bound', () => {
+    let notice: string | undefined = NOTICE;
+    const notices = new ChatNotice(() => notice, 2);
+    for (const id of ['a', 'b', 'c']) notices.markTold(chat('discord', id));
+    expect(notices.pending(chat('discord', 'a'))).toBe(NOTICE);
+    expect(notices.pending(chat('discord', 'c'))).toBeUndefined();
+    notice = undefined;
+    expect(notices.pending(chat('discord', 'a'))).toBeUndefined();
   });
 });

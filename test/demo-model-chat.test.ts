@@ -37,7 +37,7 @@ function track(adapter: AdapterHandle): AdapterHandle {
 }
 
 describe('demo model in the chats (fresh clone, no models/)', () => {
-  it('Discord: /imagine "green apple" comes back as a grid more green than red', async () => {
+  it('Discord: /imagine "green apple" comes back as a grid more green than red, and says once that it is the demo model', async () => {
     const fake: FakeDiscord = await startFakeDiscord({ heartbeatIntervalMs: 1000 });
     running.push({ stop: () => fake.close() });
     const h = await freshClone({ config: { discord: { apiUrl: fake.apiUrl, progressEditMs: 250 } } });
@@ -51,9 +51,18 @@ describe('demo model in the chats (fresh clone, no models/)', () => {
       'the result grid',
     );
     expect(redOverGreen(await rgbOf(result.files[0]!.data))).toBeLessThan(0);
+    // The channel is told once why the pictures are tiny emoji: on this first result, not the next.
+    expect(String(result.body?.content)).toContain(DEMO_MODEL_NOTICE);
+    const again = fake.slashCommand('imagine', { prompt: 'red apple', seed: 101 });
+    const second = await fake.waitForRequest(
+      (r) => r.route === FOLLOW_UP && r.params.token === again.token && r.files.length > 0,
+      JOB_MS,
+      'the second result grid',
+    );
+    expect(String(second.body?.content)).not.toContain('demo model');
   });
 
-  it('Telegram: a private "red apple" comes back as a grid more red than green', async () => {
+  it('Telegram: a private "red apple" comes back as a grid more red than green, with the demo model notice', async () => {
     const fake = await FakeBotApi.start();
     running.push({ stop: async () => { fake.releaseAll(); await fake.close(); } });
     const h = await freshClone({ config: { telegram: { apiRoot: fake.apiRoot, privateEditMs: 250, groupEditMs: 250 } } });
@@ -74,6 +83,12 @@ describe('demo model in the chats (fresh clone, no models/)', () => {
     );
     expect(String(photo.params.caption)).toContain('red apple');
     expect(redOverGreen(await rgbOf(photo.files.photo!.data))).toBeGreaterThan(0);
+    // The result's details, sent after the photo, tell the chat it is the demo model.
+    await fake.waitFor(
+      (c) => c.method === 'sendMessage' && c.status === 200 && Number(c.params.chat_id) === chat.id && String(c.params.text).includes(DEMO_MODEL_NOTICE),
+      JOB_MS,
+      'the demo model notice',
+    );
   });
 
   it('web studio: the page is told it is the demo model, and "red apple" comes back as a grid more red than green', async () => {
