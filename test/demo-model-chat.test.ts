@@ -5,7 +5,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startDiscord } from '../src/adapters/discord/index.js';
 import { startTelegram } from '../src/adapters/telegram/index.js';
-import { startWeb } from '../src/adapters/web/index.js';
 import { DEMO_MODEL_NOTICE } from '../engine/registry.js';
 import type { AdapterHandle } from '../src/adapters/types.js';
 import { startFakeDiscord, type FakeDiscord } from './fakes/discord/index.js';
@@ -13,6 +12,7 @@ import { FOLLOW_UP } from './helpers/discord-bot.js';
 import { FakeBotApi } from './fakes/telegram/server.js';
 import { redOverGreen, rgbOf } from './helpers/demo-model.js';
 import { createHarness, waitForJobEvent, type Harness } from './helpers/harness.js';
+import { bootStudio } from './helpers/web.js';
 
 const DRAW = { steps: 20, sampler: 'DPM++ 2M Karras' as const, guidance: 7 };
 const JOB_MS = 90_000;
@@ -92,10 +92,9 @@ describe('demo model in the chats (fresh clone, no models/)', () => {
   });
 
   it('web studio: the page is told it is the demo model, and "red apple" comes back as a grid more red than green', async () => {
-    const h = await freshClone();
-    const config = { ...h.config, web: { ...h.config.web, port: 0 } };
-    const web = await startWeb({ config, jobs: h.jobs, commands: { ...h.commands, config }, log: h.log });
-    running.push({ stop: () => web.stop() });
+    const studio = await bootStudio({ withoutModels: true, config: { defaults: DRAW } });
+    running.push({ stop: () => studio.close() });
+    const { harness: h, web } = studio;
 
     // Loopback with no access configured: the page's first call opens a local session.
     const me = await fetch(`${web.url}/api/me`);

@@ -119,7 +119,6 @@ export async function startEngineWorker(opts: EngineWorkerOptions): Promise<Engi
       });
       beat.loaded = result.model;
       drewLast = loadKeyOf(request);
-      beat.loadedModels = loadedNow();
       beat.provider = result.provider;
       const images = await Promise.all(
         result.images.map(async (image) => ({
